@@ -1,0 +1,142 @@
+"""Bookings, their series, the waitlist, retries, imported calendars and notifications."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, CheckConstraint, Index, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+from core.db import UTCDateTime, enum_type
+from core.models import utcnow
+
+
+class BookingStatus(StrEnum):
+    pending = "pending"  # awaiting lab approval; holds the slot
+    confirmed = "confirmed"
+    cancelled = "cancelled"
+    rejected = "rejected"
+    expired = "expired"  # pending too long without a decision
+    displaced = "displaced"  # a blackout took the slot
+    completed = "completed"
+    no_show = "no_show"
+
+
+# Statuses that hold the instrument: two of these never overlap on one instrument.
+ACTIVE_STATUSES = (BookingStatus.pending, BookingStatus.confirmed)
+
+
+class BookingSeries(SQLModel, table=True):
+    """A recurring booking request (RFC 5545 RRULE) and the occurrences it produced."""
+
+    __tablename__ = "booking_series"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    rrule: str = Field(max_length=500)
+    first_start_at: datetime = Field(sa_type=UTCDateTime)
+    duration_minutes: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Booking(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="nonempty"),
+        Index("ix_booking_instrument_id_start_at", "instrument_id", "start_at"),
+        Index("ix_booking_user_id_start_at", "user_id", "start_at"),
+        Index("ix_booking_status_start_at", "status", "start_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id")
+    user_id: int = Field(foreign_key="user.id")
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    status: BookingStatus = Field(default=BookingStatus.confirmed, sa_type=enum_type(BookingStatus))
+    purpose: str = Field(default="", max_length=1000)
+    series_id: int | None = Field(default=None, foreign_key="booking_series.id", index=True)
+    # Bumped on every change: the ETag, and the iCalendar SEQUENCE.
+    version: int = 1
+    # A pending booking that nobody decides on by then expires and frees its slot.
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """The first answer to a create, kept so a retry with the same key gets it again."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_key_user_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id")
+    key: str = Field(max_length=200)
+    request_hash: str = Field(max_length=64)
+    status_code: int
+    response: dict = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WaitlistStatus(StrEnum):
+    waiting = "waiting"
+    booked = "booked"
+    withdrawn = "withdrawn"
+    lapsed = "lapsed"  # the wanted time passed
+
+
+class WaitlistEntry(SQLModel, table=True):
+    """Someone who wants a taken slot; the first who fits gets it when it frees."""
+
+    __tablename__ = "waitlist_entry"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="nonempty"),
+        Index("ix_waitlist_entry_instrument_id_status", "instrument_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id")
+    user_id: int = Field(foreign_key="user.id", index=True)
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    purpose: str = Field(default="", max_length=1000)
+    status: WaitlistStatus = Field(default=WaitlistStatus.waiting, sa_type=enum_type(WaitlistStatus))
+    booking_id: int | None = Field(default=None, foreign_key="booking.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CalendarSource(SQLModel, table=True):
+    """A lab's own calendar for one instrument; its events become imported busy time."""
+
+    __tablename__ = "calendar_source"
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id", index=True)
+    url: str | None = Field(default=None, max_length=2000)
+    refresh_minutes: int = 60
+    last_fetched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
+    events_imported: int = 0
+    created_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: what we told a person; a mailer sends those not yet sent."""
+
+    __table_args__ = (Index("ix_notification_user_id_created_at", "user_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id")
+    kind: str = Field(max_length=64)
+    subject: str = Field(max_length=300)
+    body: str = Field(default="", max_length=10000)
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    booking_id: int | None = Field(default=None, foreign_key="booking.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)

@@ -1,0 +1,21 @@
+"""Request and response shapes of the kernel: sign-in and accounts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from core.models import Role
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class UserPublic(BaseModel):
+    id: int
+    email: str
+    name: str
+    role: Role
+    institution_id: int | None
+    lab_id: int | None

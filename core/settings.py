@@ -1,0 +1,102 @@
+"""The one place that reads configuration: environment variables prefixed LABSHARE_."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
+
+# ISO 4217 currencies we know the minor unit of (as Stripe writes them: lower case).
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "cny": 2,
+    "usd": 2,
+    "eur": 2,
+    "gbp": 2,
+    "hkd": 2,
+    "chf": 2,
+    "sgd": 2,
+    "aud": 2,
+    "cad": 2,
+    "jpy": 0,
+    "krw": 0,
+}
+
+
+class Settings(BaseSettings):
+    """labshare's settings; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="LABSHARE_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./labshare.db"
+    mqtt_url: str | None = None
+    secret_key: str | None = None
+    timezone: str = "Asia/Shanghai"
+    currency: str = "cny"
+    stripe_api_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str | None = Field(
+        default=None, description="Override Stripe's API base (tests point it at a local server)."
+    )
+    data_dir: Path = Path(".labshare")
+    token_ttl_minutes: int = 12 * 60
+    smtp_url: str | None = None
+    page_size_max: int = 200
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str) -> str:
+        value = value.lower()
+        if value not in CURRENCY_EXPONENTS:
+            raise ValueError(f"unknown currency {value!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg3(cls, value: str) -> str:
+        # A bare postgresql:// URL would pick psycopg2, which we do not ship.
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def signing_key(self) -> str:
+        """The secret key, generated once per data directory when none is set."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        log.warning("LABSHARE_SECRET_KEY is not set; generated one in %s", path)
+        return key
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

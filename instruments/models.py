@@ -1,0 +1,185 @@
+"""The catalog: institutions, labs, categories, instruments, and what labs publish about them."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import UTCDateTime, enum_type
+from core.models import utcnow
+
+CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class InstitutionKind(StrEnum):
+    university = "university"
+    institute = "institute"
+    hospital = "hospital"
+    company = "company"
+    small_company = "small_company"
+
+
+class PayerClass(StrEnum):
+    """Who pays, relative to the instrument's institution."""
+
+    internal = "internal"  # same institution
+    academic = "academic"  # another university, institute or hospital
+    company = "company"
+    small_company = "small_company"
+
+
+class InstrumentStatus(StrEnum):
+    active = "active"
+    maintenance = "maintenance"
+    retired = "retired"
+
+
+class Institution(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    kind: InstitutionKind = Field(sa_type=enum_type(InstitutionKind))
+    # Flag set by administrators: eligible for innovation vouchers.
+    is_small_company: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Lab(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    institution_id: int = Field(foreign_key="institution.id", index=True)
+    is_key_lab: bool = False
+    # Minutes after a booking starts with no usage before it counts as a no-show.
+    no_show_grace_minutes: int = 30
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Category(SQLModel, table=True):
+    """A two-level taxonomy: groups (parent_id null) and leaves."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    name_zh: str = Field(default="", max_length=200)
+    parent_id: int | None = Field(default=None, foreign_key="category.id", index=True)
+
+
+class Instrument(SQLModel, table=True):
+    __table_args__ = (
+        CheckConstraint("slot_step_minutes > 0", name="slot_step_positive"),
+        CheckConstraint("min_minutes > 0 AND max_minutes >= min_minutes", name="length_bounds"),
+        CheckConstraint("lead_minutes >= 0 AND horizon_days > 0", name="window_bounds"),
+        CheckConstraint("asset_value >= 0", name="asset_value_nonnegative"),
+        Index("ix_instrument_lab_id_id", "lab_id", "id"),
+        Index("ix_instrument_category_id_id", "category_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)
+    name: str = Field(max_length=200)
+    category_id: int = Field(foreign_key="category.id")
+    lab_id: int = Field(foreign_key="lab.id")
+    model: str = Field(default="", max_length=200)
+    manufacturer: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=4000)
+    location: str = Field(default="", max_length=200)
+    # Purchase value in minor units of the network currency.
+    asset_value: int = 0
+    status: InstrumentStatus = Field(
+        default=InstrumentStatus.active, sa_type=enum_type(InstrumentStatus), index=True
+    )
+    # Booking rules.
+    slot_step_minutes: int = 30
+    min_minutes: int = 30
+    max_minutes: int = 8 * 60
+    lead_minutes: int = 60
+    horizon_days: int = 90
+    approval_required: bool = False
+    qualification_required: bool = False
+    # Hours per person per ISO week on this instrument; null means no quota.
+    weekly_quota_hours: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OpeningHours(SQLModel, table=True):
+    """One open interval on a weekday (0 = Monday), in the network's time zone."""
+
+    __tablename__ = "opening_hours"
+    __table_args__ = (
+        CheckConstraint("weekday >= 0 AND weekday <= 6", name="weekday_range"),
+        CheckConstraint("opens < closes", name="opens_before_closes"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id", index=True, ondelete="CASCADE")
+    weekday: int
+    opens: time
+    closes: time
+
+
+class BlackoutKind(StrEnum):
+    maintenance = "maintenance"
+    internal = "internal"
+    imported = "imported"  # busy time from a lab's own calendar
+
+
+class Blackout(SQLModel, table=True):
+    """Time the instrument is not bookable: maintenance, internal use, or imported busy time."""
+
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="nonempty"),
+        Index("ix_blackout_instrument_id_start_at", "instrument_id", "start_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id", ondelete="CASCADE")
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    kind: BlackoutKind = Field(default=BlackoutKind.maintenance, sa_type=enum_type(BlackoutKind))
+    reason: str = Field(default="", max_length=500)
+    # For imported busy time: the calendar it came from and the event's UID.
+    source_id: int | None = Field(default=None, index=True)
+    source_uid: str | None = Field(default=None, max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Qualification(SQLModel, table=True):
+    """A person trained and allowed to use an instrument on their own."""
+
+    __table_args__ = (
+        UniqueConstraint("user_id", "instrument_id", name="uq_qualification_user_instrument"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    instrument_id: int = Field(foreign_key="instrument.id", index=True, ondelete="CASCADE")
+    granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    granted_by_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class RateUnit(StrEnum):
+    hour = "hour"
+    sample = "sample"
+
+
+class Rate(SQLModel, table=True):
+    """A published price for one payer class; billing's rate cards build on these."""
+
+    __table_args__ = (
+        UniqueConstraint(
+            "instrument_id", "payer_class", "unit", name="uq_rate_instrument_class_unit"
+        ),
+        CheckConstraint("amount >= 0", name="amount_nonnegative"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id", index=True, ondelete="CASCADE")
+    payer_class: PayerClass = Field(sa_type=enum_type(PayerClass))
+    unit: RateUnit = Field(default=RateUnit.hour, sa_type=enum_type(RateUnit))
+    amount: int  # minor units
+    currency: str = Field(max_length=3)

@@ -1,0 +1,284 @@
+"""The catalog's operations: search, read, create and edit instruments, publish opening hours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from sqlalchemy import delete, func, or_
+from sqlmodel import Session, col, select
+
+from core.errors import Conflict
+from core.models import Role, User
+from core.settings import get_settings
+from core.timeutil import utcnow
+from instruments.errors import InstrumentNotFound, NotYourLab, UnknownCode
+from instruments.models import (
+    Category,
+    Institution,
+    Instrument,
+    InstrumentStatus,
+    Lab,
+    OpeningHours,
+    Rate,
+)
+from instruments.schemas import (
+    BookingRules,
+    CategoryPublic,
+    InstrumentCreate,
+    InstrumentPublic,
+    InstrumentSummary,
+    InstrumentUpdate,
+    OpeningInterval,
+    RatePublic,
+    Ref,
+)
+
+RULE_FIELDS = tuple(BookingRules.model_fields)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    q: str | None = None
+    category: str | None = None
+    institution: str | None = None
+    lab: str | None = None
+    status: InstrumentStatus | None = None
+
+
+def _ref(obj: Lab | Institution) -> Ref:
+    assert obj.id is not None
+    return Ref(id=obj.id, code=obj.code, name=obj.name)
+
+
+def _id_by_code(
+    session: Session, table: type[Category] | type[Lab] | type[Institution], code: str, kind: str
+) -> int:
+    found = session.exec(select(table.id).where(table.code == code)).first()
+    if found is None:
+        raise UnknownCode(kind, code)
+    return found
+
+
+def _category_ids(session: Session, code: str) -> list[int]:
+    """The category and, for a group, its leaves."""
+    category_id = _id_by_code(session, Category, code, "category")
+    children = session.exec(select(Category.id).where(Category.parent_id == category_id)).all()
+    return [category_id, *[c for c in children if c is not None]]
+
+
+def instrument_search(
+    session: Session, *, filters: SearchFilters, after: int | None, limit: int
+) -> tuple[list[InstrumentSummary], int | None]:
+    """One page of the catalog, ordered by id; returns the items and the last id if more follow."""
+    query = (
+        select(Instrument, Category.code, Lab, Institution)
+        .join(Category, col(Category.id) == Instrument.category_id)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .join(Institution, col(Institution.id) == Lab.institution_id)
+    )
+    if filters.q:
+        pattern = f"%{filters.q.strip().lower()}%"
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).like(pattern)
+                    for column in (
+                        Instrument.name,
+                        Instrument.code,
+                        Instrument.model,
+                        Instrument.manufacturer,
+                        Category.name,
+                        Category.name_zh,
+                        Lab.name,
+                        Institution.name,
+                    )
+                )
+            )
+        )
+    if filters.category:
+        query = query.where(
+            col(Instrument.category_id).in_(_category_ids(session, filters.category))
+        )
+    if filters.institution:
+        query = query.where(
+            Lab.institution_id
+            == _id_by_code(session, Institution, filters.institution, "institution")
+        )
+    if filters.lab:
+        query = query.where(Instrument.lab_id == _id_by_code(session, Lab, filters.lab, "lab"))
+    if filters.status:
+        query = query.where(Instrument.status == filters.status)
+    if after is not None:
+        query = query.where(col(Instrument.id) > after)
+    rows = session.exec(query.order_by(col(Instrument.id)).limit(limit + 1)).all()
+    items = [
+        InstrumentSummary(
+            id=inst.id,
+            code=inst.code,
+            name=inst.name,
+            category=category_code,
+            model=inst.model,
+            manufacturer=inst.manufacturer,
+            status=inst.status,
+            lab=_ref(lab),
+            institution=_ref(institution),
+        )
+        for inst, category_code, lab, institution in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return items, (items[-1].id if more and items else None)
+
+
+def instrument_get(session: Session, instrument_id: int) -> Instrument:
+    """The instrument, or InstrumentNotFound."""
+    instrument = session.get(Instrument, instrument_id)
+    if instrument is None:
+        raise InstrumentNotFound(instrument_id)
+    return instrument
+
+
+def instrument_by_code(session: Session, code: str) -> Instrument:
+    instrument = session.exec(select(Instrument).where(Instrument.code == code)).first()
+    if instrument is None:
+        raise InstrumentNotFound(code)
+    return instrument
+
+
+def instrument_public(session: Session, instrument: Instrument) -> InstrumentPublic:
+    """The full public view: lab, institution, rules, rates and opening hours."""
+    lab = session.get(Lab, instrument.lab_id)
+    category = session.get(Category, instrument.category_id)
+    assert lab is not None and category is not None and instrument.id is not None
+    institution = session.get(Institution, lab.institution_id)
+    assert institution is not None
+    rates = session.exec(
+        select(Rate).where(Rate.instrument_id == instrument.id).order_by(col(Rate.id))
+    ).all()
+    return InstrumentPublic(
+        id=instrument.id,
+        code=instrument.code,
+        name=instrument.name,
+        category=category.code,
+        category_name=category.name,
+        model=instrument.model,
+        manufacturer=instrument.manufacturer,
+        status=instrument.status,
+        lab=_ref(lab),
+        institution=_ref(institution),
+        description=instrument.description,
+        location=instrument.location,
+        asset_value=instrument.asset_value,
+        currency=get_settings().currency,
+        rules=BookingRules.model_validate(instrument, from_attributes=True),
+        rates=[RatePublic.model_validate(r, from_attributes=True) for r in rates],
+        opening_hours=opening_hours_get(session, instrument.id),
+        updated_at=instrument.updated_at,
+    )
+
+
+def can_manage(user: User, instrument: Instrument) -> bool:
+    """Only a manager of the instrument's own lab edits it."""
+    return user.role == Role.lab_manager and user.lab_id == instrument.lab_id
+
+
+def require_manager(user: User, instrument: Instrument) -> None:
+    if not can_manage(user, instrument):
+        raise NotYourLab()
+
+
+def _leaf_category_id(session: Session, code: str) -> int:
+    category = session.exec(select(Category).where(Category.code == code)).first()
+    if category is None:
+        raise UnknownCode("category", code)
+    if category.parent_id is None:
+        raise UnknownCode("leaf category", code)
+    assert category.id is not None
+    return category.id
+
+
+def instrument_create(session: Session, *, user: User, data: InstrumentCreate) -> Instrument:
+    """Add an instrument to the manager's own lab."""
+    lab_id = _id_by_code(session, Lab, data.lab, "lab") if data.lab else user.lab_id
+    if user.role != Role.lab_manager or lab_id is None or lab_id != user.lab_id:
+        raise NotYourLab()
+    if session.exec(select(Instrument.id).where(Instrument.code == data.code)).first():
+        raise Conflict(f"an instrument with the code {data.code!r} exists")
+    fields = data.model_dump(exclude={"lab", "category", "rules"})
+    rules = data.rules.model_dump() if data.rules else {}
+    instrument = Instrument(
+        **fields, **rules, lab_id=lab_id, category_id=_leaf_category_id(session, data.category)
+    )
+    session.add(instrument)
+    session.flush()
+    return instrument
+
+
+def instrument_update(
+    session: Session, *, user: User, instrument_id: int, data: InstrumentUpdate
+) -> Instrument:
+    """Edit an instrument of the manager's own lab."""
+    instrument = instrument_get(session, instrument_id)
+    require_manager(user, instrument)
+    changes = data.model_dump(exclude_unset=True, exclude={"category", "rules"})
+    if data.rules is not None:
+        changes.update(data.rules.model_dump())
+    if data.category is not None:
+        changes["category_id"] = _leaf_category_id(session, data.category)
+    for name, value in changes.items():
+        setattr(instrument, name, value)
+    instrument.updated_at = utcnow()
+    session.add(instrument)
+    session.flush()
+    return instrument
+
+
+def opening_hours_get(session: Session, instrument_id: int) -> list[OpeningInterval]:
+    rows = session.exec(
+        select(OpeningHours)
+        .where(OpeningHours.instrument_id == instrument_id)
+        .order_by(col(OpeningHours.weekday), col(OpeningHours.opens))
+    ).all()
+    return [OpeningInterval(weekday=r.weekday, opens=r.opens, closes=r.closes) for r in rows]
+
+
+def opening_hours_set(
+    session: Session, *, user: User, instrument_id: int, intervals: Sequence[OpeningInterval]
+) -> list[OpeningInterval]:
+    """Replace the weekly opening hours; intervals of one day must not overlap."""
+    instrument = instrument_get(session, instrument_id)
+    require_manager(user, instrument)
+    ordered = sorted(intervals, key=lambda i: (i.weekday, i.opens))
+    for before, after in pairwise(ordered):
+        if before.weekday == after.weekday and after.opens < before.closes:
+            raise Conflict(f"opening intervals overlap on weekday {before.weekday}")
+    session.execute(delete(OpeningHours).where(col(OpeningHours.instrument_id) == instrument_id))
+    session.add_all(
+        OpeningHours(instrument_id=instrument_id, weekday=i.weekday, opens=i.opens, closes=i.closes)
+        for i in ordered
+    )
+    instrument.updated_at = utcnow()
+    session.flush()
+    return list(ordered)
+
+
+def categories_list(session: Session) -> list[CategoryPublic]:
+    """Every category with its parent and how many instruments it holds."""
+    counts = dict(
+        session.exec(
+            select(Instrument.category_id, func.count()).group_by(col(Instrument.category_id))
+        ).all()
+    )
+    categories = session.exec(select(Category).order_by(col(Category.id))).all()
+    codes = {c.id: c.code for c in categories}
+    return [
+        CategoryPublic(
+            code=c.code,
+            name=c.name,
+            name_zh=c.name_zh,
+            parent=codes.get(c.parent_id) if c.parent_id else None,
+            instruments=counts.get(c.id, 0),
+        )
+        for c in categories
+    ]

@@ -1,0 +1,52 @@
+"""The assembled application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+import core.api
+import instruments.api
+from core.db import get_engine
+from core.errors import install_error_handlers
+from labshare.pages import router as pages_router
+
+HERE = Path(__file__).resolve().parent
+
+API_PREFIX = "/api/v1"
+
+
+def create_app() -> FastAPI:
+    """labshare's FastAPI application: API, calendars, pages."""
+    app = FastAPI(
+        title="labshare",
+        version="0.1.0",
+        description="Find, book and pay for a city's shared scientific instruments.",
+    )
+    install_error_handlers(app)
+    app.include_router(core.api.router, prefix=API_PREFIX)
+    app.include_router(instruments.api.router, prefix=API_PREFIX)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> Any:
+        """Liveness with the database checked: 503 when it cannot be reached."""
+        engine = get_engine()
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            return JSONResponse(
+                {"status": "error", "database": engine.dialect.name, "detail": str(exc.orig)},
+                status_code=503,
+            )
+        return {"status": "ok", "database": engine.dialect.name}
+
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.include_router(pages_router)
+    return app

@@ -1,0 +1,101 @@
+"""The `labshare` command."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core.cli_support import fail, reasons
+from core.db import session_scope
+from core.models import Role
+from core.service import user_create
+from core.settings import get_settings
+
+app = typer.Typer(
+    help="labshare: share a city's scientific instruments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+
+
+def _mount_domains() -> None:
+    from instruments.cli import app as instruments_app
+
+    app.add_typer(instruments_app, name="instruments")
+
+
+@db_app.command("upgrade")
+@reasons
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply the migrations (Alembic) to LABSHARE_DATABASE_URL."""
+    import migrations
+
+    migrations.upgrade(get_settings().database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@users_app.command("create")
+@reasons
+def users_create(
+    email: Annotated[str, typer.Option(help="Sign-in email")],
+    password: Annotated[str, typer.Option(help="At least 8 characters")],
+    role: Annotated[Role, typer.Option(help="The account's role")] = Role.researcher,
+    institution: Annotated[str | None, typer.Option(help="Institution code")] = None,
+    lab: Annotated[str | None, typer.Option(help="Lab code; a lab_manager manages it")] = None,
+    name: Annotated[str, typer.Option(help="Display name")] = "",
+) -> None:
+    """Create an account."""
+    from sqlmodel import select
+
+    from instruments.models import Institution, Lab
+
+    with session_scope() as session:
+        lab_row = None
+        if lab:
+            lab_row = session.exec(select(Lab).where(Lab.code == lab)).first()
+            if lab_row is None:
+                raise fail(f"no lab with the code {lab!r}")
+        if role == Role.lab_manager and lab_row is None:
+            raise fail("a lab_manager needs --lab")
+        institution_id = lab_row.institution_id if lab_row else None
+        if institution:
+            inst = session.exec(select(Institution).where(Institution.code == institution)).first()
+            if inst is None:
+                raise fail(f"no institution with the code {institution!r}")
+            if lab_row is not None and lab_row.institution_id != inst.id:
+                raise fail(f"lab {lab} does not belong to institution {institution}")
+            institution_id = inst.id
+        user = user_create(
+            session, email=email, password=password, role=role, name=name,
+            institution_id=institution_id, lab_id=lab_row.id if lab_row else None,
+        )
+        typer.echo(f"created user {user.id} {user.email} ({user.role})")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes")] = 1,
+) -> None:
+    """Serve the API and the web pages."""
+    import uvicorn
+
+    uvicorn.run(
+        "labshare.app:create_app", factory=True, host=host, port=port, workers=workers,
+        log_level="info",
+    )
+
+
+def main() -> None:
+    _mount_domains()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL, both built by migrations.
+
+PostgreSQL is the machine's (LABSHARE_TEST_POSTGRES_URL, by default the local server;
+LABSHARE_TEST_PG_DB names the database, created afresh). With CI=true a missing
+PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session, SQLModel
+
+import migrations
+from core.db import get_engine
+from core.settings import get_settings
+
+PG_SERVER = os.environ.get(
+    "LABSHARE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+PG_DB = os.environ.get("LABSHARE_TEST_PG_DB", "labshare_test")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _create_pg_database() -> str:
+    url = make_url(PG_SERVER)
+    dsn = url.set(drivername="postgresql", database=url.database or "postgres")
+    conninfo = dsn.render_as_string(hide_password=False)
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{PG_DB}"')
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at {url.host}:{url.port} is not reachable: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url.set(database=PG_DB).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, empty database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'labshare.db'}"
+    else:
+        url = _create_pg_database()
+    migrations.upgrade(url)
+    return url
+
+
+def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> None:
+    monkeypatch.setenv("LABSHARE_DATABASE_URL", url)
+    monkeypatch.setenv("LABSHARE_SECRET_KEY", "test-secret-key-test-secret-key-0123456789")
+    monkeypatch.setenv("LABSHARE_DATA_DIR", str(data_dir))
+    get_settings.cache_clear()
+
+
+def _empty_all_tables(engine: Engine) -> None:
+    tables = [t.name for t in SQLModel.metadata.sorted_tables]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for name in reversed(tables):
+                conn.execute(text(f'DELETE FROM "{name}"'))
+
+
+@pytest.fixture
+def engine(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Engine]:
+    """The engine of a database emptied after the test; the app and services use it too."""
+    _use_database(monkeypatch, database_url, tmp_path)
+    engine = get_engine()
+    try:
+        yield engine
+    finally:
+        _empty_all_tables(engine)
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session for arranging and checking data; commit what the app should see."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def client(engine: Engine) -> Iterator[TestClient]:
+    from labshare.app import create_app
+
+    with TestClient(create_app()) as client:
+        yield client
+
+
+@pytest.fixture
+def backend(engine: Engine) -> str:
+    return engine.dialect.name
