@@ -13,6 +13,7 @@ from core.settings import get_settings
 
 # Every domain's tables, left to right in the import order.
 DOMAINS = ("core", "instruments", "booking", "telemetry", "billing", "admin")
+importlib.import_module("core.audit")
 for _domain in DOMAINS:
     if importlib.util.find_spec(f"{_domain}.models") is not None:
         importlib.import_module(f"{_domain}.models")

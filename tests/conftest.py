@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel
 
+import core.audit  # noqa: F401  (its table is emptied between tests too)
 import migrations
 from core.db import get_engine
 from core.settings import get_settings
