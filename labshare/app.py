@@ -15,7 +15,7 @@ import core.api
 import instruments.api
 from core.db import get_engine
 from core.errors import install_error_handlers
-from labshare.pages import router as pages_router
+from labshare.pages import install as install_pages
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,5 +48,5 @@ def create_app() -> FastAPI:
         return {"status": "ok", "database": engine.dialect.name}
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(pages_router)
+    install_pages(app)
     return app

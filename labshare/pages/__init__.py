@@ -1,0 +1,82 @@
+"""Server-rendered pages for people: the routers of every domain's pages, and their guards."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core.errors import AppError
+from labshare.pages.web import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    SignInRequired,
+    csrf_valid,
+    error_page,
+    sign_in_redirect,
+)
+
+log = logging.getLogger(__name__)
+
+# Page modules, each a router; one whose domain service is not in this build is left out.
+MODULES = ("account", "catalog")
+
+router = APIRouter(include_in_schema=False)
+for _name in MODULES:
+    router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)
+
+
+class ApiCsrfMiddleware:
+    """The JSON API signed in by the page cookie (not a bearer token) needs htmx's CSRF header.
+
+    Bearer-token clients are not exposed to CSRF; browsers always send the cookie, so a
+    state-changing API call that relies on it must prove it came from our pages.
+    """
+
+    UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in self.UNSAFE
+            and scope["path"].startswith("/api/")
+        ):
+            request = Request(scope)
+            if (
+                SESSION_COOKIE in request.cookies
+                and "authorization" not in request.headers
+                and not csrf_valid(request, request.headers.get(CSRF_HEADER))
+            ):
+                response = JSONResponse(
+                    {"detail": "a cookie-authenticated request needs the X-CSRF-Token header"},
+                    status_code=403,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    """Add the pages, the API's CSRF guard, and HTML error pages outside the JSON API."""
+    json_handler = app.exception_handlers.get(AppError)
+
+    async def app_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AppError)
+        path = request.url.path
+        if json_handler is not None and (path.startswith("/api/") or path.startswith("/ical/")):
+            return await json_handler(request, exc)  # type: ignore[no-any-return]
+        return error_page(request, exc)
+
+    async def sign_in_required(request: Request, _exc: Exception) -> Response:
+        return sign_in_redirect(request)
+
+    app.add_exception_handler(AppError, app_error)
+    app.add_exception_handler(SignInRequired, sign_in_required)
+    app.add_middleware(ApiCsrfMiddleware)
+    app.include_router(router)

@@ -1,0 +1,103 @@
+"""Signing in and out by cookie, and choosing the page language."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from core.deps import OptionalUser, SessionDep
+from core.errors import AppError
+from core.security import create_access_token
+from core.service import user_authenticate
+from core.settings import get_settings
+from labshare import i18n
+from labshare.pages.web import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    Csrf,
+    back_to,
+    cookie_secure,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site paths: never bounce a signed-in person to another site.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def signin_page(
+    request: Request,
+    user: OptionalUser,
+    next: Annotated[str | None, Query(max_length=500)] = None,
+) -> HTMLResponse:
+    """The sign-in form."""
+    return render(request, "account/signin.html", {"next": _safe_next(next)}, user=user)
+
+
+@router.post("/signin", response_class=HTMLResponse, dependencies=[Csrf])
+def signin(
+    request: Request,
+    session: SessionDep,
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=500)],
+    next: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
+    """Check the password and set the session cookie (HttpOnly, SameSite=Lax, Secure on HTTPS)."""
+    try:
+        user = user_authenticate(session, email=email, password=password)
+    except AppError as exc:
+        return render(
+            request,
+            "account/signin.html",
+            {"next": _safe_next(next), "error": exc.message, "email": email},
+            status_code=exc.status_code,
+        )
+    assert user.id is not None
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        create_access_token(user.id),
+        max_age=get_settings().token_ttl_minutes * 60,
+        httponly=True,
+        samesite="lax",
+        secure=cookie_secure(request),
+        path="/",
+    )
+    return response
+
+
+@router.post("/signout", dependencies=[Csrf])
+def signout(request: Request) -> Response:
+    """Forget the session cookie (and the CSRF cookie bound to it)."""
+    response = back_to("/", "signed-out")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/lang", dependencies=[Csrf])
+def choose_language(
+    request: Request,
+    lang: Annotated[str, Form(max_length=8)],
+    next: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
+    """Remember the chosen page language in a cookie for a year."""
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if lang in i18n.LANGUAGES:
+        response.set_cookie(
+            i18n.LANG_COOKIE,
+            lang,
+            max_age=365 * 24 * 3600,
+            samesite="lax",
+            secure=cookie_secure(request),
+            path="/",
+        )
+    return response

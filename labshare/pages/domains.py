@@ -1,0 +1,28 @@
+"""Which domain services exist in this build, so a page shows only what can work."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from functools import cache
+
+# A feature is there when its module imports and has the functions the pages call.
+FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "booking": ("booking.service", ()),
+    "availability": ("booking.api", ()),
+    "waitlist": ("booking.service", ()),
+    "calendars": ("booking.ical", ()),
+    "telemetry": ("telemetry.service", ()),
+    "billing": ("billing.service", ()),
+    "admin": ("admin.service", ()),
+}
+
+
+@cache
+def available(feature: str) -> bool:
+    """True when the feature's service module imports and offers what the pages need."""
+    module_name, functions = FEATURES[feature]
+    if importlib.util.find_spec(module_name) is None:
+        return False
+    module = importlib.import_module(module_name)
+    return all(hasattr(module, name) for name in functions)

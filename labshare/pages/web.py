@@ -1,0 +1,233 @@
+"""What every page shares: templates, language, CSRF, the signed-in person, local time, money."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from core.deps import OptionalUser
+from core.errors import AppError, Forbidden, Invalid
+from core.models import Role, User
+from core.money import format_money
+from core.settings import get_settings
+from labshare import i18n
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+templates = Jinja2Templates(directory=TEMPLATES)
+
+SESSION_COOKIE = "labshare_session"  # core.deps reads the access token from it
+CSRF_COOKIE = "labshare_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+
+
+# --- time and money -------------------------------------------------------------------------
+
+
+def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A UTC time shown in the network's zone."""
+    if value is None:
+        return ""
+    return value.astimezone(get_settings().zone).strftime(fmt)
+
+
+def parse_local(value: str, *, field: str = "time") -> datetime:
+    """A `datetime-local` form value (wall clock in the network's zone) as an aware UTC time."""
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid(f"{field}: {value!r} is not a date and time")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=get_settings().zone)
+    return parsed.astimezone(UTC)
+
+
+def money(amount: int | None, currency: str | None = None) -> str:
+    if amount is None:
+        return ""
+    return format_money(amount, currency or get_settings().currency)
+
+
+templates.env.filters["local"] = local
+templates.env.filters["money"] = money
+
+
+# --- CSRF: a random cookie, and a form/header token that is an HMAC of it and the session ---
+
+
+def _csrf_seed(request: Request) -> str:
+    seed = request.cookies.get(CSRF_COOKIE) or getattr(request.state, "csrf_seed", None)
+    if not seed:
+        seed = secrets.token_urlsafe(24)
+        request.state.csrf_seed = seed  # render() sets the cookie
+    return seed
+
+
+def csrf_token(request: Request) -> str:
+    """The token forms carry: bound to the browser's CSRF cookie and to its session."""
+    message = f"{_csrf_seed(request)}|{request.cookies.get(SESSION_COOKIE, '')}"
+    key = get_settings().signing_key().encode()
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_valid(request: Request, sent: str | None) -> bool:
+    if not sent or not request.cookies.get(CSRF_COOKIE):
+        return False
+    return hmac.compare_digest(sent, csrf_token(request))
+
+
+class CsrfFailed(Forbidden):
+    def __init__(self) -> None:
+        super().__init__("the form expired or came from another site: reload the page and retry")
+
+
+async def check_csrf(request: Request) -> None:
+    """Every page POST carries the token, in the form (`csrf_token`) or htmx's header."""
+    sent = request.headers.get(CSRF_HEADER)
+    if not sent:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if not csrf_valid(request, sent):
+        raise CsrfFailed()
+
+
+Csrf = Depends(check_csrf)
+
+
+def cookie_secure(request: Request) -> bool:
+    # Secure wherever the page is served over HTTPS (uvicorn --proxy-headers behind a proxy).
+    return request.url.scheme == "https"
+
+
+# --- the signed-in person ------------------------------------------------------------------
+
+
+class SignInRequired(Exception):
+    """Raised by page dependencies; the handler redirects to the sign-in page."""
+
+
+def require_user(user: OptionalUser) -> User:
+    if user is None:
+        raise SignInRequired()
+    return user
+
+
+def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+    def guard(user: Annotated[User, Depends(require_user)]) -> User:
+        if user.role not in roles:
+            raise Forbidden("this page is for another role")
+        return user
+
+    return guard
+
+
+PageUser = Annotated[User, Depends(require_user)]
+PageManager = Annotated[User, Depends(require_roles(Role.lab_manager))]
+PageAdmin = Annotated[User, Depends(require_roles(Role.network_admin))]
+
+
+def sign_in_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/signin?next={quote(target)}", status_code=303)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+# Messages a redirect may ask the next page to show (`?msg=key`); English is the i18n key.
+FLASH = {
+    "signed-out": "You are signed out.",
+    "saved": "Saved.",
+    "cancelled": "The booking is cancelled.",
+    "moved": "The booking is moved.",
+    "booked": "Booked.",
+    "waitlisted": "You are on the waitlist; we will tell you if the time frees up.",
+    "approved": "Approved.",
+    "rejected": "Rejected.",
+    "imported": "Calendar imported.",
+    "blackout-added": "Blackout added.",
+    "finalized": "The settlement is finalized.",
+}
+
+
+def nav_for(user: User | None) -> list[dict[str, str]]:
+    """The header's links for this person and the domains in this build."""
+    from labshare.pages import domains
+
+    if user is None:
+        return []
+    items = []
+    if domains.available("booking"):
+        items.append({"href": "/me/bookings", "label": "My bookings"})
+    if domains.available("billing"):
+        items.append({"href": "/me/invoices", "label": "Invoices"})
+    if user.role == Role.lab_manager:
+        items.append({"href": "/lab", "label": "My lab"})
+    if user.role == Role.network_admin:
+        items.append({"href": "/admin", "label": "Network"})
+    return items
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    user: User | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a template with the language, CSRF token, user and flash message filled in."""
+    lang = i18n.pick_language(request)
+    ctx: dict[str, Any] = {
+        "lang": lang,
+        "html_lang": i18n.HTML_LANG[lang],
+        "languages": i18n.LANGUAGES,
+        "_": i18n.translator(lang),
+        "csrf_token": csrf_token(request),
+        "user": user,
+        "zone": get_settings().timezone,
+        "currency": get_settings().currency,
+        "msg": request.query_params.get("msg"),
+        "flash": FLASH,
+        "nav": nav_for(user),
+    }
+    ctx.update(context or {})
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    seed = getattr(request.state, "csrf_seed", None)
+    if seed and not request.cookies.get(CSRF_COOKIE):
+        response.set_cookie(
+            CSRF_COOKIE, seed, httponly=True, samesite="lax", secure=cookie_secure(request)
+        )
+    return response
+
+
+def error_page(request: Request, exc: AppError, *, user: User | None = None) -> HTMLResponse:
+    """A domain error as a page (or an htmx fragment) with its status."""
+    name = "_error_fragment.html" if is_htmx(request) else "error.html"
+    return render(
+        request,
+        name,
+        {"message": exc.message, "extra": exc.extra},
+        user=user,
+        status_code=exc.status_code,
+    )
+
+
+def back_to(url: str, msg: str | None = None) -> Response:
+    """Post/redirect/get: back to a page, with a message key to show there."""
+    if msg:
+        url += ("&" if "?" in url else "?") + f"msg={quote(msg)}"
+    return RedirectResponse(url, status_code=303)
