@@ -1,0 +1,142 @@
+"""The catalog pages, sign-in by cookie, CSRF and languages, over real HTTP."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from core.models import Role
+from tests.factories import create_instrument, create_lab, create_user
+from tests.labshare.pages_helpers import csrf_of, page_sign_in
+
+
+def test_catalog_search_filters_and_pages(client: TestClient, session: Session) -> None:
+    lab = create_lab(session, code="CHEM1", name="Chemistry Core")
+    for n in range(27):
+        create_instrument(session, lab=lab, name=f"Orbitrap {n:02d}", manufacturer="Thermo")
+    create_instrument(session, name="Cryo-EM Krios")
+
+    page = client.get("/", params={"q": "orbitrap"})
+    assert page.status_code == 200
+    assert "Orbitrap 00" in page.text and "Orbitrap 24" in page.text
+    assert "Orbitrap 25" not in page.text and "Cryo-EM" not in page.text
+    assert 'rel="next"' in page.text
+    next_url = page.text.split('rel="next"')[0].rsplit('href="', 1)[1].split('"')[0]
+    rest = client.get(next_url.replace("&amp;", "&"))
+    assert "Orbitrap 25" in rest.text and "Orbitrap 26" in rest.text
+    assert "Orbitrap 00" not in rest.text
+
+    by_lab = client.get("/", params={"lab": "CHEM1", "q": "krios"})
+    assert "No instruments match." in by_lab.text
+    assert "Cryo-EM Krios" in client.get("/", params={"category": "ms-lc", "q": "krios"}).text
+    bad = client.get("/", params={"lab": "NOPE"})
+    assert bad.status_code == 422 and "no lab with the code" in bad.text
+
+
+def test_instrument_page_shows_rules_rates_and_calendar(
+    client: TestClient, session: Session
+) -> None:
+    instrument = create_instrument(session, name="NMR 600", location="Building 3, room 101")
+    page = client.get(f"/instruments/{instrument.id}")
+    assert page.status_code == 200
+    for text in ("NMR 600", "Building 3, room 101", "300.00 CNY / hour", "Booking rules"):
+        assert text in page.text
+    assert 'id="calendar"' in page.text
+    assert "/static/vendor/fullcalendar/fullcalendar.min.js" in page.text
+    missing = client.get("/instruments/999999")
+    assert missing.status_code == 404 and "no instrument 999999" in missing.text
+    assert missing.headers["content-type"].startswith("text/html")
+
+
+def test_sign_in_sets_a_secure_session_cookie(client: TestClient, session: Session) -> None:
+    user = create_user(session, email="ada@example.org")
+    token = csrf_of(client, "/signin")
+    wrong = client.post(
+        "/signin", data={"email": user.email, "password": "nope-nope", "csrf_token": token}
+    )
+    assert wrong.status_code == 401 and "Wrong email or password." in wrong.text
+
+    response = client.post(
+        "/signin",
+        data={
+            "email": user.email,
+            "password": "correct horse battery",
+            "csrf_token": token,
+            "next": "https://evil.example/",
+        },
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"  # never off-site
+    cookie = response.headers["set-cookie"].lower()
+    assert "labshare_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    assert "ada@example.org" in client.get("/").text
+    # The API accepts the same cookie.
+    assert client.get("/api/v1/me").json()["email"] == "ada@example.org"
+
+    signout = client.post("/signout", data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    assert signout.status_code == 303
+    assert "ada@example.org" not in client.get("/").text
+
+
+def test_forms_refuse_a_missing_or_forged_csrf_token(client: TestClient, session: Session) -> None:
+    user = create_user(session)
+    csrf_of(client, "/signin")  # the CSRF cookie is set
+    for token in (None, "0" * 64):
+        data = {"email": user.email, "password": "correct horse battery"}
+        if token:
+            data["csrf_token"] = token
+        response = client.post("/signin", data=data, follow_redirects=False)
+        assert response.status_code == 403
+        assert "labshare_session" not in response.headers.get("set-cookie", "")
+    # A token from another browser (another CSRF cookie) is refused too.
+    other = TestClient(client.app)
+    stolen = csrf_of(other, "/signin")
+    response = client.post(
+        "/signin",
+        data={"email": user.email, "password": "correct horse battery", "csrf_token": stolen},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+
+
+def test_cookie_signed_api_writes_need_the_csrf_header(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    instrument = create_instrument(session, lab=lab)
+    page_sign_in(client, manager.email)
+    url = f"/api/v1/instruments/{instrument.id}"
+    refused = client.patch(url, json={"name": "Renamed"})
+    assert refused.status_code == 403 and "X-CSRF-Token" in refused.json()["detail"]
+    token = csrf_of(client)
+    accepted = client.patch(url, json={"name": "Renamed"}, headers={"X-CSRF-Token": token})
+    assert accepted.status_code == 200 and accepted.json()["name"] == "Renamed"
+
+
+def test_language_by_browser_and_by_choice(client: TestClient, session: Session) -> None:
+    create_instrument(session)
+    assert "查找仪器" in client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).text
+    assert (
+        "Find an instrument"
+        in client.get("/", headers={"Accept-Language": "en;q=1, zh;q=0.5"}).text
+    )
+    assert "Find an instrument" in client.get("/", headers={"Accept-Language": "fr"}).text
+    token = csrf_of(client)
+    client.post("/lang", data={"lang": "zh", "csrf_token": token, "next": "/"})
+    page = client.get("/", headers={"Accept-Language": "en"})
+    assert '<html lang="zh-CN">' in page.text and "查找仪器" in page.text
+
+
+def test_pages_work_by_keyboard_and_on_a_phone(client: TestClient, session: Session) -> None:
+    instrument = create_instrument(session)
+    for path in ("/", f"/instruments/{instrument.id}", "/signin"):
+        html = client.get(path).text
+        assert 'class="skip-link" href="#main"' in html and 'id="main"' in html
+        assert 'name="viewport"' in html
+        # Every visible input has a label.
+        import re
+
+        for input_id in re.findall(r'<(?:input|select|textarea)[^>]*\sid="([^"]+)"', html):
+            assert f'for="{input_id}"' in html, f"{path}: #{input_id} has no label"
