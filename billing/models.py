@@ -1,0 +1,326 @@
+"""Billing tables: rate cards, charging policies, charges, invoices, vouchers, ledger, Stripe."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy import JSON, CheckConstraint, Index, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+import booking.models  # noqa: F401  (charges refer to bookings)
+import telemetry.models  # noqa: F401  (and to usage sessions)
+from core.db import UTCDateTime, enum_type
+from core.models import utcnow
+from instruments.models import PayerClass, RateUnit
+
+# Money is an integer of minor units; sums of a month easily pass 2**31 fen.
+Money = sa.BigInteger
+
+
+class ChargeBasis(StrEnum):
+    """What time a lab bills for a completed booking."""
+
+    booked = "booked"
+    used = "used"
+    larger = "larger"
+
+
+class ChargingPolicy(SQLModel, table=True):
+    """A lab's rules for turning bookings and usage into charges."""
+
+    __tablename__ = "charging_policy"
+    __table_args__ = (
+        CheckConstraint("no_show_fee >= 0 AND late_cancel_fee >= 0", name="fees_nonnegative"),
+        CheckConstraint("late_cancel_window_minutes >= 0", name="window_nonnegative"),
+    )
+
+    lab_id: int = Field(foreign_key="lab.id", primary_key=True)
+    basis: ChargeBasis = Field(default=ChargeBasis.booked, sa_type=enum_type(ChargeBasis))
+    no_show_fee: int = Field(default=0, sa_type=Money)
+    late_cancel_window_minutes: int = 0
+    late_cancel_fee: int = Field(default=0, sa_type=Money)
+    # With basis `booked`, bill the matched usage that ran past the booking's end.
+    bill_overtime: bool = True
+    currency: str = Field(max_length=3)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_by_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class RateCard(SQLModel, table=True):
+    """A price for one payer class on one instrument, or a lab's default for a category.
+
+    Cards are never rewritten: a new price is a new card from its effective date; the
+    open-ended card it follows is closed at that date. PostgreSQL also refuses
+    overlapping periods with an exclusion constraint (migration 0004).
+    """
+
+    __tablename__ = "rate_card"
+    __table_args__ = (
+        CheckConstraint(
+            "(instrument_id IS NULL) <> (category_id IS NULL)", name="instrument_or_category"
+        ),
+        CheckConstraint("amount >= 0 AND minimum_charge >= 0", name="amounts_nonnegative"),
+        CheckConstraint("assisted_surcharge >= 0", name="surcharge_nonnegative"),
+        CheckConstraint("rounding_minutes >= 1 AND rounding_minutes <= 1440", name="rounding"),
+        CheckConstraint("effective_to IS NULL OR effective_to > effective_from", name="period"),
+        Index("ix_rate_card_instrument_id_effective_from", "instrument_id", "effective_from"),
+        Index("ix_rate_card_lab_id_category_id", "lab_id", "category_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_id: int = Field(foreign_key="lab.id")
+    instrument_id: int | None = Field(default=None, foreign_key="instrument.id")
+    category_id: int | None = Field(default=None, foreign_key="category.id")
+    payer_class: PayerClass = Field(sa_type=enum_type(PayerClass))
+    unit: RateUnit = Field(default=RateUnit.hour, sa_type=enum_type(RateUnit))
+    amount: int = Field(sa_type=Money)  # per hour or per sample, minor units
+    currency: str = Field(max_length=3)
+    minimum_charge: int = Field(default=0, sa_type=Money)
+    # Billed time is rounded up to a multiple of this many minutes.
+    rounding_minutes: int = 1
+    # Added per unit when the lab's staff assisted (see AssistedUse).
+    assisted_surcharge: int = Field(default=0, sa_type=Money)
+    effective_from: datetime = Field(sa_type=UTCDateTime)
+    effective_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_by_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class AssistedUse(SQLModel, table=True):
+    """A booking the lab's staff assisted with: its charge carries the card's surcharge."""
+
+    __tablename__ = "assisted_use"
+
+    booking_id: int = Field(foreign_key="booking.id", primary_key=True)
+    marked_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PeriodStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class BillingPeriod(SQLModel, table=True):
+    """A month of billing; once closed its invoices are final and it cannot be re-run."""
+
+    __tablename__ = "billing_period"
+
+    period: str = Field(primary_key=True, max_length=7)  # YYYY-MM
+    status: PeriodStatus = Field(default=PeriodStatus.open, sa_type=enum_type(PeriodStatus))
+    runs: int = 0
+    last_run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ChargeKind(StrEnum):
+    booking = "booking"  # a completed booking (and its matched usage)
+    overtime = "overtime"  # matched usage past the booking's end
+    no_show = "no_show"
+    late_cancel = "late_cancel"
+    walk_up = "walk_up"  # a usage session without a booking
+
+
+class ChargeUnit(StrEnum):
+    minute = "minute"
+    sample = "sample"
+    fee = "fee"
+
+
+class Charge(SQLModel, table=True):
+    """What one source (a booking or a walk-up session) costs; charged once, ever."""
+
+    __table_args__ = (
+        UniqueConstraint("kind", "source_id", name="uq_charge_kind_source"),
+        UniqueConstraint("invoice_id", "line_no", name="uq_charge_invoice_line"),
+        CheckConstraint("amount >= 0 AND quantity >= 0", name="nonnegative"),
+        Index("ix_charge_period_payer", "period", "payer_institution_id"),
+        Index("ix_charge_invoice_id", "invoice_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: ChargeKind = Field(sa_type=enum_type(ChargeKind))
+    # The booking id, or the usage session id for walk-ups.
+    source_id: int
+    period: str = Field(max_length=7)
+    payer_institution_id: int = Field(foreign_key="institution.id")
+    provider_institution_id: int = Field(foreign_key="institution.id", index=True)
+    lab_id: int = Field(foreign_key="lab.id")
+    instrument_id: int = Field(foreign_key="instrument.id")
+    user_id: int | None = Field(default=None, foreign_key="user.id", index=True)
+    booking_id: int | None = Field(default=None, foreign_key="booking.id")
+    usage_session_id: int | None = Field(default=None, foreign_key="usage_session.id")
+    payer_class: PayerClass = Field(sa_type=enum_type(PayerClass))
+    unit: ChargeUnit = Field(sa_type=enum_type(ChargeUnit))
+    quantity: int  # billed minutes, samples, or 1 for a fee
+    unit_amount: int = Field(sa_type=Money)  # per hour, per sample, or the fee
+    surcharge_amount: int = Field(default=0, sa_type=Money)
+    amount: int = Field(sa_type=Money)  # the line total, surcharge and minimum included
+    currency: str = Field(max_length=3)
+    rate_card_id: int | None = Field(default=None, foreign_key="rate_card.id")
+    voucher_eligible: bool = False
+    service_start_at: datetime = Field(sa_type=UTCDateTime)
+    service_end_at: datetime = Field(sa_type=UTCDateTime)
+    invoice_id: int | None = Field(default=None, foreign_key="invoice.id")
+    line_no: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InvoiceStatus(StrEnum):
+    draft = "draft"  # still collecting the month's charges
+    finalized = "finalized"  # closed; kept locally
+    sent = "sent"  # finalized on Stripe, awaiting payment
+    paid = "paid"
+    payment_failed = "payment_failed"
+
+
+class Invoice(SQLModel, table=True):
+    """One payer institution's bill for one month and currency."""
+
+    __table_args__ = (
+        UniqueConstraint("payer_institution_id", "period", "currency", name="uq_invoice_payer"),
+        CheckConstraint("voucher_total >= 0 AND voucher_total <= subtotal", name="voucher"),
+        CheckConstraint("total = subtotal - voucher_total", name="total"),
+        Index("ix_invoice_period_status", "period", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=100, unique=True)
+    payer_institution_id: int = Field(foreign_key="institution.id")
+    period: str = Field(max_length=7)
+    currency: str = Field(max_length=3)
+    status: InvoiceStatus = Field(default=InvoiceStatus.draft, sa_type=enum_type(InvoiceStatus))
+    line_count: int = 0
+    subtotal: int = Field(default=0, sa_type=Money)
+    voucher_total: int = Field(default=0, sa_type=Money)
+    total: int = Field(default=0, sa_type=Money)
+    amount_paid: int = Field(default=0, sa_type=Money)
+    stripe_invoice_id: str | None = Field(default=None, max_length=255, unique=True)
+    stripe_hosted_url: str | None = Field(default=None, max_length=2000)
+    payment_failures: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finalized_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    paid_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class StripeCustomer(SQLModel, table=True):
+    """The Stripe customer of a payer institution."""
+
+    __tablename__ = "stripe_customer"
+
+    institution_id: int = Field(foreign_key="institution.id", primary_key=True)
+    stripe_customer_id: str = Field(max_length=255, unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class StripeEvent(SQLModel, table=True):
+    """A webhook event, stored once by Stripe's id: a repeat changes nothing."""
+
+    __tablename__ = "stripe_event"
+
+    id: str = Field(primary_key=True, max_length=255)
+    type: str = Field(max_length=100)
+    payload: dict = Field(sa_column=Column(JSON, nullable=False))
+    result: str = Field(default="", max_length=200)
+    received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class VoucherProgramme(SQLModel, table=True):
+    """A public programme paying part of small companies' bills, within a budget."""
+
+    __tablename__ = "voucher_programme"
+    __table_args__ = (
+        CheckConstraint("budget > 0 AND spent >= 0 AND spent <= budget", name="budget"),
+        CheckConstraint("coverage_bp > 0 AND coverage_bp <= 10000", name="coverage"),
+        CheckConstraint("company_yearly_cap > 0", name="cap_positive"),
+        CheckConstraint("ends_on >= starts_on", name="dates"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    name: str = Field(max_length=200)
+    currency: str = Field(max_length=3)
+    budget: int = Field(sa_type=Money)
+    coverage_bp: int  # basis points of an eligible line the programme pays
+    company_yearly_cap: int = Field(sa_type=Money)
+    starts_on: date
+    ends_on: date
+    spent: int = Field(default=0, sa_type=Money)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class VoucherAllowance(SQLModel, table=True):
+    """What one company has used of a programme in one year; the database keeps it <= cap."""
+
+    __tablename__ = "voucher_allowance"
+    __table_args__ = (CheckConstraint("used >= 0 AND used <= cap", name="cap"),)
+
+    programme_id: int = Field(foreign_key="voucher_programme.id", primary_key=True)
+    institution_id: int = Field(foreign_key="institution.id", primary_key=True)
+    year: int = Field(primary_key=True)
+    cap: int = Field(sa_type=Money)
+    used: int = Field(default=0, sa_type=Money)
+
+
+class VoucherRedemption(SQLModel, table=True):
+    """Part of an invoice a programme pays; appended per run, never edited."""
+
+    __tablename__ = "voucher_redemption"
+    __table_args__ = (CheckConstraint("amount > 0", name="positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme_id: int = Field(foreign_key="voucher_programme.id", index=True)
+    invoice_id: int = Field(foreign_key="invoice.id", index=True)
+    institution_id: int = Field(foreign_key="institution.id")
+    year: int
+    eligible_amount: int = Field(sa_type=Money)
+    amount: int = Field(sa_type=Money)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AccountKind(StrEnum):
+    payer_receivable = "payer_receivable"  # what a payer institution owes
+    provider_revenue = "provider_revenue"  # what a provider institution earned
+    voucher_programme = "voucher_programme"  # what a programme has paid for
+    reimbursement = "reimbursement"  # what the programme owes providers for vouchers
+    cash = "cash"  # money received (Stripe or bank)
+
+
+class LedgerAccount(SQLModel, table=True):
+    __tablename__ = "ledger_account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=200, unique=True)  # e.g. payer_receivable:INST1:cny
+    kind: AccountKind = Field(sa_type=enum_type(AccountKind))
+    institution_id: int | None = Field(default=None, foreign_key="institution.id")
+    programme_id: int | None = Field(default=None, foreign_key="voucher_programme.id")
+    currency: str = Field(max_length=3)
+
+
+class JournalEntry(SQLModel, table=True):
+    """One movement of money: postings that sum to zero. Never edited; corrections are new."""
+
+    __tablename__ = "journal_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    # Idempotency: one entry per business event (e.g. invoice:12:finalize).
+    ref: str = Field(max_length=200, unique=True)
+    memo: str = Field(default="", max_length=500)
+    invoice_id: int | None = Field(default=None, foreign_key="invoice.id", index=True)
+    reverses_id: int | None = Field(default=None, foreign_key="journal_entry.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Posting(SQLModel, table=True):
+    """A signed amount on one account: debits positive, credits negative."""
+
+    __table_args__ = (CheckConstraint("amount <> 0", name="nonzero"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: int = Field(foreign_key="journal_entry.id", index=True)
+    account_id: int = Field(foreign_key="ledger_account.id", index=True)
+    amount: int = Field(sa_type=Money)
+    currency: str = Field(max_length=3)

@@ -1,0 +1,63 @@
+"""Rows billing needs in tests: bookings in a given state and the usage that matched them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session
+
+from booking.models import Booking, BookingStatus
+from core.models import User
+from instruments.models import Instrument
+from telemetry.models import UsageKind, UsageSession
+
+# 2026-11-10 09:00 in Asia/Shanghai; all of it is inside the period 2026-11.
+NOV = datetime(2026, 11, 10, 1, 0, tzinfo=UTC)
+
+
+def book(
+    session: Session,
+    *,
+    instrument: Instrument,
+    user: User,
+    start: datetime = NOV,
+    minutes: int = 120,
+    status: BookingStatus = BookingStatus.completed,
+    cancelled_at: datetime | None = None,
+) -> Booking:
+    booking = Booking(
+        instrument_id=instrument.id,
+        user_id=user.id,
+        start_at=start,
+        end_at=start + timedelta(minutes=minutes),
+        status=status,
+        cancelled_at=cancelled_at,
+    )
+    session.add(booking)
+    session.commit()
+    return booking
+
+
+def use(
+    session: Session,
+    *,
+    instrument: Instrument,
+    user: User | None,
+    start: datetime,
+    minutes: int,
+    booking: Booking | None = None,
+    samples: int = 0,
+) -> UsageSession:
+    usage = UsageSession(
+        instrument_id=instrument.id,
+        user_id=user.id if user else None,
+        start_at=start,
+        end_at=start + timedelta(minutes=minutes),
+        last_event_at=start + timedelta(minutes=minutes),
+        booking_id=booking.id if booking else None,
+        kind=UsageKind.booked if booking else UsageKind.walk_up,
+        samples=samples,
+    )
+    session.add(usage)
+    session.commit()
+    return usage
