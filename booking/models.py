@@ -104,7 +104,9 @@ class WaitlistEntry(SQLModel, table=True):
     start_at: datetime = Field(sa_type=UTCDateTime)
     end_at: datetime = Field(sa_type=UTCDateTime)
     purpose: str = Field(default="", max_length=1000)
-    status: WaitlistStatus = Field(default=WaitlistStatus.waiting, sa_type=enum_type(WaitlistStatus))
+    status: WaitlistStatus = Field(
+        default=WaitlistStatus.waiting, sa_type=enum_type(WaitlistStatus)
+    )
     booking_id: int | None = Field(default=None, foreign_key="booking.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -1,0 +1,150 @@
+"""When instruments are free: one instrument's availability, and free slots across a category."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, col, select
+
+from booking.errors import RuleViolation
+from booking.schemas import Availability, BusyOut, IntervalOut, Slot, Slots
+from booking.timeline import Timeline, grid_starts, load_timeline, load_timelines, subtract
+from core.errors import Invalid
+from core.timeutil import utcnow
+from instruments.errors import UnknownCode
+from instruments.models import Category, Institution, Instrument, InstrumentStatus, Lab
+from instruments.service import instrument_get
+
+MAX_WINDOW = timedelta(days=62)
+MAX_SLOTS = 200
+
+
+def _check_window(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise Invalid("end must be after start")
+    if end - start > MAX_WINDOW:
+        raise Invalid(f"the window may span at most {MAX_WINDOW.days} days")
+
+
+def availability(
+    session: Session, *, instrument_id: int, start: datetime, end: datetime
+) -> Availability:
+    """Free and busy time of one instrument in [start, end): opening hours, blackouts (imported
+    busy time included) and active bookings, merged."""
+    _check_window(start, end)
+    instrument = instrument_get(session, instrument_id)
+    timeline = load_timeline(session, instrument, start, end)
+    busy = [
+        BusyOut(start=s, end=e, kind="closed")
+        for s, e in subtract([(start, end)], timeline.open(start, end))
+    ]
+    busy += [
+        BusyOut(start=max(b.start, start), end=min(b.end, end), kind=b.kind)
+        for b in timeline.overlapping(start, end)
+    ]
+    busy.sort(key=lambda b: (b.start, b.end))
+    return Availability(
+        instrument_id=instrument_id,
+        start=start,
+        end=end,
+        free=[IntervalOut(start=s, end=e) for s, e in timeline.free(start, end)],
+        busy=busy,
+    )
+
+
+def _category_ids(session: Session, code: str) -> list[int]:
+    """The category and, for a group, its leaves."""
+    found = session.exec(select(Category.id).where(Category.code == code)).first()
+    if found is None:
+        raise UnknownCode("category", code)
+    leaves = session.exec(select(Category.id).where(Category.parent_id == found)).all()
+    return [found, *[c for c in leaves if c is not None]]
+
+
+def _candidates(
+    session: Session, *, category: str, institution: str | None, minutes: int
+) -> list[Instrument]:
+    query = select(Instrument).where(
+        col(Instrument.category_id).in_(_category_ids(session, category)),
+        Instrument.status == InstrumentStatus.active,
+        col(Instrument.min_minutes) <= minutes,
+        col(Instrument.max_minutes) >= minutes,
+    )
+    if institution:
+        institution_id = session.exec(
+            select(Institution.id).where(Institution.code == institution)
+        ).first()
+        if institution_id is None:
+            raise UnknownCode("institution", institution)
+        query = query.join(Lab, col(Lab.id) == Instrument.lab_id).where(
+            Lab.institution_id == institution_id
+        )
+    return [i for i in session.exec(query).all() if minutes % i.slot_step_minutes == 0]
+
+
+def _slots_of(
+    timeline: Timeline, start: datetime, end: datetime, length: timedelta, now: datetime
+) -> Iterator[tuple[datetime, int]]:
+    """Back-to-back slots of `length` in the instrument's free time, earliest first."""
+    instrument = timeline.instrument
+    assert instrument.id is not None
+    lo = max(start, now + timedelta(minutes=instrument.lead_minutes))
+    latest_start = min(end - length, now + timedelta(days=instrument.horizon_days))
+    if lo > latest_start:
+        return
+    step = instrument.slot_step_minutes
+    for gap in timeline.free(lo, min(end, latest_start + length)):
+        cursor = gap[0]
+        while True:
+            s = next(grid_starts((cursor, gap[1]), length, step, timeline.tz), None)
+            if s is None or s > latest_start:
+                break
+            yield s, instrument.id
+            cursor = s + length
+
+
+def slots_find(
+    session: Session,
+    *,
+    category: str,
+    start: datetime,
+    end: datetime,
+    duration_minutes: int,
+    institution: str | None = None,
+    limit: int = 20,
+    now: datetime | None = None,
+) -> Slots:
+    """The earliest free slots of that length across a category's active instruments, in a
+    few set-based queries however many instruments the category holds."""
+    now = now or utcnow()
+    _check_window(start, end)
+    if not 1 <= limit <= MAX_SLOTS:
+        raise Invalid(f"limit must be between 1 and {MAX_SLOTS}")
+    if duration_minutes < 1 or duration_minutes > 31 * 24 * 60:
+        raise RuleViolation("duration_minutes must be between 1 and 44640")
+    length = timedelta(minutes=duration_minutes)
+    start = max(start, now)
+    if start >= end:
+        return Slots(items=[])
+    instruments = _candidates(
+        session, category=category, institution=institution, minutes=duration_minutes
+    )
+    timelines = load_timelines(session, instruments, start, end)
+    merged = heapq.merge(*(_slots_of(t, start, end, length, now) for t in timelines.values()))
+    items: list[Slot] = []
+    for slot_start, instrument_id in merged:
+        instrument = timelines[instrument_id].instrument
+        items.append(
+            Slot(
+                instrument_id=instrument_id,
+                instrument_code=instrument.code,
+                instrument_name=instrument.name,
+                start=slot_start,
+                end=slot_start + length,
+            )
+        )
+        if len(items) >= limit:
+            break
+    return Slots(items=items)

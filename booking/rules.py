@@ -1,0 +1,117 @@
+"""The instrument's booking rules, checked before any conflict: 422 (or 403) with a reason."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from booking.errors import NotQualified, RuleViolation
+from booking.models import ACTIVE_STATUSES, Booking
+from booking.timeline import Interval, on_grid
+from instruments.models import Instrument, InstrumentStatus, Qualification
+
+
+def _minutes(delta: timedelta) -> float:
+    return delta.total_seconds() / 60
+
+
+def check_shape(
+    instrument: Instrument, start: datetime, end: datetime, *, now: datetime, tz: ZoneInfo
+) -> None:
+    """Status, interval, slot grid, length, lead time and horizon: all without the database."""
+    if instrument.status != InstrumentStatus.active:
+        raise RuleViolation(f"the instrument is {instrument.status.value}, not bookable")
+    if end <= start:
+        raise RuleViolation("end must be after start")
+    step = instrument.slot_step_minutes
+    if not on_grid(start, step, tz):
+        raise RuleViolation(
+            f"start must be on the instrument's {step}-minute grid (from local midnight)"
+        )
+    length = _minutes(end - start)
+    if length % step:
+        raise RuleViolation(f"the length must be a multiple of {step} minutes")
+    if length < instrument.min_minutes:
+        raise RuleViolation(
+            f"the instrument's shortest booking is {instrument.min_minutes} minutes"
+        )
+    if length > instrument.max_minutes:
+        raise RuleViolation(f"the instrument's longest booking is {instrument.max_minutes} minutes")
+    if start < now + timedelta(minutes=instrument.lead_minutes):
+        raise RuleViolation(
+            f"bookings must start at least {instrument.lead_minutes} minutes from now"
+        )
+    if start > now + timedelta(days=instrument.horizon_days):
+        raise RuleViolation(f"bookings may start at most {instrument.horizon_days} days ahead")
+
+
+def has_qualification(session: Session, instrument: Instrument, user_id: int) -> bool:
+    if not instrument.qualification_required:
+        return True
+    found = session.exec(
+        select(Qualification.id).where(
+            Qualification.user_id == user_id, Qualification.instrument_id == instrument.id
+        )
+    ).first()
+    return found is not None
+
+
+def check_qualification(session: Session, instrument: Instrument, user_id: int) -> None:
+    """403 when the instrument needs a qualification the person lacks."""
+    if not has_qualification(session, instrument, user_id):
+        raise NotQualified()
+
+
+def iso_weeks(start: datetime, end: datetime, tz: ZoneInfo) -> list[Interval]:
+    """The local ISO weeks (Monday 00:00 to Monday 00:00) that [start, end) touches, in UTC."""
+    local = start.astimezone(tz).date()
+    monday = local - timedelta(days=local.weekday())
+    weeks: list[Interval] = []
+    while True:
+        s = datetime.combine(monday, time(0), tz).astimezone(UTC)
+        monday += timedelta(days=7)
+        e = datetime.combine(monday, time(0), tz).astimezone(UTC)
+        weeks.append((s, e))
+        if e >= end:
+            return weeks
+
+
+def _overlap(a: Interval, b: Interval) -> timedelta:
+    return max(timedelta(0), min(a[1], b[1]) - max(a[0], b[0]))
+
+
+def check_quota(
+    session: Session,
+    instrument: Instrument,
+    user_id: int,
+    wanted: Sequence[Interval],
+    *,
+    tz: ZoneInfo,
+    ignore: int | None = None,
+) -> None:
+    """Hours per person per local ISO week on this instrument, counting active bookings."""
+    quota = instrument.weekly_quota_hours
+    if quota is None or not wanted:
+        return
+    weeks = sorted({w for s, e in wanted for w in iso_weeks(s, e, tz)})
+    held_query = select(Booking.id, Booking.start_at, Booking.end_at).where(
+        Booking.instrument_id == instrument.id,
+        Booking.user_id == user_id,
+        col(Booking.status).in_(ACTIVE_STATUSES),
+        col(Booking.start_at) < weeks[-1][1],
+        col(Booking.end_at) > weeks[0][0],
+    )
+    held = [(s, e) for booking_id, s, e in session.exec(held_query).all() if booking_id != ignore]
+    limit = timedelta(hours=quota)
+    for week in weeks:
+        used = sum((_overlap(week, h) for h in held), timedelta(0))
+        adding = sum((_overlap(week, w) for w in wanted), timedelta(0))
+        if adding and used + adding > limit:
+            label = week[0].astimezone(tz).strftime("%G-W%V")
+            raise RuleViolation(
+                f"weekly quota of {quota} h on this instrument exceeded in {label}: "
+                f"{_minutes(used) / 60:g} h booked, this adds {_minutes(adding) / 60:g} h"
+            )

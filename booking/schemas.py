@@ -1,0 +1,181 @@
+"""Request and response shapes of bookings, availability, slots, waitlist, blackouts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from booking.models import BookingStatus, WaitlistStatus
+from core.timeutil import UTCDatetime
+
+Id = Field(ge=1, le=2**31 - 1)
+
+
+class _Interval(BaseModel):
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Interval:
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class BookingCreate(_Interval):
+    model_config = ConfigDict(extra="forbid")
+
+    instrument_id: int = Id
+    purpose: str = Field(default="", max_length=1000)
+    recurrence: str | None = Field(
+        default=None, max_length=500, description="an RFC 5545 RRULE, e.g. FREQ=WEEKLY;COUNT=8"
+    )
+    allow_partial: bool = Field(
+        default=False, description="for a series: book the free occurrences, report the rest"
+    )
+
+
+class BookingReschedule(_Interval):
+    model_config = ConfigDict(extra="forbid")
+
+    purpose: str | None = Field(default=None, max_length=1000)
+
+
+class BookingDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=1000)
+
+
+class BookingPublic(BaseModel):
+    id: int
+    instrument_id: int
+    user_id: int
+    start: UTCDatetime
+    end: UTCDatetime
+    status: BookingStatus
+    purpose: str
+    series_id: int | None
+    version: int
+    expires_at: UTCDatetime | None
+    created_at: UTCDatetime
+    updated_at: UTCDatetime
+    cancelled_at: UTCDatetime | None
+
+
+class ConflictOut(BaseModel):
+    start: str
+    end: str
+    kind: str
+
+
+class SkippedOccurrence(BaseModel):
+    start: UTCDatetime
+    end: UTCDatetime
+    reason: str
+    conflicts: list[ConflictOut] = []
+
+
+class SeriesCreated(BookingPublic):
+    """A series: the first booking's fields, then every booking and what was skipped."""
+
+    bookings: list[BookingPublic]
+    skipped: list[SkippedOccurrence]
+
+
+class IntervalOut(BaseModel):
+    start: UTCDatetime
+    end: UTCDatetime
+
+
+class BusyOut(IntervalOut):
+    kind: str
+
+
+class Availability(BaseModel):
+    instrument_id: int
+    start: UTCDatetime
+    end: UTCDatetime
+    free: list[IntervalOut]
+    busy: list[BusyOut]
+
+
+class Slot(BaseModel):
+    instrument_id: int
+    instrument_code: str
+    instrument_name: str
+    start: UTCDatetime
+    end: UTCDatetime
+
+
+class Slots(BaseModel):
+    items: list[Slot]
+
+
+class WaitlistCreate(_Interval):
+    model_config = ConfigDict(extra="forbid")
+
+    instrument_id: int = Id
+    purpose: str = Field(default="", max_length=1000)
+
+
+class WaitlistPublic(BaseModel):
+    id: int
+    instrument_id: int
+    start: UTCDatetime
+    end: UTCDatetime
+    purpose: str
+    status: WaitlistStatus
+    booking_id: int | None
+    created_at: UTCDatetime
+
+
+class BlackoutCreate(_Interval):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["maintenance", "internal"] = "maintenance"
+    reason: str = Field(default="", max_length=500)
+
+
+class BlackoutPublic(BaseModel):
+    id: int
+    instrument_id: int
+    kind: str
+    start: UTCDatetime
+    end: UTCDatetime
+    reason: str
+    created_at: UTCDatetime
+
+
+class DisplacedBooking(BaseModel):
+    id: int
+    start: UTCDatetime
+    end: UTCDatetime
+    status: BookingStatus
+
+
+class BlackoutCreated(BlackoutPublic):
+    displaced: list[DisplacedBooking]
+
+
+class QualificationGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    email: str | None = Field(default=None, max_length=254)
+
+    @model_validator(mode="after")
+    def _one(self) -> QualificationGrant:
+        if (self.user_id is None) == (self.email is None):
+            raise ValueError("give either user_id or email")
+        return self
+
+
+class QualificationPublic(BaseModel):
+    id: int
+    instrument_id: int
+    user_id: int
+    email: str
+    name: str
+    granted_at: UTCDatetime

@@ -1,0 +1,308 @@
+"""Bookings: create (one or a series), read, list, cancel, reschedule, approve, reject, expire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from booking import waitlist
+from booking.errors import (
+    BookingNotFound,
+    IfMatchRequired,
+    NotAllowed,
+    RuleViolation,
+    StaleVersion,
+)
+from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
+from booking.notify import notify
+from booking.placement import check_all, expire_booking, initial_status, place, write
+from booking.schemas import BookingCreate, BookingPublic, BookingReschedule
+from booking.series import series_create
+from core.models import Role, User
+from core.timeutil import to_utc_z, utcnow
+from instruments.models import Instrument
+from instruments.service import can_manage, instrument_get
+
+
+def booking_public(booking: Booking) -> BookingPublic:
+    assert booking.id is not None
+    return BookingPublic(
+        id=booking.id,
+        instrument_id=booking.instrument_id,
+        user_id=booking.user_id,
+        start=booking.start_at,
+        end=booking.end_at,
+        status=booking.status,
+        purpose=booking.purpose,
+        series_id=booking.series_id,
+        version=booking.version,
+        expires_at=booking.expires_at,
+        created_at=booking.created_at,
+        updated_at=booking.updated_at,
+        cancelled_at=booking.cancelled_at,
+    )
+
+
+def etag(booking: Booking) -> str:
+    """A weak ETag that changes whenever the booking does."""
+    return f'W/"{booking.id}-{booking.version}"'
+
+
+def _etag_matches(header: str, booking: Booking) -> bool:
+    current = etag(booking)
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == current.removeprefix("W/"):
+            return True
+    return False
+
+
+def manages(user: User, instrument: Instrument) -> bool:
+    """A manager of the instrument's lab, or a network administrator."""
+    return can_manage(user, instrument) or user.role == Role.network_admin
+
+
+def booking_create(
+    session: Session, *, user: User, data: BookingCreate, now: datetime | None = None
+) -> tuple[int, dict[str, object]]:
+    """Book one time or, with `recurrence`, a series; returns the status code and the body."""
+    now = now or utcnow()
+    instrument = instrument_get(session, data.instrument_id)
+    assert user.id is not None
+    if data.recurrence:
+        return 201, series_create(
+            session, instrument=instrument, user_id=user.id, data=data, now=now
+        ).model_dump(mode="json")
+    if data.allow_partial:
+        raise RuleViolation("allow_partial applies to a series (give recurrence)")
+    booking = place(
+        session,
+        instrument,
+        user_id=user.id,
+        start=data.start,
+        end=data.end,
+        purpose=data.purpose,
+        now=now,
+    )
+    return 201, booking_public(booking).model_dump(mode="json")
+
+
+def _booking_and_instrument(
+    session: Session, *, user: User, booking_id: int
+) -> tuple[Booking, Instrument]:
+    booking = session.get(Booking, booking_id)
+    if booking is None:
+        raise BookingNotFound(booking_id)
+    instrument = instrument_get(session, booking.instrument_id)
+    if booking.user_id != user.id and not manages(user, instrument):
+        # Someone else's booking is as good as absent: do not confirm that it exists.
+        raise BookingNotFound(booking_id)
+    return booking, instrument
+
+
+def booking_get(session: Session, *, user: User, booking_id: int) -> Booking:
+    """The booking, for its owner or a manager of its lab."""
+    return _booking_and_instrument(session, user=user, booking_id=booking_id)[0]
+
+
+@dataclass(frozen=True)
+class BookingFilters:
+    instrument_id: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    status: BookingStatus | None = None
+
+
+def booking_list(
+    session: Session, *, user: User, filters: BookingFilters, after: int | None, limit: int
+) -> tuple[list[Booking], int | None]:
+    """Own bookings (a lab manager also sees the lab's; an administrator all), by id."""
+    query = select(Booking)
+    if user.role == Role.lab_manager and user.lab_id is not None:
+        lab_instruments = select(Instrument.id).where(Instrument.lab_id == user.lab_id)
+        query = query.where(
+            or_(Booking.user_id == user.id, col(Booking.instrument_id).in_(lab_instruments))
+        )
+    elif user.role != Role.network_admin:
+        query = query.where(Booking.user_id == user.id)
+    if filters.instrument_id is not None:
+        query = query.where(Booking.instrument_id == filters.instrument_id)
+    if filters.start is not None:
+        query = query.where(col(Booking.end_at) > filters.start)
+    if filters.end is not None:
+        query = query.where(col(Booking.start_at) < filters.end)
+    if filters.status is not None:
+        query = query.where(Booking.status == filters.status)
+    if after is not None:
+        query = query.where(col(Booking.id) > after)
+    rows = list(session.exec(query.order_by(col(Booking.id)).limit(limit + 1)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1].id if more and rows else None)
+
+
+def _require_active(booking: Booking, action: str) -> None:
+    if booking.status not in ACTIVE_STATUSES:
+        raise RuleViolation(f"a {booking.status.value} booking cannot be {action}")
+
+
+def _touch(booking: Booking, now: datetime) -> None:
+    booking.version += 1
+    booking.updated_at = now
+
+
+def booking_cancel(
+    session: Session, *, user: User, booking_id: int, now: datetime | None = None
+) -> Booking:
+    """Cancel an active booking; the freed time goes to the waitlist."""
+    now = now or utcnow()
+    booking, _ = _booking_and_instrument(session, user=user, booking_id=booking_id)
+    _require_active(booking, "cancelled")
+    booking.status = BookingStatus.cancelled
+    booking.cancelled_at = now
+    _touch(booking, now)
+    session.add(booking)
+    session.flush()
+    if booking.user_id != user.id:
+        notify(
+            session,
+            user_id=booking.user_id,
+            kind="booking_cancelled",
+            subject="The lab cancelled your booking",
+            body=f"Your booking at {to_utc_z(booking.start_at)} was cancelled by the lab.",
+            data={"booking_id": booking.id, "instrument_id": booking.instrument_id},
+            booking_id=booking.id,
+        )
+    waitlist.promote(
+        session,
+        instrument_id=booking.instrument_id,
+        start=booking.start_at,
+        end=booking.end_at,
+        now=now,
+    )
+    return booking
+
+
+def booking_reschedule(
+    session: Session,
+    *,
+    user: User,
+    booking_id: int,
+    data: BookingReschedule,
+    if_match: str | None,
+    now: datetime | None = None,
+) -> Booking:
+    """Move an active booking; needs If-Match with its current ETag."""
+    now = now or utcnow()
+    booking, instrument = _booking_and_instrument(session, user=user, booking_id=booking_id)
+    if not if_match:
+        raise IfMatchRequired()
+    if not _etag_matches(if_match, booking):
+        raise StaleVersion(etag(booking))
+    _require_active(booking, "rescheduled")
+    old = (booking.start_at, booking.end_at)
+    check_all(
+        session,
+        instrument,
+        user_id=booking.user_id,
+        start=data.start,
+        end=data.end,
+        now=now,
+        ignore=booking.id,
+    )
+    booking.start_at, booking.end_at = data.start, data.end
+    if data.purpose is not None:
+        booking.purpose = data.purpose
+    if instrument.approval_required and not manages(user, instrument):
+        # A new time needs the lab's approval again.
+        booking.status, booking.expires_at = initial_status(instrument, data.start, now)
+    _touch(booking, now)
+    write(session, booking, instrument, now=now)
+    waitlist.promote(
+        session, instrument_id=booking.instrument_id, start=old[0], end=old[1], now=now
+    )
+    return booking
+
+
+def _decide(
+    session: Session, *, user: User, booking_id: int, approve: bool, reason: str, now: datetime
+) -> Booking:
+    booking, instrument = _booking_and_instrument(session, user=user, booking_id=booking_id)
+    if not manages(user, instrument):
+        raise NotAllowed("only a manager of the instrument's lab decides on bookings")
+    if booking.status != BookingStatus.pending:
+        raise RuleViolation(
+            f"only a pending booking can be decided; this one is {booking.status.value}"
+        )
+    if approve and booking.expires_at is not None and booking.expires_at <= now:
+        expire_booking(session, booking, now)
+        raise RuleViolation("the request expired before the decision")
+    booking.status = BookingStatus.confirmed if approve else BookingStatus.rejected
+    booking.expires_at = None
+    booking.decided_by_id = user.id
+    _touch(booking, now)
+    session.add(booking)
+    session.flush()
+    verdict = "approved" if approve else "rejected"
+    notify(
+        session,
+        user_id=booking.user_id,
+        kind=f"booking_{verdict}",
+        subject=f"Your booking request was {verdict}",
+        body=(f"Your booking at {to_utc_z(booking.start_at)} was {verdict}. {reason}").strip(),
+        data={"booking_id": booking.id, "instrument_id": booking.instrument_id, "reason": reason},
+        booking_id=booking.id,
+    )
+    if not approve:
+        waitlist.promote(
+            session,
+            instrument_id=booking.instrument_id,
+            start=booking.start_at,
+            end=booking.end_at,
+            now=now,
+        )
+    return booking
+
+
+def booking_approve(
+    session: Session, *, user: User, booking_id: int, reason: str = "", now: datetime | None = None
+) -> Booking:
+    """Confirm a pending booking (a manager of its lab)."""
+    return _decide(
+        session, user=user, booking_id=booking_id, approve=True, reason=reason, now=now or utcnow()
+    )
+
+
+def booking_reject(
+    session: Session, *, user: User, booking_id: int, reason: str = "", now: datetime | None = None
+) -> Booking:
+    """Reject a pending booking (a manager of its lab); the time goes to the waitlist."""
+    return _decide(
+        session, user=user, booking_id=booking_id, approve=False, reason=reason, now=now or utcnow()
+    )
+
+
+def bookings_expire(
+    session: Session, *, now: datetime | None = None, limit: int = 1000
+) -> list[int]:
+    """Expire pending bookings past their decision deadline; returns their ids."""
+    now = now or utcnow()
+    overdue = session.exec(
+        select(Booking)
+        .where(Booking.status == BookingStatus.pending, col(Booking.expires_at) <= now)
+        .order_by(col(Booking.expires_at))
+        .limit(limit)
+    ).all()
+    for booking in overdue:
+        expire_booking(session, booking, now)
+        waitlist.promote(
+            session,
+            instrument_id=booking.instrument_id,
+            start=booking.start_at,
+            end=booking.end_at,
+            now=now,
+        )
+    return [b.id for b in overdue if b.id is not None]

@@ -1,0 +1,279 @@
+"""An instrument's time as intervals: opening hours in the local zone, blackouts, bookings.
+
+Everything here is in UTC except opening hours, which labs publish as local wall-clock
+times; they are expanded per local date with zoneinfo, so a day that gains or loses an
+hour to daylight saving still opens at 09:00 local time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
+from core.settings import get_settings
+from core.timeutil import to_utc_z
+from instruments.models import Blackout, Instrument, OpeningHours
+
+Interval = tuple[datetime, datetime]
+Hours = dict[int, list[tuple[time, time]]]
+
+# A lab that closes at 23:59 (or 23:59:59) means "until midnight": no gap between days.
+END_OF_DAY = time(23, 59)
+# The longest booking any rule allows (instruments.schemas.BookingRules.max_minutes):
+# bounds the index scan for bookings that started before a window and reach into it.
+LONGEST_BOOKING = timedelta(days=31)
+ONE_DAY = timedelta(days=1)
+
+
+def zone() -> ZoneInfo:
+    """The network's zone (LABSHARE_TIMEZONE): opening hours and the slot grid live in it."""
+    return get_settings().zone
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """A busy interval: `booking`, `blackout` or `closed`; never says whose."""
+
+    start: datetime
+    end: datetime
+    kind: str
+    booking_id: int | None = None
+    status: str | None = None
+    expires_at: datetime | None = None
+
+    def public(self) -> dict[str, str]:
+        """What a 409 or an availability answer may say: when and what kind, not whose."""
+        return {"start": to_utc_z(self.start), "end": to_utc_z(self.end), "kind": self.kind}
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Sorted, with overlapping or touching intervals joined."""
+    out: list[Interval] = []
+    for start, end in sorted(intervals):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def subtract(base: Sequence[Interval], cuts: Sequence[Interval]) -> list[Interval]:
+    """`base` minus `cuts`; both sorted and merged."""
+    out: list[Interval] = []
+    j = 0
+    for start, end in base:
+        cursor = start
+        while j < len(cuts) and cuts[j][1] <= cursor:
+            j += 1
+        k = j
+        while k < len(cuts) and cuts[k][0] < end:
+            if cuts[k][0] > cursor:
+                out.append((cursor, cuts[k][0]))
+            cursor = max(cursor, cuts[k][1])
+            k += 1
+        if cursor < end:
+            out.append((cursor, end))
+    return out
+
+
+def expand_hours(hours: Hours, start: datetime, end: datetime, tz: ZoneInfo) -> list[Interval]:
+    """The open intervals within [start, end), built per local date."""
+    out: list[Interval] = []
+    day: date = start.astimezone(tz).date()
+    last = end.astimezone(tz).date()
+    while day <= last:
+        for opens, closes in hours.get(day.weekday(), ()):
+            s = datetime.combine(day, opens, tz).astimezone(UTC)
+            e = (
+                datetime.combine(day + ONE_DAY, time(0), tz)
+                if closes >= END_OF_DAY
+                else datetime.combine(day, closes, tz)
+            ).astimezone(UTC)
+            s, e = max(s, start), min(e, end)
+            if s < e:
+                out.append((s, e))
+        day += ONE_DAY
+    return merge(out)
+
+
+def align_up(moment: datetime, step: int, tz: ZoneInfo) -> datetime:
+    """The first time at or after `moment` on the slot grid (multiples of `step` minutes from
+    local midnight)."""
+    local = moment.astimezone(tz)
+    minutes = local.hour * 60 + local.minute + (1 if local.second or local.microsecond else 0)
+    target = minutes + (-minutes % step)
+    midnight = datetime.combine(local.date(), time(0), tz)
+    if target >= 24 * 60:
+        return datetime.combine(local.date() + ONE_DAY, time(0), tz).astimezone(UTC)
+    return (midnight + timedelta(minutes=target)).astimezone(UTC)
+
+
+def on_grid(moment: datetime, step: int, tz: ZoneInfo) -> bool:
+    local = moment.astimezone(tz)
+    return not (local.second or local.microsecond) and (local.hour * 60 + local.minute) % step == 0
+
+
+def grid_starts(free: Interval, length: timedelta, step: int, tz: ZoneInfo) -> Iterator[datetime]:
+    """Grid-aligned starts of slots of `length` that fit inside `free`, earliest first."""
+    start = align_up(free[0], step, tz)
+    while start + length <= free[1]:
+        yield start
+        start = align_up(start + timedelta(minutes=step), step, tz)
+
+
+def grid_starts_reversed(
+    free: Interval, length: timedelta, step: int, tz: ZoneInfo
+) -> Iterator[datetime]:
+    """Like grid_starts, latest first (for alternatives before the wanted time)."""
+    starts = list(grid_starts(free, length, step, tz))
+    return reversed(starts)
+
+
+@dataclass
+class Timeline:
+    """One instrument's hours and busy time over a loaded window."""
+
+    instrument: Instrument
+    hours: Hours
+    busy: list[Busy] = field(default_factory=list)
+    tz: ZoneInfo = field(default_factory=zone)
+    # Shared by the timelines of one load: instruments with the same weekly hours (most of
+    # them) expand them once per window.
+    open_cache: dict[tuple[object, ...], list[Interval]] = field(default_factory=dict)
+
+    def open(self, start: datetime, end: datetime) -> list[Interval]:
+        key = (self.hours_key, start, end)
+        found = self.open_cache.get(key)
+        if found is None:
+            found = self.open_cache[key] = expand_hours(self.hours, start, end, self.tz)
+        return found
+
+    @property
+    def hours_key(self) -> tuple[object, ...]:
+        return tuple(sorted((d, tuple(v)) for d, v in self.hours.items()))
+
+    def overlapping(
+        self, start: datetime, end: datetime, *, ignore: int | None = None
+    ) -> list[Busy]:
+        return [
+            b
+            for b in self.busy
+            if b.start < end and b.end > start and (ignore is None or b.booking_id != ignore)
+        ]
+
+    def conflicts(self, start: datetime, end: datetime, *, ignore: int | None = None) -> list[Busy]:
+        """Everything that stops [start, end) from being booked, earliest first."""
+        closed = [Busy(s, e, "closed") for s, e in subtract([(start, end)], self.open(start, end))]
+        return sorted(closed + self.overlapping(start, end, ignore=ignore), key=lambda b: b.start)
+
+    def free(self, start: datetime, end: datetime, *, ignore: int | None = None) -> list[Interval]:
+        """Open and not busy, within [start, end)."""
+        taken = merge(
+            (max(b.start, start), min(b.end, end))
+            for b in self.overlapping(start, end, ignore=ignore)
+        )
+        return subtract(self.open(start, end), taken)
+
+    def add(self, item: Busy) -> None:
+        bisect.insort(self.busy, item, key=lambda b: b.start)
+
+    def remove_booking(self, booking_id: int) -> None:
+        self.busy = [b for b in self.busy if b.booking_id != booking_id]
+
+
+def _hours_by_instrument(session: Session, ids: Sequence[int]) -> dict[int, Hours]:
+    rows = session.exec(
+        select(
+            OpeningHours.instrument_id,
+            OpeningHours.weekday,
+            OpeningHours.opens,
+            OpeningHours.closes,
+        )
+        .where(col(OpeningHours.instrument_id).in_(ids))
+        .order_by(
+            col(OpeningHours.instrument_id), col(OpeningHours.weekday), col(OpeningHours.opens)
+        )
+    ).all()
+    out: dict[int, Hours] = defaultdict(lambda: defaultdict(list))
+    for instrument_id, weekday, opens, closes in rows:
+        out[instrument_id][weekday].append((opens, closes))
+    return out
+
+
+def load_busy(
+    session: Session, ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, list[Busy]]:
+    """Blackouts (every kind, imported too) and active bookings overlapping [start, end)."""
+    busy: dict[int, list[Busy]] = defaultdict(list)
+    blackouts = session.exec(
+        select(Blackout.instrument_id, Blackout.start_at, Blackout.end_at).where(
+            col(Blackout.instrument_id).in_(ids),
+            col(Blackout.start_at) < end,
+            col(Blackout.end_at) > start,
+        )
+    ).all()
+    for instrument_id, s, e in blackouts:
+        busy[instrument_id].append(Busy(s, e, "blackout"))
+    bookings = session.exec(
+        select(
+            Booking.instrument_id,
+            Booking.id,
+            Booking.start_at,
+            Booking.end_at,
+            Booking.status,
+            Booking.expires_at,
+        ).where(
+            col(Booking.instrument_id).in_(ids),
+            col(Booking.status).in_(ACTIVE_STATUSES),
+            col(Booking.start_at) < end,
+            col(Booking.start_at) > start - LONGEST_BOOKING,
+            col(Booking.end_at) > start,
+        )
+    ).all()
+    for instrument_id, booking_id, s, e, status, expires_at in bookings:
+        busy[instrument_id].append(
+            Busy(s, e, "booking", booking_id, BookingStatus(status).value, expires_at)
+        )
+    for items in busy.values():
+        items.sort(key=lambda b: b.start)
+    return busy
+
+
+def load_timelines(
+    session: Session, instruments: Sequence[Instrument], start: datetime, end: datetime
+) -> dict[int, Timeline]:
+    """Timelines of many instruments over [start, end) in three set-based queries."""
+    ids = [i.id for i in instruments if i.id is not None]
+    if not ids:
+        return {}
+    hours = _hours_by_instrument(session, ids)
+    busy = load_busy(session, ids, start, end)
+    tz = zone()
+    cache: dict[tuple[object, ...], list[Interval]] = {}
+    return {
+        i.id: Timeline(
+            instrument=i,
+            hours=hours.get(i.id, {}),
+            busy=busy.get(i.id, []),
+            tz=tz,
+            open_cache=cache,
+        )
+        for i in instruments
+        if i.id is not None
+    }
+
+
+def load_timeline(
+    session: Session, instrument: Instrument, start: datetime, end: datetime
+) -> Timeline:
+    """One instrument's timeline over [start, end)."""
+    assert instrument.id is not None
+    return load_timelines(session, [instrument], start, end)[instrument.id]
