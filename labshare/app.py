@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+import booking.api
 import core.api
 import instruments.api
 from core.db import get_engine
@@ -32,6 +33,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.include_router(core.api.router, prefix=API_PREFIX)
     app.include_router(instruments.api.router, prefix=API_PREFIX)
+    app.include_router(booking.api.router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> Any:
