@@ -1,6 +1,6 @@
 """The catalog's errors."""
 
-from core.errors import Forbidden, Invalid, NotFound
+from core.errors import Conflict, Forbidden, Invalid, NotFound
 
 
 class InstrumentNotFound(NotFound):
@@ -16,3 +16,11 @@ class UnknownCode(Invalid):
 class NotYourLab(Forbidden):
     def __init__(self) -> None:
         super().__init__("only a manager of the instrument's lab may change it")
+
+
+class DatabaseNotEmpty(Conflict):
+    def __init__(self, instruments: int, users: int) -> None:
+        super().__init__(
+            f"the database is not empty ({instruments} instruments, {users} users); "
+            "the demo network loads only into an empty database"
+        )

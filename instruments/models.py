@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Index, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime, enum_type
@@ -87,8 +87,9 @@ class Instrument(SQLModel, table=True):
     manufacturer: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=4000)
     location: str = Field(default="", max_length=200)
-    # Purchase value in minor units of the network currency.
-    asset_value: int = 0
+    # Purchase value in minor units of the network currency: a cryo-EM's 45 million CNY
+    # is 4.5e9 fen, past a 32-bit integer, hence BIGINT.
+    asset_value: int = Field(default=0, sa_type=BigInteger)
     status: InstrumentStatus = Field(
         default=InstrumentStatus.active, sa_type=enum_type(InstrumentStatus), index=True
     )

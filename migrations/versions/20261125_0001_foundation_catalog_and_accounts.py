@@ -93,7 +93,7 @@ def upgrade() -> None:
         sa.Column("manufacturer", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("description", sqlmodel.sql.sqltypes.AutoString(length=4000), nullable=False),
         sa.Column("location", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("asset_value", sa.Integer(), nullable=False),
+        sa.Column("asset_value", sa.BigInteger(), nullable=False),
         sa.Column(
             "status",
             sa.Enum(
