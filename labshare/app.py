@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 import booking.api
 import core.api
 import instruments.api
+import telemetry.api
 from core.db import get_engine
 from core.errors import install_error_handlers
 from labshare.pages import install as install_pages
@@ -34,6 +35,8 @@ def create_app() -> FastAPI:
     app.include_router(core.api.router, prefix=API_PREFIX)
     app.include_router(instruments.api.router, prefix=API_PREFIX)
     app.include_router(booking.api.router, prefix=API_PREFIX)
+    app.include_router(telemetry.api.router, prefix=API_PREFIX)
+    app.include_router(telemetry.api.metrics_router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> Any:

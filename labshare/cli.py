@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from core.cli_support import fail, reasons
-from core.db import session_scope
+from core.db import get_engine, session_scope
 from core.models import Role
 from core.service import user_create
 from core.settings import get_settings
@@ -27,6 +27,10 @@ def _mount_domains() -> None:
     from instruments.cli import app as instruments_app
 
     app.add_typer(instruments_app, name="instruments")
+
+    from telemetry.cli import mount as mount_telemetry
+
+    mount_telemetry(app)
 
 
 @db_app.command("upgrade")
@@ -90,6 +94,37 @@ def serve(
         "labshare.app:create_app", factory=True, host=host, port=port, workers=workers,
         log_level="info",
     )
+
+
+@app.command()
+@reasons
+def seed(
+    instruments: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="How many instruments")
+    ] = 12_600,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same network")] = 2018,
+) -> None:
+    """Load the demo network into an empty, migrated database."""
+    from labshare.demo import require_migrated, seed_database
+
+    engine = get_engine()
+    require_migrated(engine)
+    seed_database(engine, instruments=instruments, seed=seed)
+
+
+@app.command()
+@reasons
+def demo(
+    instruments: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="Instruments to seed into an empty database")
+    ] = 12_600,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Web server port")] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+) -> None:
+    """The whole network on one machine: migrate, seed if empty, serve; Ctrl-C stops."""
+    from labshare.demo import run_demo
+
+    run_demo(instruments=instruments, port=port, host=host)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from core.models import utcnow
 # 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 # JSONB on PostgreSQL (smaller, indexable), JSON text on SQLite.
-JsonData = JSON().with_variant(JSONB(), "postgresql")
+JsonData = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 GATEWAY_UID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 

@@ -1,0 +1,269 @@
+"""`labshare ingest`: the MQTT worker that stores telemetry and acknowledges only after commit."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+
+from core.db import session_scope
+from telemetry.metrics import IngestMetrics
+from telemetry.protocol import SHARED_GROUP, TOPIC_ROOT
+from telemetry.store import BatchResult, Directory, Incoming, dead_letter_raw, write_batch
+from telemetry.usage import usage_reconcile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    """`mqtt://[user:pass@]host:port` as in LABSHARE_MQTT_URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ValueError(f"LABSHARE_MQTT_URL must look like mqtt://host:1883, not {url!r}")
+    return BrokerAddress(
+        parts.hostname,
+        parts.port or 1883,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
+
+
+@dataclass(slots=True)
+class IngestConfig:
+    mqtt_url: str
+    client_id: str = "labshare-ingest-1"
+    group: str = SHARED_GROUP
+    root: str = TOPIC_ROOT
+    batch_max: int = 2000
+    batch_wait: float = 0.1  # seconds a partial batch waits for more messages
+    receive_maximum: int = 20000  # unacknowledged messages the broker may have in flight to us
+    session_expiry: int = 7 * 24 * 3600  # the broker keeps our session (and queue) this long
+    reconcile_every: float = 60.0
+    keepalive: int = 30
+
+
+class IngestWorker:
+    """Receives on the shared subscription, writes batches, acknowledges after each commit."""
+
+    def __init__(self, engine: Engine, config: IngestConfig, metrics: IngestMetrics | None = None):
+        self.engine = engine
+        self.config = config
+        self.metrics = metrics or IngestMetrics()
+        self.directory = Directory()
+        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._connected = threading.Event()
+        self.broker = parse_mqtt_url(config.mqtt_url)
+        self.client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(100)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # -- MQTT callbacks (paho's network thread) --------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason, _p) -> None:  # type: ignore[no-untyped-def]
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._generation += 1
+        if self._generation > 1:
+            self.metrics.inc("reconnects")
+        root = self.config.root
+        # Events are shared among the workers; presence is retained, and retained messages
+        # are never sent to shared subscriptions, so each worker takes presence itself.
+        client.subscribe(
+            [
+                (f"$share/{self.config.group}/{root}/+/instruments/+/events", 1),
+                (f"{root}/+/status", 1),
+            ]
+        )
+        self._connected.set()
+        log.info(
+            "connected to %s:%s as %s", self.broker.host, self.broker.port, self.config.client_id
+        )
+
+    def _on_disconnect(self, _c: object, _u: object, _f: object, reason, _p) -> None:  # type: ignore[no-untyped-def]
+        self._connected.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.metrics.inc("received")
+        self.inbox.put(
+            Incoming(
+                message.mid, message.qos, message.topic, bytes(message.payload), self._generation
+            )
+        )
+
+    # -- the worker's own thread -----------------------------------------------------------
+    def connect(self) -> None:
+        """Connect with backoff until the broker answers (or stop() is called)."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.session_expiry
+        props.ReceiveMaximum = self.config.receive_maximum
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                self.client.connect(
+                    self.broker.host, self.broker.port, keepalive=self.config.keepalive,
+                    clean_start=False, properties=props,
+                )  # fmt: skip
+                break
+            except OSError as exc:
+                log.warning("broker %s:%s unreachable (%s); retrying in %.1fs",
+                            self.broker.host, self.broker.port, exc, delay)  # fmt: skip
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Ask the worker to flush what it holds and exit."""
+        self._stop.set()
+
+    def _take(self) -> list[Incoming]:
+        batch: list[Incoming] = []
+        try:
+            batch.append(self.inbox.get(timeout=0.5))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.config.batch_wait
+        while len(batch) < self.config.batch_max:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining > 0:
+                    batch.append(self.inbox.get(timeout=remaining))
+                else:
+                    batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write(self, batch: list[Incoming]) -> BatchResult | None:
+        """Write until it succeeds; None if asked to stop while the database was away."""
+        delay = 0.5
+        while True:
+            try:
+                return write_batch(self.engine, self.directory, batch, root=self.config.root)
+            except (OperationalError, InterfaceError) as exc:
+                # An outage, a lost connection, a deadlock or a busy SQLite: nothing was
+                # stored and nothing acknowledged, so waiting and retrying is always safe.
+                self.metrics.inc("db_retries")
+                reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else "?"
+                log.warning("database unavailable (%s); retrying in %.1fs", reason, delay)
+                if self._stop.wait(delay) and delay >= 4:
+                    return None
+                delay = min(delay * 2, 10.0)
+            except SQLAlchemyError:
+                return self._write_one_by_one(batch)
+
+    def _write_one_by_one(self, batch: list[Incoming]) -> BatchResult:
+        """A batch the database refused (not an outage): find the message and dead-letter it."""
+        total = BatchResult()
+        for item in batch:
+            try:
+                r = write_batch(self.engine, self.directory, [item], root=self.config.root)
+            except (OperationalError, InterfaceError):
+                raise
+            except SQLAlchemyError as exc:
+                log.warning("message refused by the database (%s); dead-lettering it", exc)
+                dead_letter_raw(self.engine, item, f"store: {type(exc.orig or exc).__name__}")
+                total.dead += 1
+                continue
+            total.stored += r.stored
+            total.duplicates += r.duplicates
+            total.dead += r.dead
+            total.presence += r.presence
+            total.lags += r.lags
+        return total
+
+    def _ack(self, batch: list[Incoming]) -> None:
+        for item in batch:
+            # An ack belongs to the connection that delivered the message; after a reconnect
+            # the broker redelivers it, and the de-duplication makes that harmless.
+            if item.qos > 0 and item.generation == self._generation:
+                self.client.ack(item.mid, item.qos)
+
+    def flush(self, batch: list[Incoming]) -> bool:
+        """Store and acknowledge one batch; False if it could not be stored."""
+        result = self._write(batch)
+        if result is None:
+            return False
+        self._ack(batch)
+        m = self.metrics
+        m.inc("stored", result.stored)
+        m.inc("duplicates", result.duplicates)
+        m.inc("dead_letters", result.dead)
+        m.inc("presence", result.presence)
+        m.inc("batches")
+        m.batch_size.observe(len(batch))
+        for lag in result.lags:
+            m.lag.observe(lag)
+        m.queue_depth = self.inbox.qsize()
+        return True
+
+    def reconcile(self) -> None:
+        """Close silent sessions, mark no-shows and completed bookings."""
+        try:
+            with session_scope(engine=self.engine) as session:
+                r = usage_reconcile(session)
+            if r.closed_silent or r.no_shows or r.completed:
+                log.info("reconciled: %s", r)
+        except SQLAlchemyError as exc:
+            log.warning("reconcile failed: %s", exc)
+
+    def run(self) -> None:
+        """Run until stop(): connect, then write batches; on stop, flush and disconnect."""
+        self.connect()
+        next_reconcile = time.monotonic() + random.uniform(1, 5)
+        try:
+            while not self._stop.is_set():
+                batch = self._take()
+                if batch and not self.flush(batch):
+                    break
+                if self.config.reconcile_every and time.monotonic() >= next_reconcile:
+                    self.reconcile()
+                    next_reconcile = time.monotonic() + self.config.reconcile_every
+            # Clean shutdown: what has arrived is stored and acknowledged before we leave.
+            rest: list[Incoming] = []
+            while True:
+                try:
+                    rest.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for i in range(0, len(rest), self.config.batch_max):
+                if not self.flush(rest[i : i + self.config.batch_max]):
+                    break
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()

@@ -1,0 +1,346 @@
+"""Gateways (register, list, revoke, broker files) and reads of usage and live status."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from booking.models import Booking
+from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.models import Role, User, utcnow
+from core.timeutil import require_interval
+from instruments.models import Instrument, Lab
+from telemetry.models import (
+    Gateway,
+    GatewayInstrument,
+    InstrumentLiveState,
+    InstrumentState,
+    Presence,
+    UsageSession,
+)
+from telemetry.protocol import TOPIC_ROOT
+from telemetry.schemas import (
+    BookingRef,
+    GatewayPublic,
+    InstrumentStatusPublic,
+    UsagePublic,
+)
+from telemetry.usage import SILENCE
+
+# Mosquitto 2's password format: $7$<iterations>$<base64 salt>$<base64 PBKDF2-SHA512>.
+PBKDF2_ITERATIONS = 10_000
+USAGE_MAX_DAYS = 366
+
+
+def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
+    """A password hash in the `$7$` format Mosquitto 2 reads from its password file."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS)
+    b64 = base64.b64encode
+    return f"$7${PBKDF2_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def mosquitto_verify(password: str, encoded: str) -> bool:
+    """Whether `password` matches a `$7$` hash."""
+    try:
+        _, kind, iterations, salt, digest = encoded.split("$")
+        if kind != "7":
+            return False
+        mine = hashlib.pbkdf2_hmac(
+            "sha512", password.encode(), base64.b64decode(salt), int(iterations)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(base64.b64encode(mine).decode(), digest)
+
+
+def lab_by_code(session: Session, code: str) -> Lab:
+    lab = session.exec(select(Lab).where(Lab.code == code)).first()
+    if lab is None:
+        raise NotFound(f"no lab with the code {code!r}")
+    return lab
+
+
+def gateway_create(
+    session: Session, *, lab_code: str, instrument_codes: list[str] | None = None, name: str = ""
+) -> tuple[Gateway, str]:
+    """Register a gateway of a lab; returns it and its password (shown once, stored hashed)."""
+    lab = lab_by_code(session, lab_code)
+    instruments: list[Instrument] = []
+    for code in instrument_codes or []:
+        instrument = session.exec(select(Instrument).where(Instrument.code == code)).first()
+        if instrument is None:
+            raise NotFound(f"no instrument with the code {code!r}")
+        if instrument.lab_id != lab.id:
+            raise Invalid(f"instrument {code} does not belong to lab {lab.code}")
+        instruments.append(instrument)
+    uid = f"gw-{secrets.token_hex(6)}"
+    password = secrets.token_urlsafe(24)
+    gateway = Gateway(
+        uid=uid, lab_id=lab.id, name=name or f"{lab.code} gateway", mqtt_username=uid,
+        password_hash=mosquitto_hash(password),
+    )  # fmt: skip
+    session.add(gateway)
+    session.flush()
+    for instrument in {i.id: i for i in instruments}.values():
+        session.add(GatewayInstrument(gateway_id=gateway.id, instrument_id=instrument.id))
+    session.flush()
+    return gateway, password
+
+
+def gateway_get(session: Session, uid: str) -> Gateway:
+    gateway = session.exec(select(Gateway).where(Gateway.uid == uid)).first()
+    if gateway is None:
+        raise NotFound(f"no gateway {uid!r}")
+    return gateway
+
+
+def gateway_revoke(session: Session, *, uid: str) -> Gateway:
+    """Revoke a gateway: the broker files drop it and the ingest refuses its messages."""
+    gateway = gateway_get(session, uid)
+    if gateway.revoked_at is not None:
+        raise Conflict(f"gateway {uid} was already revoked")
+    gateway.revoked_at = utcnow()
+    session.add(gateway)
+    session.flush()
+    return gateway
+
+
+def gateway_public(session: Session, gateway: Gateway) -> GatewayPublic:
+    lab = session.get(Lab, gateway.lab_id)
+    codes = session.exec(
+        select(Instrument.code)
+        .join(GatewayInstrument, col(GatewayInstrument.instrument_id) == Instrument.id)
+        .where(GatewayInstrument.gateway_id == gateway.id)
+        .order_by(Instrument.code)
+    ).all()
+    return GatewayPublic(
+        gateway_id=gateway.uid, lab=lab.code if lab else "", name=gateway.name,
+        instruments=list(codes), presence=gateway.presence, last_seen_at=gateway.last_seen_at,
+        created_at=gateway.created_at, revoked_at=gateway.revoked_at,
+    )  # fmt: skip
+
+
+def gateway_list(session: Session, *, lab_id: int | None = None) -> list[GatewayPublic]:
+    """Gateways, with presence and when each was last seen (one lab's, or all)."""
+    query = select(Gateway).order_by(col(Gateway.id))
+    if lab_id is not None:
+        query = query.where(Gateway.lab_id == lab_id)
+    return [gateway_public(session, g) for g in session.exec(query)]
+
+
+def broker_files(
+    session: Session,
+    *,
+    ingest_user: str | None = None,
+    ingest_password: str | None = None,
+    root: str = TOPIC_ROOT,
+) -> tuple[str, str]:
+    """Mosquitto's password file and ACL file: each gateway may use only its own prefix."""
+    gateways = session.exec(
+        select(Gateway).where(col(Gateway.revoked_at).is_(None)).order_by(col(Gateway.id))
+    ).all()
+    passwd = [f"{g.mqtt_username}:{g.password_hash}" for g in gateways]
+    acl = ["# Written by `labshare gateways acl`; regenerate after creating or revoking."]
+    if ingest_user:
+        if ingest_password:
+            passwd.insert(0, f"{ingest_user}:{mosquitto_hash(ingest_password)}")
+        acl += [f"user {ingest_user}", f"topic read {root}/#", ""]
+    for g in gateways:
+        acl += [f"user {g.mqtt_username}", f"topic readwrite {root}/{g.uid}/#", ""]
+    return "\n".join(passwd) + ("\n" if passwd else ""), "\n".join(acl) + "\n"
+
+
+def _require_usage_reader(user: User, lab_id: int) -> None:
+    if user.role == Role.network_admin:
+        return
+    if user.role == Role.lab_manager and user.lab_id == lab_id:
+        return
+    raise Forbidden("usage is visible to the lab's managers and network administrators")
+
+
+def _usage_public(session: Session, usage: UsageSession) -> UsagePublic:
+    booking = session.get(Booking, usage.booking_id) if usage.booking_id else None
+    ref = None
+    if booking is not None:
+        ref = BookingRef(
+            id=booking.id, start=booking.start_at, end=booking.end_at, status=booking.status,
+            user_id=booking.user_id,
+        )  # fmt: skip
+    return UsagePublic(
+        id=usage.id, instrument_id=usage.instrument_id, start=usage.start_at, end=usage.end_at,
+        user_id=usage.user_id, user_badge=usage.user_badge, kind=usage.kind, booking=ref,
+        overtime_minutes=usage.overtime_minutes, samples=usage.samples, kwh=usage.kwh,
+        closed_reason=usage.closed_reason,
+    )  # fmt: skip
+
+
+def _check_window(start: datetime, end: datetime) -> None:
+    require_interval(start, end)
+    if (end - start).days > USAGE_MAX_DAYS:
+        raise Invalid(f"ask for at most {USAGE_MAX_DAYS} days at a time")
+
+
+def usage_list(
+    session: Session,
+    *,
+    user: User,
+    instrument_ids: list[int],
+    lab_id: int,
+    start: datetime,
+    end: datetime,
+) -> list[UsagePublic]:
+    """Usage sessions overlapping [start, end), each with the booking it matched or none."""
+    _require_usage_reader(user, lab_id)
+    _check_window(start, end)
+    if not instrument_ids:
+        return []
+    rows = session.exec(
+        select(UsageSession)
+        .where(col(UsageSession.instrument_id).in_(instrument_ids))
+        .where(UsageSession.start_at < end)
+        .where((col(UsageSession.end_at).is_(None)) | (col(UsageSession.end_at) > start))
+        .order_by(col(UsageSession.start_at), col(UsageSession.id))
+        .limit(10_000)
+    ).all()
+    return [_usage_public(session, u) for u in rows]
+
+
+def instrument_usage(
+    session: Session, *, user: User, instrument_id: int, start: datetime, end: datetime
+) -> list[UsagePublic]:
+    """One instrument's usage sessions (its lab's managers, network administrators)."""
+    instrument = session.get(Instrument, instrument_id)
+    if instrument is None:
+        raise NotFound(f"no instrument {instrument_id}")
+    return usage_list(
+        session, user=user, instrument_ids=[instrument_id], lab_id=instrument.lab_id,
+        start=start, end=end,
+    )  # fmt: skip
+
+
+def lab_usage(
+    session: Session, *, user: User, lab_code: str, start: datetime, end: datetime
+) -> list[UsagePublic]:
+    """All usage sessions of a lab's instruments."""
+    lab = lab_by_code(session, lab_code)
+    ids = session.exec(select(Instrument.id).where(Instrument.lab_id == lab.id)).all()
+    return usage_list(
+        session, user=user, instrument_ids=[i for i in ids if i is not None], lab_id=lab.id,
+        start=start, end=end,
+    )  # fmt: skip
+
+
+def _statuses(session: Session, instruments: list[Instrument]) -> list[InstrumentStatusPublic]:
+    ids = [i.id for i in instruments]
+    states = {
+        s.instrument_id: s
+        for s in session.exec(
+            select(InstrumentState).where(col(InstrumentState.instrument_id).in_(ids))
+        )
+    }
+    lab_ids = {i.lab_id for i in instruments}
+    gateways = session.exec(
+        select(Gateway)
+        .where(col(Gateway.lab_id).in_(lab_ids))
+        .where(col(Gateway.revoked_at).is_(None))
+    ).all()
+    by_id = {g.id: g for g in gateways}
+    served: dict[int, set[int]] = {}
+    for link in session.exec(
+        select(GatewayInstrument).where(col(GatewayInstrument.gateway_id).in_(list(by_id)))
+    ):
+        served.setdefault(link.gateway_id, set()).add(link.instrument_id)
+    now = utcnow()
+    out = []
+    for instrument in instruments:
+        state = states.get(instrument.id)
+        gateway = by_id.get(state.gateway_id) if state and state.gateway_id else None
+        if gateway is None:
+            # The gateway that serves it (explicitly, or all of its lab's) if any reports.
+            gateway = next(
+                (g for g in gateways if g.lab_id == instrument.lab_id
+                 and (instrument.id in served[g.id] if g.id in served else True)),
+                None,
+            )  # fmt: skip
+        alive = (
+            gateway is not None
+            and gateway.presence != Presence.offline
+            and gateway.last_seen_at is not None
+            and now - gateway.last_seen_at < SILENCE
+        )
+        live = InstrumentLiveState.offline
+        if alive:
+            live = state.state if state else InstrumentLiveState.idle
+        out.append(
+            InstrumentStatusPublic(
+                instrument_id=instrument.id,
+                code=instrument.code,
+                state=live,
+                since=state.since if state else None,
+                last_event_at=state.last_event_at if state else None,
+                gateway_id=gateway.uid if gateway else None,
+                gateway_presence=gateway.presence if gateway else None,
+            )
+        )
+    return out
+
+
+def instrument_status(session: Session, *, instrument_id: int) -> InstrumentStatusPublic:
+    """Live state from telemetry: idle, in_use, fault or offline (silent or no gateway)."""
+    instrument = session.get(Instrument, instrument_id)
+    if instrument is None:
+        raise NotFound(f"no instrument {instrument_id}")
+    return _statuses(session, [instrument])[0]
+
+
+def lab_status(session: Session, *, lab_code: str) -> list[InstrumentStatusPublic]:
+    """Live state of every instrument of a lab."""
+    lab = lab_by_code(session, lab_code)
+    instruments = session.exec(
+        select(Instrument).where(Instrument.lab_id == lab.id).order_by(col(Instrument.id))
+    ).all()
+    return _statuses(session, list(instruments))
+
+
+def telemetry_counts(session: Session) -> dict[str, float]:
+    """Figures for the API's /metrics, read from the database (shared by all workers)."""
+    from sqlalchemy import func, text
+
+    from telemetry.models import DeadLetter, TelemetryEvent
+
+    def scalar(query) -> float:  # type: ignore[no-untyped-def]
+        return float(session.exec(query).one() or 0)
+
+    if session.get_bind().dialect.name == "postgresql":
+        # An exact count of a large event table is a full scan; the planner's estimate is free.
+        events = float(
+            session.execute(
+                text(
+                    "SELECT GREATEST(reltuples, 0) FROM pg_class WHERE relname = 'telemetry_event'"
+                )
+            ).scalar()
+            or 0
+        )
+    else:
+        events = scalar(select(func.count()).select_from(TelemetryEvent))
+    last = session.exec(select(func.max(TelemetryEvent.received_at))).one()
+    return {
+        "events_stored": events,
+        "dead_letters": scalar(select(func.count()).select_from(DeadLetter)),
+        "gateways_online": scalar(
+            select(func.count()).select_from(Gateway).where(Gateway.presence == Presence.online)
+        ),
+        "gateways_offline": scalar(
+            select(func.count()).select_from(Gateway).where(Gateway.presence == Presence.offline)
+        ),
+        "usage_sessions_open": scalar(
+            select(func.count()).select_from(UsageSession).where(col(UsageSession.end_at).is_(None))
+        ),
+        "seconds_since_last_event": (utcnow() - last).total_seconds() if last else -1.0,
+    }

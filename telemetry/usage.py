@@ -1,0 +1,309 @@
+"""Usage sessions derived from events, and matched to bookings (walk-up, overtime, no-show)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from booking.models import Booking, BookingStatus
+from core.db import UTCDateTime
+from core.models import User, utcnow
+from instruments.models import Instrument, Lab
+from telemetry.models import (
+    EventType,
+    InstrumentLiveState,
+    InstrumentState,
+    UsageKind,
+    UsageSession,
+)
+
+# A session may start this long before its booking and still count as that booking's use.
+EARLY_START = timedelta(minutes=15)
+# An open session whose gateway has said nothing for this long is closed where it went quiet.
+SILENCE = timedelta(minutes=10)
+_STATE_EVENTS = {EventType.session_start, EventType.session_end, EventType.status}
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """An event just stored (never a duplicate): the input of usage derivation."""
+
+    gateway_id: int
+    message_id: str
+    instrument_id: int
+    ts: datetime
+    type: EventType
+    user_badge: str | None = None
+    data: dict[str, Any] | None = field(default=None)
+
+
+def _user_id(session: Session, badge: str | None) -> int | None:
+    if not badge:
+        return None
+    user_id = session.exec(select(User.id).where(User.badge == badge)).first()
+    if user_id is None and badge.isdigit():
+        # Gateways may send the user id itself instead of a badge.
+        user_id = session.exec(select(User.id).where(User.id == int(badge))).first()
+    return user_id
+
+
+def _match_booking(
+    session: Session, instrument_id: int, user_id: int | None, at: datetime
+) -> Booking | None:
+    """The booking that a use starting at `at` belongs to, if any."""
+    query = (
+        select(Booking)
+        .where(Booking.instrument_id == instrument_id)
+        .where(col(Booking.status).in_([BookingStatus.confirmed, BookingStatus.pending]))
+        .where(Booking.start_at <= at + EARLY_START)
+        .where(Booking.end_at > at)
+        .order_by(col(Booking.start_at))
+    )
+    candidates = list(session.exec(query))
+    if user_id is not None:
+        # Where we know who used it, only their own booking counts.
+        candidates = [b for b in candidates if b.user_id == user_id]
+    return candidates[0] if candidates else None
+
+
+def _open(session: Session, event: StoredEvent) -> UsageSession:
+    user_id = _user_id(session, event.user_badge)
+    booking = _match_booking(session, event.instrument_id, user_id, event.ts)
+    usage = UsageSession(
+        instrument_id=event.instrument_id,
+        gateway_id=event.gateway_id,
+        user_id=user_id if user_id is not None else (booking.user_id if booking else None),
+        user_badge=event.user_badge,
+        start_at=event.ts,
+        last_event_at=event.ts,
+        booking_id=booking.id if booking else None,
+        kind=UsageKind.booked if booking else UsageKind.walk_up,
+    )
+    session.add(usage)
+    session.flush()
+    return usage
+
+
+def close_session(session: Session, usage: UsageSession, *, at: datetime, reason: str) -> None:
+    """Close an open session at `at`, and note any overtime past its booking."""
+    usage.end_at = max(at, usage.start_at)
+    usage.closed_reason = reason
+    if usage.booking_id is not None:
+        booking = session.get(Booking, usage.booking_id)
+        if booking is not None and usage.end_at > booking.end_at:
+            usage.overtime_minutes = int((usage.end_at - booking.end_at).total_seconds() // 60)
+    session.add(usage)
+    session.flush()
+
+
+def _open_session(session: Session, instrument_id: int) -> UsageSession | None:
+    return session.exec(
+        select(UsageSession)
+        .where(UsageSession.instrument_id == instrument_id)
+        .where(col(UsageSession.end_at).is_(None))
+    ).first()
+
+
+def _locked_states(session: Session, instrument_ids: list[int], at: datetime) -> dict[int, Any]:
+    """The live-state rows of these instruments, created if missing, locked in id order."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    rows = [
+        {"instrument_id": i, "since": at, "last_event_at": at, "updated_at": at}
+        for i in instrument_ids
+    ]
+    session.execute(insert(InstrumentState).values(rows).on_conflict_do_nothing())
+    query = (
+        select(InstrumentState)
+        .where(col(InstrumentState.instrument_id).in_(instrument_ids))
+        .order_by(col(InstrumentState.instrument_id))
+    )
+    if dialect == "postgresql":
+        # Two workers may hold events of the same instrument: take its row in a fixed order.
+        query = query.with_for_update()
+    return {s.instrument_id: s for s in session.exec(query)}
+
+
+def _apply_one(session: Session, state: InstrumentState, event: StoredEvent) -> None:
+    usage = _open_session(session, event.instrument_id)
+    new_state: InstrumentLiveState | None = None
+    if event.type == EventType.session_start:
+        if usage is not None and usage.user_badge != event.user_badge:
+            close_session(session, usage, at=event.ts, reason="superseded")
+            usage = None
+        if usage is None:
+            usage = _open(session, event)
+        new_state = InstrumentLiveState.in_use
+    elif event.type == EventType.session_end:
+        if usage is not None and event.ts >= usage.start_at:
+            close_session(session, usage, at=event.ts, reason="session_end")
+            usage = None
+        new_state = InstrumentLiveState.idle
+    elif event.type == EventType.status:
+        new_state = InstrumentLiveState((event.data or {}).get("state", "idle"))
+        if new_state == InstrumentLiveState.in_use and usage is None:
+            usage = _open(session, event)
+        elif (
+            new_state != InstrumentLiveState.in_use
+            and usage is not None
+            and event.ts >= usage.start_at
+        ):
+            close_session(session, usage, at=event.ts, reason=f"status_{new_state.value}")
+            usage = None
+    elif event.type == EventType.meter and usage is not None:
+        data = event.data or {}
+        usage.samples += int(data.get("samples", 0) or 0)
+        usage.kwh += float(data.get("kwh", 0.0) or 0.0)
+    if usage is not None and event.ts > usage.last_event_at:
+        usage.last_event_at = event.ts
+        session.add(usage)
+    # An event older than the state we hold (a late redelivery) does not turn the clock back.
+    if new_state is not None and event.ts >= state.since:
+        if new_state != state.state:
+            state.state = new_state
+            state.since = event.ts
+        state.user_badge = event.user_badge if new_state == InstrumentLiveState.in_use else None
+    if event.ts >= state.last_event_at:
+        state.last_event_at = event.ts
+        state.last_event_type = event.type
+        state.gateway_id = event.gateway_id
+    state.updated_at = utcnow()
+    session.add(state)
+
+
+def apply_events(session: Session, events: list[StoredEvent]) -> None:
+    """Derive usage from newly stored events (duplicates must already be removed)."""
+    by_instrument: dict[int, list[StoredEvent]] = defaultdict(list)
+    for event in events:
+        by_instrument[event.instrument_id].append(event)
+    detailed = sorted(
+        i for i, evs in by_instrument.items() if any(e.type in _STATE_EVENTS for e in evs)
+    )
+    if detailed:
+        first = min(e.ts for i in detailed for e in by_instrument[i])
+        states = _locked_states(session, detailed, first)
+        for instrument_id in detailed:
+            for event in sorted(by_instrument[instrument_id], key=lambda e: e.ts):
+                _apply_one(session, states[instrument_id], event)
+        session.flush()
+    # Instruments with only meters and heartbeats: one statement for all of them.
+    bulk = []
+    skip = set(detailed)
+    for instrument_id, evs in by_instrument.items():
+        if instrument_id in skip:
+            continue
+        meters = [e.data or {} for e in evs if e.type == EventType.meter]
+        samples = sum(int(d.get("samples", 0) or 0) for d in meters)
+        kwh = sum(float(d.get("kwh", 0) or 0) for d in meters)
+        bulk.append({"i": instrument_id, "ts": max(e.ts for e in evs), "s": samples, "k": kwh})
+    if bulk:
+        table = UsageSession.__table__  # type: ignore[attr-defined]
+        ts_param = sa.bindparam("ts", type_=UTCDateTime())
+        stmt = (
+            sa.update(table)
+            .where(table.c.instrument_id == sa.bindparam("i"))
+            .where(table.c.end_at.is_(None))
+            .values(
+                samples=table.c.samples + sa.bindparam("s"),
+                kwh=table.c.kwh + sa.bindparam("k"),
+                last_event_at=sa.case(
+                    (table.c.last_event_at < ts_param, ts_param),
+                    else_=table.c.last_event_at,
+                ),
+            )
+        )
+        session.connection().execute(stmt, sorted(bulk, key=lambda r: r["i"]))
+
+
+def gateway_went_offline(session: Session, *, gateway_id: int, at: datetime) -> int:
+    """Close the open sessions a gateway was reporting, where they last showed activity."""
+    open_sessions = session.exec(
+        select(UsageSession)
+        .where(UsageSession.gateway_id == gateway_id)
+        .where(col(UsageSession.end_at).is_(None))
+    ).all()
+    for usage in open_sessions:
+        close_session(session, usage, at=min(usage.last_event_at, at), reason="gateway_offline")
+    states = session.exec(select(InstrumentState).where(InstrumentState.gateway_id == gateway_id))
+    for state in states:
+        if state.state != InstrumentLiveState.offline:
+            state.state = InstrumentLiveState.offline
+            state.since = at
+            state.user_badge = None
+            session.add(state)
+    session.flush()
+    return len(open_sessions)
+
+
+def _was_used(session: Session, booking: Booking) -> bool:
+    """A session matched it, or overlapped it with no one else's badge."""
+    overlapping = sa.and_(
+        UsageSession.start_at < booking.end_at,
+        sa.or_(col(UsageSession.end_at).is_(None), col(UsageSession.end_at) > booking.start_at),
+        sa.or_(col(UsageSession.user_id).is_(None), UsageSession.user_id == booking.user_id),
+    )
+    query = (
+        select(UsageSession.id)
+        .where(UsageSession.instrument_id == booking.instrument_id)
+        .where(sa.or_(UsageSession.booking_id == booking.id, overlapping))
+        .limit(1)
+    )
+    return session.exec(query).first() is not None
+
+
+@dataclass(slots=True)
+class Reconciled:
+    closed_silent: int = 0
+    no_shows: int = 0
+    completed: int = 0
+
+
+def usage_reconcile(
+    session: Session, *, now: datetime | None = None, silence: timedelta = SILENCE
+) -> Reconciled:
+    """Periodic upkeep: close silent sessions, mark no-shows, complete used bookings."""
+    now = now or utcnow()
+    result = Reconciled()
+    silent = session.exec(
+        select(UsageSession)
+        .where(col(UsageSession.end_at).is_(None))
+        .where(UsageSession.last_event_at < now - silence)
+    ).all()
+    for usage in silent:
+        close_session(session, usage, at=usage.last_event_at, reason="silence")
+    result.closed_silent = len(silent)
+
+    # Only look back a while: older bookings were settled by earlier passes.
+    horizon = now - timedelta(days=7)
+    candidates = session.exec(
+        select(Booking, Lab.no_show_grace_minutes)
+        .join(Instrument, Instrument.id == Booking.instrument_id)
+        .join(Lab, Lab.id == Instrument.lab_id)
+        .where(Booking.status == BookingStatus.confirmed)
+        .where(Booking.start_at < now)
+        .where(Booking.end_at > horizon)
+    ).all()
+    for booking, grace in candidates:
+        if _was_used(session, booking):
+            if booking.end_at <= now:
+                booking.status = BookingStatus.completed
+                result.completed += 1
+            else:
+                continue
+        elif now >= booking.start_at + timedelta(minutes=grace):
+            booking.status = BookingStatus.no_show
+            result.no_shows += 1
+        else:
+            continue
+        booking.version += 1
+        booking.updated_at = now
+        session.add(booking)
+    session.flush()
+    return result
