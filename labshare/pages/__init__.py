@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import AppError
+from labshare.pages import domains
 from labshare.pages.web import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -21,12 +22,18 @@ from labshare.pages.web import (
 
 log = logging.getLogger(__name__)
 
-# Page modules, each a router; one whose domain service is not in this build is left out.
-MODULES = ("account", "catalog")
+# Page modules, each a router, and the feature (labshare.pages.domains) each needs: a page
+# whose domain service is not in this build yet is left out rather than broken.
+MODULES: dict[str, str | None] = {
+    "account": None,
+    "catalog": None,
+    "bookings": "booking",
+}
 
 router = APIRouter(include_in_schema=False)
-for _name in MODULES:
-    router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)
+for _name, _feature in MODULES.items():
+    if _feature is None or domains.available(_feature):
+        router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)
 
 
 class ApiCsrfMiddleware:

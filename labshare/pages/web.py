@@ -33,11 +33,18 @@ CSRF_HEADER = "x-csrf-token"
 # --- time and money -------------------------------------------------------------------------
 
 
-def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A UTC time shown in the network's zone."""
-    if value is None:
+def local(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A time (aware, or RFC 3339 text as the API writes it) shown in the network's zone."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value.astimezone(get_settings().zone).strftime(fmt)
+
+
+def local_input(value: datetime | str | None) -> str:
+    """A time as a `datetime-local` input value in the network's zone."""
+    return local(value, "%Y-%m-%dT%H:%M")
 
 
 def parse_local(value: str, *, field: str = "time") -> datetime:
@@ -59,6 +66,7 @@ def money(amount: int | None, currency: str | None = None) -> str:
 
 templates.env.filters["local"] = local
 templates.env.filters["money"] = money
+templates.env.filters["local_input"] = local_input
 
 
 # --- CSRF: a random cookie, and a form/header token that is an HMAC of it and the session ---

@@ -1,0 +1,253 @@
+"""A researcher's booking pages: book from the calendar, take an alternative, wait, cancel, move."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from booking import service as bookings
+from booking import waitlist
+from booking.errors import SlotUnavailable
+from booking.models import Booking, BookingStatus, WaitlistStatus
+from booking.schemas import BookingCreate, BookingReschedule, WaitlistCreate
+from core.deps import SessionDep
+from core.errors import AppError, Invalid
+from core.models import User
+from core.timeutil import utcnow
+from instruments import service as catalog
+from labshare.pages import domains
+from labshare.pages.web import (
+    Csrf,
+    PageUser,
+    back_to,
+    error_page,
+    is_htmx,
+    parse_local,
+    render,
+)
+
+router = APIRouter(include_in_schema=False)
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+StartField = Annotated[str, Form(max_length=40)]
+PurposeField = Annotated[str, Form(max_length=1000)]
+
+
+def _invalid(exc: ValidationError) -> Invalid:
+    first = exc.errors()[0]
+    return Invalid(str(first.get("msg", "invalid input")).removeprefix("Value error, "))
+
+
+def _name_of(session: Session, instrument_id: int, cache: dict[int, str]) -> str:
+    if instrument_id not in cache:
+        cache[instrument_id] = catalog.instrument_get(session, instrument_id).name
+    return cache[instrument_id]
+
+
+def _fragment(
+    request: Request, name: str, context: dict[str, Any], *, user: User, status_code: int = 200
+) -> HTMLResponse:
+    """An htmx fragment, or the same content inside the full layout for a plain form post."""
+    page = name if is_htmx(request) else "booking/result_page.html"
+    context = {**context, "fragment": name}
+    response = render(request, page, context, user=user, status_code=status_code)
+    if status_code < 300:
+        response.headers["HX-Trigger"] = "booking-changed"
+    return response
+
+
+@router.post("/instruments/{instrument_id}/book", response_class=HTMLResponse, dependencies=[Csrf])
+def book(
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    instrument_id: Id,
+    start: StartField,
+    end: StartField,
+    purpose: PurposeField = "",
+) -> Response:
+    """Book a time picked on the calendar (or typed); a refusal shows conflicts and alternatives."""
+    try:
+        data = BookingCreate(
+            instrument_id=instrument_id,
+            start=parse_local(start, field="start"),
+            end=parse_local(end, field="end"),
+            purpose=purpose,
+        )
+        _status, body = bookings.booking_create(session, user=user, data=data)
+    except ValidationError as exc:
+        return error_page(request, _invalid(exc), user=user)
+    except SlotUnavailable as exc:
+        # The refused request must not leave anything behind; the 409 explains and offers.
+        session.rollback()
+        names: dict[int, str] = {}
+        alternatives = [
+            {**a, "name": _name_of(session, int(a["instrument_id"]), names)}
+            for a in exc.extra.get("alternatives", [])
+        ]
+        return _fragment(
+            request,
+            "booking/_refused.html",
+            {
+                "message": exc.message,
+                "conflicts": exc.extra.get("conflicts", []),
+                "alternatives": alternatives,
+                "instrument_id": instrument_id,
+                "start": start,
+                "end": end,
+                "purpose": purpose,
+                "can_wait": domains.available("waitlist"),
+            },
+            user=user,
+            status_code=409,
+        )
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return _fragment(
+        request,
+        "booking/_booked.html",
+        {"b": body, "name": _name_of(session, instrument_id, {})},
+        user=user,
+        status_code=201,
+    )
+
+
+@router.post(
+    "/instruments/{instrument_id}/waitlist", response_class=HTMLResponse, dependencies=[Csrf]
+)
+def join_waitlist(
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    instrument_id: Id,
+    start: StartField,
+    end: StartField,
+    purpose: PurposeField = "",
+) -> Response:
+    """Wait for a taken time: the first waiting request that fits gets it when it frees."""
+    try:
+        data = WaitlistCreate(
+            instrument_id=instrument_id,
+            start=parse_local(start, field="start"),
+            end=parse_local(end, field="end"),
+            purpose=purpose,
+        )
+        entry = waitlist.waitlist_join(session, user=user, data=data)
+    except ValidationError as exc:
+        return error_page(request, _invalid(exc), user=user)
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return _fragment(request, "booking/_waitlisted.html", {"entry": entry}, user=user)
+
+
+def _rows(session: Session, items: list[Booking]) -> list[dict[str, Any]]:
+    names: dict[int, str] = {}
+    return [
+        {"b": b, "name": _name_of(session, b.instrument_id, names), "etag": bookings.etag(b)}
+        for b in sorted(items, key=lambda b: b.start_at)
+    ]
+
+
+@router.get("/me/bookings", response_class=HTMLResponse)
+def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLResponse:
+    """Own bookings ahead and of the last 30 days, waitlist entries, and the calendar feed link."""
+    now = utcnow()
+    ahead, _ = bookings.booking_list(
+        session,
+        user=user,
+        filters=bookings.BookingFilters(start=now),
+        after=None,
+        limit=100,
+    )
+    past, _ = bookings.booking_list(
+        session,
+        user=user,
+        filters=bookings.BookingFilters(start=now - timedelta(days=30), end=now),
+        after=None,
+        limit=100,
+    )
+    own = [b for b in ahead if b.user_id == user.id]
+    entries = waitlist.waitlist_list(session, user=user, status=WaitlistStatus.waiting)
+    names: dict[int, str] = {}
+    feed = None
+    if domains.available("calendars"):
+        feed = f"{str(request.base_url).rstrip('/')}/ical/users/{user.feed_token}.ics"
+    return render(
+        request,
+        "booking/mine.html",
+        {
+            "ahead": _rows(session, own),
+            "past": _rows(session, [b for b in past if b.user_id == user.id and b.end_at <= now]),
+            "waiting": [
+                {"e": e, "name": _name_of(session, e.instrument_id, names)} for e in entries
+            ],
+            "active": {BookingStatus.pending, BookingStatus.confirmed},
+            "feed": feed,
+        },
+        user=user,
+    )
+
+
+@router.post("/me/bookings/{booking_id}/cancel", dependencies=[Csrf])
+def cancel(request: Request, session: SessionDep, user: PageUser, booking_id: Id) -> Response:
+    """Cancel one of my bookings; its time goes to the waitlist."""
+    try:
+        bookings.booking_cancel(session, user=user, booking_id=booking_id)
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to("/me/bookings", "cancelled")
+
+
+@router.post("/me/bookings/{booking_id}/move", dependencies=[Csrf])
+def move(
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    booking_id: Id,
+    start: StartField,
+    end: StartField,
+    etag: Annotated[str, Form(max_length=100)],
+) -> Response:
+    """Move one of my bookings, if nobody changed it since the page was shown."""
+    try:
+        data = BookingReschedule(
+            start=parse_local(start, field="start"), end=parse_local(end, field="end")
+        )
+        bookings.booking_reschedule(
+            session, user=user, booking_id=booking_id, data=data, if_match=etag
+        )
+    except ValidationError as exc:
+        return error_page(request, _invalid(exc), user=user)
+    except SlotUnavailable as exc:
+        session.rollback()
+        return render(
+            request,
+            "booking/result_page.html",
+            {
+                "fragment": "booking/_refused.html",
+                "message": exc.message,
+                "conflicts": exc.extra.get("conflicts", []),
+                "alternatives": [],
+                "moving": True,
+            },
+            user=user,
+            status_code=409,
+        )
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to("/me/bookings", "moved")
+
+
+@router.post("/me/waitlist/{entry_id}/withdraw", dependencies=[Csrf])
+def withdraw(request: Request, session: SessionDep, user: PageUser, entry_id: Id) -> Response:
+    """Leave the waitlist."""
+    try:
+        waitlist.waitlist_withdraw(session, user=user, entry_id=entry_id)
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to("/me/bookings", "saved")
+
