@@ -1,0 +1,119 @@
+"""Administration commands: `labshare settle` and `labshare admin ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.cli_support import reasons
+from core.db import session_scope
+from core.money import format_money
+
+app = typer.Typer(help="Network administration: KPIs, reports, policies.", no_args_is_help=True)
+
+
+@reasons
+def settle(
+    period: Annotated[str, typer.Option(help="The month, YYYY-MM")],
+    policy: Annotated[
+        Path | None, typer.Option(help="Policy YAML; stored, then used (default: newest stored)")
+    ] = None,
+    finalize: Annotated[
+        bool, typer.Option(help="Finalize: immutable, posted to the ledger")
+    ] = False,
+    csv: Annotated[
+        Path | None, typer.Option(help="Also write the per-institution CSV here")
+    ] = None,
+) -> None:
+    """Sharing-subsidy and voucher settlement for a month: a preview, or --finalize it."""
+    from admin.policies import policy_create
+    from admin.policy import policy_load
+    from admin.reports import institution_rows, settlement_csv
+    from admin.settlement import settlement_finalize, settlement_preview
+
+    document = policy_load(policy) if policy else None
+    with session_scope() as session:
+        policy_id = None
+        if document is not None:
+            policy_id = policy_create(session, document=document, actor_id=None).id
+        row = settlement_preview(session, period=period, policy_id=policy_id, actor_id=None)
+        assert row.id is not None
+        if finalize:
+            row = settlement_finalize(session, settlement_id=row.id, actor_id=None)
+        rows = institution_rows(session, row)
+        if csv is not None:
+            csv.write_text(settlement_csv(session, settlement_id=row.id), encoding="utf-8")
+    money = lambda amount: format_money(amount, row.currency)  # noqa: E731
+    typer.echo(
+        f"settlement {row.id} {row.period} ({row.status.value}); policy {row.policy_id}; "
+        f"inputs sha256 {row.inputs_hash}"
+    )
+    typer.echo(f"{'institution':<16} {'ext hours':>10} {'reward':>18} {'vouchers':>16}")
+    for r in rows:
+        if r[10] or r[11] or float(str(r[5])) > 0:
+            typer.echo(f"{r[0]!s:<16} {r[5]!s:>10} {money(int(r[10])):>18} {money(int(r[11])):>16}")
+    typer.echo(
+        f"total reward {money(row.total_reward)} of budget {money(row.budget)} "
+        f"(scale {row.scale}); voucher reimbursements {money(row.total_voucher_reimbursement)}"
+    )
+
+
+@app.command("policy-check")
+@reasons
+def policy_check(path: Annotated[Path, typer.Argument(help="Policy YAML file")]) -> None:
+    """Validate a subsidy policy file; exit 1 with the reason when it is bad."""
+    from admin.policy import policy_load
+
+    doc = policy_load(path)
+    typer.echo(f"ok: {doc.name}, budget {format_money(doc.budget, doc.currency)}")
+
+
+@app.command("kpis")
+@reasons
+def kpis(period: Annotated[str, typer.Option(help="The month, YYYY-MM")]) -> None:
+    """The network's KPIs for a month, as JSON."""
+    import json
+
+    from admin.kpis import network_kpis
+
+    with session_scope(write=False) as session:
+        data = network_kpis(session, period=period)
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command("assessment")
+@reasons
+def assessment(
+    period: Annotated[str, typer.Option(help="YYYY or YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="CSV file to write")],
+) -> None:
+    """The national-assessment export per instrument."""
+    from admin.reports import assessment_csv
+
+    with session_scope(write=False) as session:
+        body = assessment_csv(session, period=period)
+    out.write_text(body, encoding="utf-8")
+    typer.echo(f"wrote {out} ({body.count(chr(10)) - 1} instruments)")
+
+
+@app.command("pay")
+@reasons
+def pay(settlement: Annotated[int, typer.Option(help="A finalized settlement's id")]) -> None:
+    """Pay out a finalized settlement (Stripe Connect transfers, or payout records)."""
+    from admin.payouts import settlement_pay
+
+    with session_scope() as session:
+        rows = settlement_pay(session, settlement_id=settlement, actor_id=None)
+        for p in rows:
+            typer.echo(
+                f"institution {p.institution_id}: {format_money(p.amount, p.currency)} "
+                f"{p.status.value} {p.stripe_transfer_id or ''}".rstrip()
+            )
+
+
+def mount(root: typer.Typer) -> None:
+    """Add `settle` and `admin` to the root command."""
+    root.command("settle")(settle)
+    root.add_typer(app, name="admin")

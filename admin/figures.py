@@ -1,0 +1,295 @@
+"""Set-based aggregation of a period's figures per instrument: the inputs of settlements,
+KPIs and reports. Each function is one grouped query (two for vouchers), on either database.
+
+"External" means the person who used (or booked) the instrument belongs to another
+institution than the instrument's lab; a person with no institution counts as external,
+a session with no known person does not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from admin.models import EvaluationResult, InstrumentEvaluation
+from admin.policy import largest_remainder
+from billing.models import Charge, Invoice, VoucherRedemption
+from billing.periods import period_bounds
+from booking.models import Booking, BookingStatus
+from core.db import UTCDateTime, is_postgres
+from core.errors import Invalid
+from core.models import User
+from core.settings import get_settings
+from instruments.models import Instrument, Lab, OpeningHours, Qualification
+from telemetry.models import UsageSession
+
+YEAR_OR_MONTH = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
+
+
+@dataclass(frozen=True)
+class Period:
+    """A month (`YYYY-MM`) or a year (`YYYY`) in the network's time zone."""
+
+    label: str
+    start: datetime
+    end: datetime
+    months: tuple[str, ...]
+
+
+def period_parse(value: str, *, allow_year: bool = False) -> Period:
+    """The period's UTC bounds and its billing months; Invalid (422) on a bad label."""
+    if (
+        not isinstance(value, str)
+        or not YEAR_OR_MONTH.match(value)
+        or (len(value) == 4 and not allow_year)
+    ):
+        shape = "YYYY-MM or YYYY" if allow_year else "YYYY-MM"
+        raise Invalid(f"period {value!r} is not written {shape}")
+    if not 2000 <= int(value[:4]) <= 2200:
+        raise Invalid(f"period {value!r} is out of range")
+    if len(value) == 7:
+        start, end = period_bounds(value)
+        return Period(value, start, end, (value,))
+    months = tuple(f"{value}-{m:02d}" for m in range(1, 13))
+    return Period(value, period_bounds(months[0])[0], period_bounds(months[-1])[1], months)
+
+
+def _at(value: datetime) -> Any:
+    return sa.literal(value, UTCDateTime())
+
+
+def _seconds(session: Session, start: Any, end: Any) -> Any:
+    """Whole seconds from `start` to `end`, rounded, as an integer expression."""
+    if is_postgres(session):
+        return sa.cast(sa.func.round(sa.extract("epoch", end - start)), sa.BigInteger)
+    return sa.cast(
+        sa.func.round((sa.func.julianday(end) - sa.func.julianday(start)) * 86400), sa.BigInteger
+    )
+
+
+def _least(session: Session, a: Any, b: Any) -> Any:
+    return sa.func.least(a, b) if is_postgres(session) else sa.func.min(a, b)
+
+
+def _greatest(session: Session, a: Any, b: Any) -> Any:
+    return sa.func.greatest(a, b) if is_postgres(session) else sa.func.max(a, b)
+
+
+@dataclass(frozen=True)
+class InstrumentRow:
+    id: int
+    code: str
+    name: str
+    lab_id: int
+    institution_id: int
+    category_id: int
+    asset_value: int
+    evaluation_failed: bool
+
+
+def instruments_all(session: Session) -> list[InstrumentRow]:
+    """Every instrument with its lab's institution and its evaluation flag."""
+    failed = sa.func.coalesce(InstrumentEvaluation.result == EvaluationResult.failed, False)
+    query = (
+        sa.select(
+            Instrument.id,
+            Instrument.code,
+            Instrument.name,
+            Instrument.lab_id,
+            Lab.institution_id,
+            Instrument.category_id,
+            Instrument.asset_value,
+            failed,
+        )
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .outerjoin(InstrumentEvaluation, col(InstrumentEvaluation.instrument_id) == Instrument.id)
+        .order_by(col(Instrument.id))
+    )
+    return [InstrumentRow(*row[:7], bool(row[7])) for row in session.execute(query)]
+
+
+def _weekday_counts(period: Period) -> Counter[int]:
+    zone = get_settings().zone
+    day = period.start.astimezone(zone).date()
+    last = period.end.astimezone(zone).date()
+    counts: Counter[int] = Counter()
+    while day < last:
+        counts[day.weekday()] += 1
+        day += timedelta(days=1)
+    return counts
+
+
+def _time_seconds(session: Session, column: Any) -> Any:
+    if is_postgres(session):
+        return sa.extract("epoch", column)
+    return sa.func.strftime("%s", column)
+
+
+def open_seconds(session: Session, period: Period) -> dict[int, int]:
+    """Seconds each instrument is published open in the period (weekly hours x weekdays)."""
+    counts = _weekday_counts(period)
+    per_weekday = sa.case(
+        *((col(OpeningHours.weekday) == d, counts.get(d, 0)) for d in range(7)), else_=0
+    )
+    length = _time_seconds(session, OpeningHours.closes) - _time_seconds(
+        session, OpeningHours.opens
+    )
+    query = sa.select(
+        OpeningHours.instrument_id, sa.cast(sa.func.sum(per_weekday * length), sa.BigInteger)
+    ).group_by(OpeningHours.instrument_id)
+    return {i: int(s or 0) for i, s in session.execute(query)}
+
+
+@dataclass(frozen=True)
+class Usage:
+    sessions: int
+    used_seconds: int
+    external_seconds: int
+    outside_users: int
+
+
+def usage(session: Session, period: Period) -> dict[int, Usage]:
+    """Used and external seconds (clipped to the period) and distinct outsiders per instrument."""
+    start, end = _at(period.start), _at(period.end)
+    session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
+    secs = _seconds(
+        session, _greatest(session, UsageSession.start_at, start), _least(session, session_end, end)
+    )
+    person = sa.func.coalesce(UsageSession.user_id, Booking.user_id)
+    external = sa.and_(
+        person.is_not(None), sa.func.coalesce(User.institution_id, -1) != Lab.institution_id
+    )
+    query = (
+        sa.select(
+            UsageSession.instrument_id,
+            sa.func.count(),
+            sa.func.sum(secs),
+            sa.func.sum(sa.case((external, secs), else_=0)),
+            sa.func.count(sa.distinct(sa.case((external, person), else_=None))),
+        )
+        .select_from(UsageSession)
+        .join(Instrument, col(Instrument.id) == UsageSession.instrument_id)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .outerjoin(Booking, col(Booking.id) == UsageSession.booking_id)
+        .outerjoin(User, col(User.id) == person)
+        .where(UsageSession.start_at < end, session_end > start)
+        .group_by(UsageSession.instrument_id)
+    )
+    return {
+        row[0]: Usage(int(row[1]), int(row[2] or 0), int(row[3] or 0), int(row[4] or 0))
+        for row in session.execute(query)
+    }
+
+
+@dataclass(frozen=True)
+class Revenue:
+    total: int
+    external: int
+
+
+def revenue(session: Session, period: Period, currency: str) -> dict[int, Revenue]:
+    """Charged amounts per instrument in the period's billing months: all, and from outsiders."""
+    external = Charge.payer_institution_id != Charge.provider_institution_id
+    query = (
+        sa.select(
+            Charge.instrument_id,
+            sa.func.sum(Charge.amount),
+            sa.func.sum(sa.case((external, Charge.amount), else_=0)),
+        )
+        .where(col(Charge.period).in_(period.months), Charge.currency == currency)
+        .group_by(Charge.instrument_id)
+    )
+    return {i: Revenue(int(t or 0), int(e or 0)) for i, t, e in session.execute(query)}
+
+
+def vouchers(session: Session, period: Period, currency: str) -> dict[int, int]:
+    """Voucher money redeemed on the period's invoices, attributed to instruments.
+
+    A redemption pays part of an invoice; it is spread over that invoice's voucher-eligible
+    charges in proportion to their amounts (largest remainder, ties by charge id).
+    """
+    redeemed = (
+        sa.select(VoucherRedemption.invoice_id, sa.func.sum(VoucherRedemption.amount))
+        .join(Invoice, col(Invoice.id) == VoucherRedemption.invoice_id)
+        .where(col(Invoice.period).in_(period.months), Invoice.currency == currency)
+        .group_by(VoucherRedemption.invoice_id)
+    )
+    totals = {invoice_id: int(amount) for invoice_id, amount in session.execute(redeemed)}
+    if not totals:
+        return {}
+    lines = session.execute(
+        sa.select(Charge.id, Charge.invoice_id, Charge.instrument_id, Charge.amount)
+        .where(col(Charge.invoice_id).in_(redeemed.with_only_columns(VoucherRedemption.invoice_id)))
+        .where(col(Charge.voucher_eligible).is_(True), Charge.amount > 0)
+    ).all()
+    by_invoice: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for charge_id, invoice_id, instrument_id, amount in lines:
+        by_invoice[invoice_id].append((charge_id, instrument_id, int(amount)))
+    result: dict[int, int] = defaultdict(int)
+    for invoice_id, total in totals.items():
+        charges = by_invoice.get(invoice_id)
+        if not charges:
+            continue
+        base = sum(amount for _, _, amount in charges)
+        split = largest_remainder(
+            [(cid, Fraction(amount * total, base)) for cid, _, amount in charges], total
+        )
+        for charge_id, instrument_id, _ in charges:
+            result[instrument_id] += split[charge_id]
+    return dict(result)
+
+
+@dataclass(frozen=True)
+class Bookings:
+    count: int
+    booked_seconds: int
+    no_shows: int
+
+
+# Bookings that took the instrument's time: held and kept, or held and not used.
+TAKEN = (BookingStatus.confirmed, BookingStatus.completed, BookingStatus.no_show)
+
+
+def bookings(session: Session, period: Period) -> dict[int, Bookings]:
+    """Per instrument: bookings starting in the period, booked seconds (clipped), no-shows."""
+    start, end = _at(period.start), _at(period.end)
+    secs = _seconds(
+        session, _greatest(session, Booking.start_at, start), _least(session, Booking.end_at, end)
+    )
+    starts_inside = sa.and_(Booking.start_at >= start, Booking.start_at < end)
+    query = (
+        sa.select(
+            Booking.instrument_id,
+            sa.func.sum(sa.case((starts_inside, 1), else_=0)),
+            sa.func.sum(secs),
+            sa.func.sum(
+                sa.case(
+                    (sa.and_(starts_inside, Booking.status == BookingStatus.no_show), 1), else_=0
+                )
+            ),
+        )
+        .where(col(Booking.status).in_(TAKEN), Booking.start_at < end, Booking.end_at > start)
+        .group_by(Booking.instrument_id)
+    )
+    return {
+        i: Bookings(int(n or 0), int(s or 0), int(ns or 0))
+        for i, n, s, ns in session.execute(query)
+    }
+
+
+def trained(session: Session, period: Period) -> dict[int, int]:
+    """People qualified on each instrument during the period."""
+    query = (
+        sa.select(Qualification.instrument_id, sa.func.count())
+        .where(Qualification.granted_at >= _at(period.start))
+        .where(Qualification.granted_at < _at(period.end))
+        .group_by(Qualification.instrument_id)
+    )
+    return {i: int(n) for i, n in session.execute(query)}
