@@ -1,0 +1,183 @@
+"""Availability and free-slot search, including a daylight-saving zone."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import Session
+
+from core.settings import get_settings
+from instruments.models import Blackout, BlackoutKind, InstrumentStatus, OpeningHours
+from tests.booking.helpers import at, body, z
+from tests.factories import (
+    auth,
+    create_institution,
+    create_instrument,
+    create_lab,
+    create_user,
+    get_or_create_category,
+)
+
+
+def _hours(session: Session, instrument_id: int, opens: time, closes: time) -> None:
+    session.add_all(
+        OpeningHours(instrument_id=instrument_id, weekday=d, opens=opens, closes=closes)
+        for d in range(7)
+    )
+    session.commit()
+
+
+def test_availability_merges_hours_blackouts_and_bookings(client, session: Session):
+    inst = create_instrument(session, open_all_week=False)
+    _hours(session, inst.id, time(9), time(17))
+    session.add(
+        Blackout(
+            instrument_id=inst.id, start_at=at(2, 12), end_at=at(2, 13), kind=BlackoutKind.imported
+        )
+    )
+    session.commit()
+    client.post(
+        "/api/v1/bookings",
+        json=body(inst.id, at(2, 10), at(2, 11)),
+        headers=auth(create_user(session)),
+    )
+    r = client.get(
+        f"/api/v1/instruments/{inst.id}/availability",
+        params={"start": at(2, 0).isoformat(), "end": at(3, 0).isoformat()},
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["free"] == [
+        {"start": z(at(2, 9)), "end": z(at(2, 10))},
+        {"start": z(at(2, 11)), "end": z(at(2, 12))},
+        {"start": z(at(2, 13)), "end": z(at(2, 17))},
+    ]
+    assert [(b["start"], b["kind"]) for b in data["busy"]] == [
+        (z(at(2, 0)), "closed"),
+        (z(at(2, 10)), "booking"),
+        (z(at(2, 12)), "blackout"),
+        (z(at(2, 17)), "closed"),
+    ]
+    assert "user" not in r.text
+    bad = [
+        {"start": at(2, 0).isoformat(), "end": at(80, 0).isoformat()},
+        {"start": at(3, 0).isoformat(), "end": at(2, 0).isoformat()},
+        {"start": "2030-01-01T00:00:00", "end": "2030-01-02T00:00:00"},
+        {"start": at(2, 0).isoformat()},
+        {"start": at(2, 0).isoformat(), "end": at(3, 0).isoformat(), "extra": "1"},
+    ]
+    for params in bad:
+        r = client.get(f"/api/v1/instruments/{inst.id}/availability", params=params)
+        assert r.status_code == 422, (params, r.text)
+    r = client.get(
+        "/api/v1/instruments/99999/availability",
+        params={"start": at(2, 0).isoformat(), "end": at(3, 0).isoformat()},
+    )
+    assert r.status_code == 404
+
+
+@pytest.fixture
+def berlin(engine, monkeypatch: pytest.MonkeyPatch) -> ZoneInfo:
+    monkeypatch.setenv("LABSHARE_TIMEZONE", "Europe/Berlin")
+    get_settings.cache_clear()
+    return ZoneInfo("Europe/Berlin")
+
+
+def test_daylight_saving_zone_keeps_local_hours(client, session: Session, berlin: ZoneInfo):
+    inst = create_instrument(session, open_all_week=False, horizon_days=400)
+    _hours(session, inst.id, time(9), time(17))
+    # Berlin springs forward on Sunday 2027-03-28: 09:00 local is 08:00Z before, 07:00Z after.
+    r = client.get(
+        f"/api/v1/instruments/{inst.id}/availability",
+        params={"start": "2027-03-27T00:00:00+01:00", "end": "2027-03-30T00:00:00+02:00"},
+    )
+    assert [f["start"] for f in r.json()["free"]] == [
+        "2027-03-27T08:00:00Z",
+        "2027-03-28T07:00:00Z",
+        "2027-03-29T07:00:00Z",
+    ]
+    assert [f["end"] for f in r.json()["free"]] == [
+        "2027-03-27T16:00:00Z",
+        "2027-03-28T15:00:00Z",
+        "2027-03-29T15:00:00Z",
+    ]
+    start = datetime(2027, 3, 22, 9, tzinfo=berlin)
+    r = client.post(
+        "/api/v1/bookings",
+        json=body(inst.id, start, start.replace(hour=10), recurrence="FREQ=WEEKLY;COUNT=2"),
+        headers=auth(create_user(session)),
+    )
+    assert r.status_code == 201, r.text
+    assert [b["start"] for b in r.json()["bookings"]] == [
+        "2027-03-22T08:00:00Z",
+        "2027-03-29T07:00:00Z",
+    ]
+    # The slot grid counts from local midnight on both sides of the change.
+    r = client.post(
+        "/api/v1/bookings",
+        json=body(
+            inst.id,
+            datetime(2027, 3, 29, 11, 30, tzinfo=berlin),
+            datetime(2027, 3, 29, 12, 30, tzinfo=berlin),
+        ),
+        headers=auth(create_user(session)),
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_slots_across_a_category(client, session: Session):
+    get_or_create_category(session, "ms-lc", group="ms")
+    gc = get_or_create_category(session, "ms-gc", group="ms")
+    other_cat = get_or_create_category(session, "xrd", group="xray")
+    east, west = create_institution(session, code="EAST"), create_institution(session, code="WEST")
+    early = create_instrument(
+        session, lab=create_lab(session, institution=east), open_all_week=False
+    )
+    _hours(session, early.id, time(8), time(18))
+    late = create_instrument(
+        session, lab=create_lab(session, institution=west), category=gc, open_all_week=False
+    )
+    _hours(session, late.id, time(10), time(18))
+    coarse = create_instrument(
+        session, category=gc, slot_step_minutes=120, min_minutes=120, max_minutes=480
+    )
+    retired = create_instrument(session, status=InstrumentStatus.retired)
+    elsewhere = create_instrument(session, category=other_cat)
+    client.post(
+        "/api/v1/bookings",
+        json=body(early.id, at(2, 8), at(2, 9)),
+        headers=auth(create_user(session)),
+    )
+    params = {
+        "category": "ms",
+        "start": at(2, 8).isoformat(),
+        "end": at(2, 12).isoformat(),
+        "duration_minutes": 60,
+    }
+    r = client.get("/api/v1/slots", params=params)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    ids = {i["instrument_id"] for i in items}
+    assert retired.id not in ids and elsewhere.id not in ids and coarse.id not in ids
+    assert [(i["instrument_id"], i["start"]) for i in items[:3]] == [
+        (early.id, z(at(2, 9))),
+        (early.id, z(at(2, 10))),
+        (late.id, z(at(2, 10))),
+    ]
+    assert items == sorted(items, key=lambda i: i["start"])
+    assert all(i["end"] <= z(at(2, 12)) for i in items)
+    r = client.get("/api/v1/slots", params={**params, "institution": "WEST", "limit": 1})
+    assert [i["instrument_id"] for i in r.json()["items"]] == [late.id]
+    r = client.get("/api/v1/slots", params={**params, "duration_minutes": 120, "category": "ms-gc"})
+    assert {i["instrument_id"] for i in r.json()["items"]} == {late.id, coarse.id}
+    for bad in (
+        {"category": "nope"},
+        {"end": at(90, 0).isoformat()},
+        {"duration_minutes": 0},
+        {"start": "2030-01-01T00:00"},
+        {"limit": 1000},
+        {"institution": "NOPE"},
+    ):
+        assert client.get("/api/v1/slots", params={**params, **bad}).status_code == 422, bad
