@@ -11,6 +11,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+import billing.api
+import billing.pages
 import booking.api
 import core.api
 import instruments.api
@@ -37,6 +39,8 @@ def create_app() -> FastAPI:
     app.include_router(booking.api.router, prefix=API_PREFIX)
     app.include_router(telemetry.api.router, prefix=API_PREFIX)
     app.include_router(telemetry.api.metrics_router)
+    app.include_router(billing.api.router, prefix=API_PREFIX)
+    app.include_router(billing.pages.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> Any:

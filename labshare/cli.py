@@ -32,6 +32,10 @@ def _mount_domains() -> None:
 
     mount_telemetry(app)
 
+    from billing.cli import mount as mount_billing
+
+    mount_billing(app)
+
 
 @db_app.command("upgrade")
 @reasons

@@ -1,0 +1,187 @@
+"""Billing's HTTP routes: rate cards, charging policies, invoices, vouchers, ledger, Stripe."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import Response
+
+from billing import rates, views, vouchers
+from billing.invoices import invoice_mark_paid
+from billing.ledger import balances, ledger_totals
+from billing.schemas import (
+    AssistedIn,
+    ChargingPolicyIn,
+    ChargingPolicyPublic,
+    InvoicePublic,
+    ProgrammeCreate,
+    ProgrammePublic,
+    RateCardEnd,
+    RateCardIn,
+    RateCardPublic,
+)
+from billing.webhooks import webhook_receive
+from core.deps import CurrentUser, NetworkAdmin, SessionDep
+from core.params import only_params
+from core.settings import get_settings
+from core.timeutil import parse_aware
+from instruments.models import CODE_PATTERN
+
+router = APIRouter(tags=["billing"])
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+LabCode = Annotated[str, Path(pattern=CODE_PATTERN)]
+
+
+@router.post("/rate-cards", response_model=RateCardPublic, status_code=201)
+def create_rate_card(session: SessionDep, user: CurrentUser, data: RateCardIn) -> RateCardPublic:
+    """Add a rate card for an instrument or a category default (the lab's manager)."""
+    card = rates.rate_card_create(session, user=user, data=data)
+    return rates.rate_card_public(session, card)
+
+
+@router.get(
+    "/rate-cards",
+    response_model=list[RateCardPublic],
+    dependencies=[Depends(only_params("instrument_id", "lab", "at"))],
+)
+def list_rate_cards(
+    session: SessionDep,
+    instrument_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    lab: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+    at: Annotated[
+        str | None, Query(max_length=64, description="RFC 3339: cards in force then")
+    ] = None,
+) -> list[RateCardPublic]:
+    """Rate cards, with their history, of an instrument (own and category defaults) or a lab."""
+    moment = parse_aware(at, field="at") if at else None
+    cards = rates.rate_cards_list(session, instrument_id=instrument_id, lab=lab, at=moment)
+    return [rates.rate_card_public(session, card) for card in cards]
+
+
+@router.post("/rate-cards/{card_id}/end", response_model=RateCardPublic)
+def end_rate_card(
+    session: SessionDep, user: CurrentUser, card_id: Id, data: RateCardEnd
+) -> RateCardPublic:
+    """End a rate card at a future time (the lab's manager)."""
+    card = rates.rate_card_end(session, user=user, card_id=card_id, effective_to=data.effective_to)
+    return rates.rate_card_public(session, card)
+
+
+@router.get("/labs/{lab_code}/charging-policy", response_model=ChargingPolicyPublic)
+def get_policy(session: SessionDep, lab_code: LabCode) -> ChargingPolicyPublic:
+    """How a lab bills: booked, used or the larger time; no-show and late-cancellation fees."""
+    return rates.policy_get(session, lab_code=lab_code)
+
+
+@router.put("/labs/{lab_code}/charging-policy", response_model=ChargingPolicyPublic)
+def put_policy(
+    session: SessionDep, user: CurrentUser, lab_code: LabCode, data: ChargingPolicyIn
+) -> ChargingPolicyPublic:
+    """Set the lab's charging policy (its manager)."""
+    return rates.policy_set(session, user=user, lab_code=lab_code, data=data)
+
+
+@router.put("/billing/bookings/{booking_id}/assisted", response_model=AssistedIn)
+def put_assisted(
+    session: SessionDep, user: CurrentUser, booking_id: Id, data: AssistedIn
+) -> AssistedIn:
+    """Mark a booking as assisted by lab staff, before it is charged (the lab's manager)."""
+    rates.assisted_set(session, user=user, booking_id=booking_id, assisted=data.assisted)
+    return data
+
+
+@router.get(
+    "/invoices",
+    response_model=list[InvoicePublic],
+    dependencies=[Depends(only_params("period", "institution"))],
+)
+def list_invoices(
+    session: SessionDep,
+    user: CurrentUser,
+    period: Annotated[str | None, Query(max_length=7)] = None,
+    institution: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+) -> list[InvoicePublic]:
+    """Invoices with lines: all for network admins, the institution's for its admins, and a
+    researcher's own lines on their institution's invoices."""
+    return views.invoices_list(session, user=user, period=period, institution=institution)
+
+
+@router.get("/invoices/{invoice_id:int}.csv", response_class=Response)
+def invoice_csv(session: SessionDep, user: CurrentUser, invoice_id: int) -> Response:
+    """One invoice as CSV."""
+    invoice, scope = views.invoice_get(session, user=user, invoice_id=invoice_id)
+    view = views.invoice_public(session, invoice, scope=scope, user=user)
+    return Response(
+        views.invoice_csv(view),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{invoice.number}.csv"'},
+    )
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoicePublic)
+def get_invoice(session: SessionDep, user: CurrentUser, invoice_id: Id) -> InvoicePublic:
+    """One invoice with its numbered lines and vouchers."""
+    invoice, scope = views.invoice_get(session, user=user, invoice_id=invoice_id)
+    return views.invoice_public(session, invoice, scope=scope, user=user)
+
+
+@router.post("/invoices/{invoice_id}/payments", response_model=InvoicePublic)
+def record_payment(session: SessionDep, user: NetworkAdmin, invoice_id: Id) -> InvoicePublic:
+    """Record that a local (non-Stripe) invoice was paid in full by bank transfer."""
+    invoice, scope = views.invoice_get(session, user=user, invoice_id=invoice_id)
+    invoice_mark_paid(
+        session, invoice=invoice, amount=invoice.total, via="bank", ref=f"by user {user.id}"
+    )
+    return views.invoice_public(session, invoice, scope=scope, user=user)
+
+
+def _programme_public(programme: Any) -> ProgrammePublic:
+    return ProgrammePublic(
+        **programme.model_dump(exclude={"created_at"}), remaining=programme.budget - programme.spent
+    )
+
+
+@router.post("/voucher-programmes", response_model=ProgrammePublic, status_code=201)
+def create_programme(
+    session: SessionDep, user: NetworkAdmin, data: ProgrammeCreate
+) -> ProgrammePublic:
+    """Open an innovation voucher programme (network admins)."""
+    programme = vouchers.programme_create(
+        session,
+        data=vouchers.ProgrammeIn(
+            **data.model_dump(exclude={"currency"}),
+            currency=data.currency or get_settings().currency,
+        ),
+    )
+    return _programme_public(programme)
+
+
+@router.get("/voucher-programmes", response_model=list[ProgrammePublic])
+def list_programmes(session: SessionDep, user: CurrentUser) -> list[ProgrammePublic]:
+    """Voucher programmes with what they have spent."""
+    return [_programme_public(p) for p in vouchers.programmes_list(session)]
+
+
+@router.get("/ledger/balances")
+def ledger_balances(session: SessionDep, user: NetworkAdmin) -> dict[str, Any]:
+    """Every ledger account's balance (debits positive) and the per-currency sum, always 0."""
+    return {
+        "accounts": [{"code": c, "kind": k, "balance": b} for c, k, b in balances(session)],
+        "totals": ledger_totals(session),
+    }
+
+
+async def _raw_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post("/billing/stripe/webhook")
+def stripe_webhook(
+    session: SessionDep,
+    payload: Annotated[bytes, Depends(_raw_body)],
+    stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
+) -> dict[str, Any]:
+    """Stripe's events: verified by signature, stored once by id; invoice.paid and
+    invoice.payment_failed update the invoice and the ledger."""
+    return webhook_receive(session, payload=payload, signature=stripe_signature)

@@ -1,0 +1,202 @@
+"""Request and response shapes of billing."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from billing.models import ChargeBasis
+from core.settings import CURRENCY_EXPONENTS
+from core.timeutil import UTCDatetime
+from instruments.models import CODE_PATTERN, PayerClass, RateUnit
+
+# Anything above a million units of a currency per hour or sample is a typo, not a price.
+MAX_PRICE = 100_000_000
+MAX_BUDGET = 10**13
+
+
+def _currency(value: str) -> str:
+    value = value.lower()
+    if value not in CURRENCY_EXPONENTS:
+        raise ValueError(f"unknown currency {value!r}")
+    return value
+
+
+class RateCardIn(BaseModel):
+    """A price for one payer class, on an instrument or as a lab's default for a category."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instrument_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    category: str | None = Field(default=None, pattern=CODE_PATTERN)
+    lab: str | None = Field(
+        default=None, pattern=CODE_PATTERN, description="For a category default: the lab code"
+    )
+    payer_class: PayerClass
+    unit: RateUnit = RateUnit.hour
+    amount: int = Field(ge=0, le=MAX_PRICE, description="Minor units per hour or per sample")
+    currency: str | None = Field(default=None, description="ISO 4217; the network's by default")
+    minimum_charge: int = Field(default=0, ge=0, le=MAX_PRICE)
+    rounding_minutes: int = Field(
+        default=1, ge=1, le=1440, description="Billed time is rounded up to this step"
+    )
+    assisted_surcharge: int = Field(
+        default=0, ge=0, le=MAX_PRICE, description="Added per hour or sample when assisted"
+    )
+    effective_from: UTCDatetime | None = Field(default=None, description="Now by default")
+    effective_to: UTCDatetime | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _currency(value)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RateCardIn:
+        if (self.instrument_id is None) == (self.category is None):
+            raise ValueError("give exactly one of instrument_id or category")
+        if self.effective_from and self.effective_to and self.effective_to <= self.effective_from:
+            raise ValueError("effective_to must be after effective_from")
+        return self
+
+
+class RateCardPublic(BaseModel):
+    id: int
+    lab: str
+    instrument_id: int | None
+    category: str | None
+    payer_class: PayerClass
+    unit: RateUnit
+    amount: int
+    currency: str
+    minimum_charge: int
+    rounding_minutes: int
+    assisted_surcharge: int
+    effective_from: UTCDatetime
+    effective_to: UTCDatetime | None
+
+
+class RateCardEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_to: UTCDatetime
+
+
+class ChargingPolicyIn(BaseModel):
+    """How a lab bills: booked time, used time or the larger; fees for no-shows and late cancels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    basis: ChargeBasis = ChargeBasis.booked
+    no_show_fee: int = Field(default=0, ge=0, le=MAX_PRICE)
+    late_cancel_window_minutes: int = Field(default=0, ge=0, le=30 * 24 * 60)
+    late_cancel_fee: int = Field(default=0, ge=0, le=MAX_PRICE)
+    bill_overtime: bool = True
+    currency: str | None = None
+
+    @field_validator("currency")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _currency(value)
+
+
+class ChargingPolicyPublic(BaseModel):
+    lab: str
+    basis: ChargeBasis
+    no_show_fee: int
+    late_cancel_window_minutes: int
+    late_cancel_fee: int
+    bill_overtime: bool
+    currency: str
+
+
+class AssistedIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assisted: bool
+
+
+class ProgrammeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=CODE_PATTERN)
+    name: str = Field(min_length=1, max_length=200)
+    currency: str | None = None
+    budget: int = Field(gt=0, le=MAX_BUDGET)
+    coverage_bp: int = Field(gt=0, le=10000, description="Basis points of eligible lines")
+    company_yearly_cap: int = Field(gt=0, le=MAX_BUDGET)
+    starts_on: date
+    ends_on: date
+
+    @field_validator("currency")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        return None if value is None else _currency(value)
+
+
+class ProgrammePublic(BaseModel):
+    id: int
+    code: str
+    name: str
+    currency: str
+    budget: int
+    spent: int
+    remaining: int
+    coverage_bp: int
+    company_yearly_cap: int
+    starts_on: date
+    ends_on: date
+
+
+class InvoiceLine(BaseModel):
+    line_no: int
+    description: str
+    kind: str
+    instrument: str
+    lab: str
+    user: str | None
+    start: UTCDatetime
+    end: UTCDatetime
+    quantity: int
+    unit: str
+    unit_amount: int
+    surcharge_amount: int
+    amount: int
+    voucher_eligible: bool
+
+
+class VoucherLine(BaseModel):
+    programme: str
+    name: str
+    amount: int
+
+
+class InvoicePublic(BaseModel):
+    id: int
+    number: str
+    period: str
+    payer: dict[str, object]
+    status: str
+    currency: str
+    subtotal: int
+    voucher_total: int
+    total: int
+    amount_paid: int
+    line_count: int
+    vouchers: list[VoucherLine]
+    lines: list[InvoiceLine]
+    # "all", or "own" when a researcher sees only their own lines of the institution's bill.
+    lines_scope: str
+    stripe_invoice_id: str | None
+    finalized_at: UTCDatetime | None
+    paid_at: UTCDatetime | None
+
+
+class RunOut(BaseModel):
+    period: str
+    charges: dict[str, int]
+    invoices_created: int
+    lines_added: int
+    vouchers_granted: int
+    invoices: int

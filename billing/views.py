@@ -1,0 +1,262 @@
+"""Reading invoices: who may see which, their numbered lines, and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlmodel import Session, col, select
+
+from billing.errors import InvoiceNotFound, NotYourInvoice
+from billing.models import Charge, ChargeKind, Invoice
+from billing.periods import parse_period
+from billing.schemas import InvoiceLine, InvoicePublic, VoucherLine
+from billing.vouchers import redemptions_by_programme
+from core.errors import Forbidden
+from core.models import Role, User
+from core.money import format_money
+from core.settings import get_settings
+from instruments.models import Institution, Instrument, Lab
+
+_KIND_LABEL = {
+    ChargeKind.booking: "Booking",
+    ChargeKind.overtime: "Overtime after booking",
+    ChargeKind.no_show: "No-show fee",
+    ChargeKind.late_cancel: "Late cancellation fee",
+    ChargeKind.walk_up: "Walk-up use",
+}
+
+
+def _scope(user: User, invoice: Invoice) -> str:
+    """'all' lines, 'own' lines, or Forbidden."""
+    if user.role == Role.network_admin:
+        return "all"
+    if user.institution_id != invoice.payer_institution_id:
+        raise NotYourInvoice()
+    return "all" if user.role == Role.institution_admin else "own"
+
+
+def _describe(charge: Charge, instrument: Instrument, currency: str) -> str:
+    zone = get_settings().zone
+    start = charge.service_start_at.astimezone(zone)
+    end = charge.service_end_at.astimezone(zone)
+    when = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M}"
+    head = f"{_KIND_LABEL[charge.kind]}, {instrument.name} ({instrument.code}), {when}"
+    if charge.unit.value == "fee":
+        return head
+    if charge.unit.value == "sample":
+        detail = f"{charge.quantity} samples x {format_money(charge.unit_amount, currency)}"
+    else:
+        detail = f"{charge.quantity} min at {format_money(charge.unit_amount, currency)}/h"
+    if charge.surcharge_amount:
+        detail += f" + assisted {format_money(charge.surcharge_amount, currency)}"
+    return f"{head}: {detail}"
+
+
+def invoice_lines(
+    session: Session, invoice: Invoice, *, user_id: int | None = None
+) -> list[InvoiceLine]:
+    """The invoice's numbered lines, optionally only one person's."""
+    query = (
+        select(Charge, Instrument, Lab, User)
+        .join(Instrument, col(Instrument.id) == Charge.instrument_id)
+        .join(Lab, col(Lab.id) == Charge.lab_id)
+        .join(User, col(User.id) == Charge.user_id, isouter=True)
+        .where(Charge.invoice_id == invoice.id)
+        .order_by(col(Charge.line_no))
+    )
+    if user_id is not None:
+        query = query.where(Charge.user_id == user_id)
+    return [
+        InvoiceLine(
+            line_no=charge.line_no or 0,
+            description=_describe(charge, instrument, invoice.currency),
+            kind=charge.kind.value,
+            instrument=instrument.code,
+            lab=lab.code,
+            user=person.email if person else None,
+            start=charge.service_start_at,
+            end=charge.service_end_at,
+            quantity=charge.quantity,
+            unit=charge.unit.value,
+            unit_amount=charge.unit_amount,
+            surcharge_amount=charge.surcharge_amount,
+            amount=charge.amount,
+            voucher_eligible=charge.voucher_eligible,
+        )
+        for charge, instrument, lab, person in session.exec(query).all()
+    ]
+
+
+def invoice_public(
+    session: Session, invoice: Invoice, *, scope: str, user: User | None
+) -> InvoicePublic:
+    payer = session.get(Institution, invoice.payer_institution_id)
+    assert payer is not None and invoice.id is not None
+    own = user.id if scope == "own" and user is not None else None
+    return InvoicePublic(
+        id=invoice.id,
+        number=invoice.number,
+        period=invoice.period,
+        payer={"id": payer.id, "code": payer.code, "name": payer.name},
+        status=invoice.status.value,
+        currency=invoice.currency,
+        subtotal=invoice.subtotal,
+        voucher_total=invoice.voucher_total,
+        total=invoice.total,
+        amount_paid=invoice.amount_paid,
+        line_count=invoice.line_count,
+        vouchers=[
+            VoucherLine(programme=p.code, name=p.name, amount=amount)
+            for p, amount in redemptions_by_programme(session, invoice.id)
+        ],
+        lines=invoice_lines(session, invoice, user_id=own),
+        lines_scope=scope,
+        stripe_invoice_id=invoice.stripe_invoice_id,
+        finalized_at=invoice.finalized_at,
+        paid_at=invoice.paid_at,
+    )
+
+
+def invoice_get(session: Session, *, user: User, invoice_id: int) -> tuple[Invoice, str]:
+    """The invoice and how much of it `user` may see; 404 / 403 otherwise."""
+    invoice = session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise InvoiceNotFound(invoice_id)
+    return invoice, _scope(user, invoice)
+
+
+def invoices_list(
+    session: Session, *, user: User, period: str | None, institution: str | None = None
+) -> list[InvoicePublic]:
+    """The invoices `user` may see: admins all, institution admins their institution's,
+    others the lines they caused on their institution's invoices."""
+    query = select(Invoice).order_by(col(Invoice.period), col(Invoice.number))
+    if period is not None:
+        parse_period(period)
+        query = query.where(Invoice.period == period)
+    if institution is not None:
+        payer = session.exec(select(Institution).where(Institution.code == institution)).first()
+        query = query.where(Invoice.payer_institution_id == (payer.id if payer else -1))
+    if user.role != Role.network_admin:
+        if user.institution_id is None:
+            raise Forbidden("you belong to no institution, so no invoice is yours")
+        query = query.where(Invoice.payer_institution_id == user.institution_id)
+    result = []
+    for invoice in session.exec(query).all():
+        scope = _scope(user, invoice)
+        view = invoice_public(session, invoice, scope=scope, user=user)
+        if scope == "own" and not view.lines:
+            continue
+        result.append(view)
+    return result
+
+
+def invoice_csv(view: InvoicePublic) -> str:
+    """The invoice as CSV: one row per line, then the voucher and total rows."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "invoice",
+            "line",
+            "description",
+            "kind",
+            "instrument",
+            "lab",
+            "user",
+            "start",
+            "end",
+            "quantity",
+            "unit",
+            "unit_amount",
+            "surcharge_amount",
+            "amount",
+            "currency",
+            "voucher_eligible",
+        ]
+    )
+    for line in view.lines:
+        writer.writerow(
+            [
+                view.number,
+                line.line_no,
+                line.description,
+                line.kind,
+                line.instrument,
+                line.lab,
+                line.user or "",
+                line.start.isoformat(),
+                line.end.isoformat(),
+                line.quantity,
+                line.unit,
+                line.unit_amount,
+                line.surcharge_amount,
+                line.amount,
+                view.currency,
+                "yes" if line.voucher_eligible else "no",
+            ]
+        )
+    if view.lines_scope == "all":
+        writer.writerow(
+            [
+                view.number,
+                "",
+                "Subtotal",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                view.subtotal,
+                view.currency,
+                "",
+            ]
+        )
+        for voucher in view.vouchers:
+            writer.writerow(
+                [
+                    view.number,
+                    "",
+                    f"Innovation voucher {voucher.programme}: {voucher.name}",
+                    "voucher",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    -voucher.amount,
+                    view.currency,
+                    "",
+                ]
+            )
+        writer.writerow(
+            [
+                view.number,
+                "",
+                "Total due",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                view.total,
+                view.currency,
+                "",
+            ]
+        )
+    return out.getvalue()
