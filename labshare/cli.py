@@ -28,6 +28,10 @@ def _mount_domains() -> None:
 
     app.add_typer(instruments_app, name="instruments")
 
+    from booking.cli import app as bookings_app
+
+    app.add_typer(bookings_app, name="bookings")
+
     from telemetry.cli import mount as mount_telemetry
 
     mount_telemetry(app)
