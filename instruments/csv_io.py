@@ -268,13 +268,19 @@ def _rows(
     instruments = list(batch)
     ids = [i.id for i in instruments]
     hours: dict[int, list] = {}
-    for h in session.exec(select(OpeningHours).where(col(OpeningHours.instrument_id).in_(ids))):
-        hours.setdefault(h.instrument_id, []).append((h.weekday, h.opens, h.closes))
+    hours_query = select(
+        OpeningHours.instrument_id, OpeningHours.weekday, OpeningHours.opens, OpeningHours.closes
+    ).where(col(OpeningHours.instrument_id).in_(ids))
+    for iid, weekday, opens, closes in session.exec(hours_query):
+        hours.setdefault(iid, []).append((weekday, opens, closes))
     rates: dict[int, list] = {}
-    for r in session.exec(
-        select(Rate).where(col(Rate.instrument_id).in_(ids)).order_by(col(Rate.id))
-    ):
-        rates.setdefault(r.instrument_id, []).append((r.payer_class, r.unit, r.amount))
+    rates_query = (
+        select(Rate.instrument_id, Rate.payer_class, Rate.unit, Rate.amount)
+        .where(col(Rate.instrument_id).in_(ids))
+        .order_by(col(Rate.id))
+    )
+    for iid, payer, unit, amount in session.exec(rates_query):
+        rates.setdefault(iid, []).append((payer, unit, amount))
     for i in instruments:
         assert i.id is not None
         yield [

@@ -147,9 +147,9 @@ def seed_network(
     records = _instruments(rng, instruments, lab_specs, lab_ids, leaf_ids, specs)
     instrument_ids = instruments_insert(session, records, reporter=reporter)
 
-    reporter.start("users", len(lab_specs) + researchers)
-    password_hash = hash_password(DEMO_PASSWORD)  # once: argon2 is slow on purpose
     users = _users(rng, specs, lab_specs, lab_ids, inst_ids, researchers)
+    reporter.start("users", len(users))
+    password_hash = hash_password(DEMO_PASSWORD)  # once: argon2 is slow on purpose
     user_rows = [
         {
             **u,
@@ -205,8 +205,8 @@ def _allocate(rng: random.Random, total: int, lab_specs: list[LabSpec]) -> list[
     # The demo manager's lab always has something to manage.
     demo = next(i for i, lab in enumerate(lab_specs) if lab.code == DEMO_LAB)
     while counts[demo] < min(8, total):
-        donor = max(range(len(counts)), key=counts.__getitem__)
-        if donor == demo:
+        donor = max((i for i in range(len(counts)) if i != demo), key=counts.__getitem__)
+        if counts[donor] == 0:
             break
         counts[donor] -= 1
         counts[demo] += 1

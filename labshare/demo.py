@@ -1,0 +1,207 @@
+"""`labshare demo`: the whole network on one machine.
+
+The demo migrates the database, seeds it when empty, then starts a short list of named
+components (see `components()`), each in a thread or a subprocess, and stops them in
+reverse order on Ctrl-C (or SIGTERM). To add a part (an MQTT broker, the ingest worker,
+a gateway simulator), append a Component there: `process("ingest", "ingest")` runs
+`labshare ingest` with the demo's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine, make_url
+
+from core.cli_support import fail
+from core.db import get_engine, session_scope
+from core.progress import rich_reporter
+from core.settings import Settings, get_settings
+from instruments.seed import (
+    DEFAULT_SEED,
+    DEMO_LOGINS,
+    DEMO_PASSWORD,
+    SeedSummary,
+    database_is_empty,
+    seed_network,
+)
+
+console = Console(highlight=False)
+
+
+@dataclass
+class DemoContext:
+    """What components need to know: where things listen and the environment to pass on."""
+
+    settings: Settings
+    host: str
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class Running:
+    """A started component: how to tell whether it still runs, and how to stop it."""
+
+    name: str
+    alive: Callable[[], bool]
+    stop: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    start: Callable[[DemoContext], Running]
+
+
+def web(ctx: DemoContext) -> Running:
+    """The API and pages (uvicorn) in a thread of this process."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        "labshare.app:create_app", factory=True, host=ctx.host, port=ctx.port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="labshare-web", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise fail(f"the web server did not start on {ctx.url}")
+        time.sleep(0.05)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return Running("web", thread.is_alive, stop)
+
+
+def process(name: str, *args: str) -> Component:
+    """A component that runs `labshare <args>` as a subprocess with the demo's environment."""
+
+    def start(ctx: DemoContext) -> Running:
+        child = subprocess.Popen([sys.executable, "-m", "labshare.cli", *args], env=ctx.env)
+
+        def stop() -> None:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+        return Running(name, lambda: child.poll() is None, stop)
+
+    return Component(name, start)
+
+
+def components(ctx: DemoContext) -> list[Component]:
+    """What the demo runs, in start order; they stop in reverse."""
+    return [Component("web", web)]
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+def require_migrated(engine: Engine) -> None:
+    if not inspect(engine).has_table("instrument"):
+        raise fail("the database has no labshare tables; run `labshare db upgrade` first")
+
+
+def seed_database(engine: Engine, *, instruments: int, seed: int = DEFAULT_SEED) -> SeedSummary:
+    """Seed with progress bars and report what was loaded and how long it took."""
+    started = time.perf_counter()
+    with rich_reporter() as reporter, session_scope(engine=engine) as session:
+        summary = seed_network(session, instruments=instruments, seed=seed, reporter=reporter)
+    seconds = time.perf_counter() - started
+    console.print(
+        f"seeded {summary.instruments} instruments in {summary.labs} labs of "
+        f"{summary.institutions} institutions, {summary.users} users, in {seconds:.1f} s"
+    )
+    return summary
+
+
+def print_logins() -> None:
+    table = Table(title=f"Demo logins (password: {DEMO_PASSWORD})", title_justify="left")
+    table.add_column("email")
+    table.add_column("role")
+    table.add_column("who")
+    for email, role, who in DEMO_LOGINS:
+        table.add_row(email, role, who)
+    console.print(table)
+
+
+def run_demo(*, instruments: int, port: int, host: str = "127.0.0.1") -> None:
+    """Migrate, seed if empty, start the components, and wait for Ctrl-C."""
+    import migrations
+
+    settings = get_settings()
+    _check_port_free(host, port)
+    console.print(f"database: {make_url(settings.database_url).render_as_string()}")
+    migrations.upgrade(settings.database_url)
+    engine = get_engine()
+    with session_scope(engine=engine, write=False) as session:
+        empty = database_is_empty(session)
+    if empty:
+        seed_database(engine, instruments=instruments)
+    else:
+        console.print("the database already holds data; not seeding")
+
+    ctx = DemoContext(settings, host, port, env={**os.environ})
+    stopping = threading.Event()
+    # Both signals stop cleanly; SIGINT explicitly, since a shell may start us ignoring it.
+    previous = {
+        sig: signal.signal(sig, lambda *_: stopping.set())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    running: list[Running] = []
+    try:
+        for component in components(ctx):
+            running.append(component.start(ctx))
+            console.print(f"started {component.name}")
+        console.print(f"\nlabshare is running at [bold]{ctx.url}[/bold]", soft_wrap=True)
+        console.print(f"API docs: {ctx.url}/docs", soft_wrap=True)
+        print_logins()
+        console.print("Ctrl-C stops the demo.")
+        while not stopping.wait(0.5):
+            dead = [r.name for r in running if not r.alive()]
+            if dead:
+                raise fail(f"{', '.join(dead)} stopped unexpectedly")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for item in reversed(running):
+            _stop(item)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    console.print("stopped")
+
+
+def _stop(item: Running) -> None:
+    try:
+        item.stop()
+    except Exception as exc:  # one component's failure to stop must not keep others running
+        console.print(f"{item.name}: {exc}")
