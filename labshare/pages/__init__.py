@@ -28,6 +28,10 @@ MODULES: dict[str, str | None] = {
     "account": None,
     "catalog": None,
     "bookings": "booking",
+    "lab": "booking",
+    "lab_instrument": "booking",
+    "lab_rates": "rates",
+    "live": "telemetry",
 }
 
 router = APIRouter(include_in_schema=False)

@@ -250,4 +250,3 @@ def withdraw(request: Request, session: SessionDep, user: PageUser, entry_id: Id
     except AppError as exc:
         return error_page(request, exc, user=user)
     return back_to("/me/bookings", "saved")
-

@@ -15,6 +15,8 @@ FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "telemetry": ("telemetry.service", ()),
     "billing": ("billing.service", ()),
     "admin": ("admin.service", ()),
+    "rates": ("billing.rates", ("rate_cards_list", "rate_card_create")),
+    "calendar_import": ("booking.calendar_api", ()),
 }
 
 

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -18,7 +19,7 @@ from core.deps import OptionalUser
 from core.errors import AppError, Forbidden, Invalid
 from core.models import Role, User
 from core.money import format_money
-from core.settings import get_settings
+from core.settings import CURRENCY_EXPONENTS, get_settings
 from labshare import i18n
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -56,6 +57,19 @@ def parse_local(value: str, *, field: str = "time") -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=get_settings().zone)
     return parsed.astimezone(UTC)
+
+
+def parse_money(value: str, *, field: str = "amount", currency: str | None = None) -> int:
+    """`"300.50"` typed in a form, as minor units of the currency (30050 fen)."""
+    exponent = CURRENCY_EXPONENTS[(currency or get_settings().currency).lower()]
+    try:
+        amount = Decimal(value.strip().replace(",", ""))
+    except InvalidOperation:
+        raise Invalid(f"{field}: {value!r} is not an amount")
+    minor = amount.scaleb(exponent)
+    if amount < 0 or minor != minor.to_integral_value():
+        raise Invalid(f"{field}: {value!r} is not an amount in {exponent} decimals or fewer")
+    return int(minor)
 
 
 def money(amount: int | None, currency: str | None = None) -> str:

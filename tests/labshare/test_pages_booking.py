@@ -69,6 +69,7 @@ def test_book_refused_then_take_an_alternative(client: TestClient, session: Sess
     )
     assert taken.status_code == 201, taken.text
     session.rollback()  # a fresh snapshot: see what the app committed
+    session.expire_all()
     mine = session.exec(select(Booking).where(Booking.user_id == second.id)).all()
     assert [(b.instrument_id, b.status) for b in mine] == [(int(target), BookingStatus.confirmed)]
 
@@ -146,6 +147,7 @@ def test_waitlist_move_and_cancel(client: TestClient, session: Session) -> None:
 
     # Moving away freed 14:00: the waitlist got it.
     session.rollback()  # a fresh snapshot: see what the app committed
+    session.expire_all()
     entry = session.exec(select(WaitlistEntry).where(WaitlistEntry.user_id == waiter.id)).one()
     assert entry.status == "booked"
 
@@ -156,6 +158,7 @@ def test_waitlist_move_and_cancel(client: TestClient, session: Session) -> None:
     )
     assert cancelled.status_code == 303
     session.rollback()  # a fresh snapshot: see what the app committed
+    session.expire_all()
     assert session.get(Booking, booking.id).status == BookingStatus.cancelled
     assert "The booking is cancelled." in alice.get("/me/bookings?msg=cancelled").text
     # Someone else's booking is not mine to cancel.

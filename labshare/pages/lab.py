@@ -1,0 +1,186 @@
+"""A lab manager's pages: approvals, instruments, live status board, gateways, usage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
+
+from booking import service as bookings
+from booking.models import BookingStatus
+from core.deps import SessionDep
+from core.errors import AppError, NotFound
+from core.models import User
+from core.timeutil import utcnow
+from instruments import service as catalog
+from instruments.models import Lab
+from labshare.pages import domains
+from labshare.pages.web import Csrf, PageManager, back_to, error_page, render
+
+router = APIRouter(include_in_schema=False)
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def my_lab(session: Session, user: User) -> Lab:
+    """The lab this manager manages."""
+    lab = session.get(Lab, user.lab_id) if user.lab_id else None
+    if lab is None:
+        raise NotFound("your account manages no lab; ask a network administrator")
+    return lab
+
+
+def people(session: Session, ids: set[int]) -> dict[int, User]:
+    """The accounts behind bookings a manager may see (names and emails for the lab)."""
+    return {i: u for i in ids if (u := session.get(User, i)) is not None}
+
+
+def _pending(session: Session, user: User, lab: Lab) -> list[dict[str, Any]]:
+    rows, _ = bookings.booking_list(
+        session,
+        user=user,
+        filters=bookings.BookingFilters(status=BookingStatus.pending, start=utcnow()),
+        after=None,
+        limit=200,
+    )
+    mine = {i.id: i.name for i in _instruments(session, lab)}
+    rows = [b for b in rows if b.instrument_id in mine]
+    who = people(session, {b.user_id for b in rows})
+    return [
+        {"b": b, "name": mine[b.instrument_id], "who": who.get(b.user_id)}
+        for b in sorted(rows, key=lambda b: b.start_at)
+    ]
+
+
+def _instruments(session: Session, lab: Lab) -> list[Any]:
+    items, _ = catalog.instrument_search(
+        session, filters=catalog.SearchFilters(lab=lab.code), after=None, limit=500
+    )
+    return items
+
+
+def _statuses(session: Session, lab: Lab) -> dict[int, Any]:
+    if not domains.available("telemetry"):
+        return {}
+    from telemetry import service as telemetry
+
+    return {s.instrument_id: s for s in telemetry.lab_status(session, lab_code=lab.code)}
+
+
+@router.get("/lab", response_class=HTMLResponse)
+def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
+    """The manager's desk: pending approvals, instruments with their live state, gateways."""
+    lab = my_lab(session, user)
+    gateways: list[Any] = []
+    if domains.available("telemetry"):
+        from telemetry import service as telemetry
+
+        gateways = telemetry.gateway_list(session, lab_id=lab.id)
+    return render(
+        request,
+        "lab/home.html",
+        {
+            "lab": lab,
+            "pending": _pending(session, user, lab),
+            "instruments": _instruments(session, lab),
+            "statuses": _statuses(session, lab),
+            "gateways": gateways,
+            "has_telemetry": domains.available("telemetry"),
+        },
+        user=user,
+    )
+
+
+@router.get("/lab/status", response_class=HTMLResponse)
+def lab_status_board(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
+    """The live status board (an htmx fragment the desk refreshes)."""
+    lab = my_lab(session, user)
+    return render(
+        request,
+        "lab/_board.html",
+        {"instruments": _instruments(session, lab), "statuses": _statuses(session, lab)},
+        user=user,
+    )
+
+
+def _decide(
+    request: Request, session: Session, user: User, booking_id: int, reason: str, approve: bool
+) -> Response:
+    decide = bookings.booking_approve if approve else bookings.booking_reject
+    try:
+        decide(session, user=user, booking_id=booking_id, reason=reason)
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to("/lab", "approved" if approve else "rejected")
+
+
+@router.post("/lab/bookings/{booking_id}/approve", dependencies=[Csrf])
+def approve(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    booking_id: Id,
+    reason: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Confirm a pending booking of the lab."""
+    return _decide(request, session, user, booking_id, reason, approve=True)
+
+
+@router.post("/lab/bookings/{booking_id}/reject", dependencies=[Csrf])
+def reject(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    booking_id: Id,
+    reason: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Reject a pending booking of the lab; its time goes to the waitlist."""
+    return _decide(request, session, user, booking_id, reason, approve=False)
+
+
+@router.get("/lab/usage", response_class=HTMLResponse)
+def lab_usage(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    days: Annotated[int, Query(ge=1, le=31)] = 7,
+) -> HTMLResponse:
+    """Usage against bookings: walk-ups, overtime and no-shows of the last days."""
+    lab = my_lab(session, user)
+    end = utcnow()
+    start = end - timedelta(days=days)
+    usage: list[Any] = []
+    if domains.available("telemetry"):
+        from telemetry import service as telemetry
+
+        usage = telemetry.lab_usage(session, user=user, lab_code=lab.code, start=start, end=end)
+    no_shows, _ = bookings.booking_list(
+        session,
+        user=user,
+        filters=bookings.BookingFilters(status=BookingStatus.no_show, start=start, end=end),
+        after=None,
+        limit=500,
+    )
+    names = {i.id: i.name for i in _instruments(session, lab)}
+    no_shows = [b for b in no_shows if b.instrument_id in names]
+    who = people(
+        session,
+        {u.user_id for u in usage if u.user_id} | {b.user_id for b in no_shows},
+    )
+    return render(
+        request,
+        "lab/usage.html",
+        {
+            "lab": lab,
+            "days": days,
+            "usage": usage,
+            "no_shows": no_shows,
+            "names": names,
+            "who": who,
+            "walk_ups": sum(1 for u in usage if u.kind == "walk_up"),
+            "overtime": sum(1 for u in usage if u.overtime_minutes > 0),
+        },
+        user=user,
+    )

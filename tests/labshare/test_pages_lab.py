@@ -1,0 +1,165 @@
+# ruff: noqa: RUF001  (the pages write time ranges with an en dash)
+"""A lab manager's pages: approve, edit rules and hours, add blackouts and see whom they hit."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from booking.models import Booking, BookingStatus
+from core.models import Role
+from core.settings import get_settings
+from instruments.models import Instrument, OpeningHours
+from tests.factories import create_instrument, create_lab, create_user
+from tests.labshare.pages_helpers import csrf_of, page_sign_in
+
+
+def _day() -> str:
+    return str((datetime.now(get_settings().zone) + timedelta(days=2)).date())
+
+
+def _browser(client: TestClient, email: str) -> tuple[TestClient, str]:
+    browser = TestClient(client.app)
+    page_sign_in(browser, email)
+    return browser, csrf_of(browser)
+
+
+def test_manager_approves_a_pending_booking(client: TestClient, session: Session) -> None:
+    lab = create_lab(session, name="Proteomics Core")
+    instrument = create_instrument(session, lab=lab, name="timsTOF", approval_required=True)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    researcher = create_user(session, email="wei@example.org")
+    day = _day()
+    alice, token = _browser(client, researcher.email)
+    asked = alice.post(
+        f"/instruments/{instrument.id}/book",
+        data={
+            "start": f"{day}T10:00",
+            "end": f"{day}T12:00",
+            "purpose": "DIA run",
+            "csrf_token": token,
+        },
+        headers={"HX-Request": "true"},
+    )
+    assert asked.status_code == 201 and "the lab will approve" in asked.text
+
+    desk, mtoken = _browser(client, manager.email)
+    page = desk.get("/lab")
+    assert page.status_code == 200
+    assert "Proteomics Core" in page.text and "wei@example.org" in page.text
+    assert "DIA run" in page.text and f"{day} 10:00–12:00" in page.text
+    booking = session.exec(select(Booking)).one()
+    done = desk.post(
+        f"/lab/bookings/{booking.id}/approve",
+        data={"csrf_token": mtoken},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and done.headers["location"] == "/lab?msg=approved"
+    session.rollback()
+    session.expire_all()
+    assert session.get(Booking, booking.id).status == BookingStatus.confirmed
+    assert "Nothing is waiting." in desk.get("/lab").text
+    again = desk.post(f"/lab/bookings/{booking.id}/reject", data={"csrf_token": mtoken})
+    assert again.status_code == 422 and "only a pending booking" in again.text
+
+
+def test_only_lab_managers_use_the_desk(client: TestClient, session: Session) -> None:
+    instrument = create_instrument(session)
+    researcher = create_user(session)
+    other_manager = create_user(session, role=Role.lab_manager, lab=create_lab(session))
+    assert client.get("/lab", follow_redirects=False).status_code == 303
+    browser, _ = _browser(client, researcher.email)
+    assert browser.get("/lab").status_code == 403
+    stranger, _ = _browser(client, other_manager.email)
+    assert stranger.get(f"/lab/instruments/{instrument.id}").status_code == 403
+
+
+def test_blackout_shows_whom_it_displaces(client: TestClient, session: Session) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab, name="Krios G4")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    researcher = create_user(session, email="li.na@example.org")
+    day = _day()
+    alice, token = _browser(client, researcher.email)
+    alice.post(
+        f"/instruments/{instrument.id}/book",
+        data={"start": f"{day}T10:00", "end": f"{day}T11:00", "csrf_token": token},
+    )
+    desk, mtoken = _browser(client, manager.email)
+    response = desk.post(
+        f"/lab/instruments/{instrument.id}/blackouts",
+        data={
+            "start": f"{day}T09:00",
+            "end": f"{day}T13:00",
+            "kind": "maintenance",
+            "reason": "cryo-cycle",
+            "csrf_token": mtoken,
+        },
+    )
+    assert response.status_code == 201
+    assert "Blackout added." in response.text
+    assert "li.na@example.org" in response.text.split('id="displaced"')[1]
+    assert "cryo-cycle" in response.text
+    session.rollback()
+    session.expire_all()
+    assert session.exec(select(Booking)).one().status == BookingStatus.displaced
+
+
+def test_manager_edits_rules_and_opening_hours(client: TestClient, session: Session) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab, name="NMR 800")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    desk, token = _browser(client, manager.email)
+    url = f"/lab/instruments/{instrument.id}"
+    assert "NMR 800" in desk.get(url).text
+    rules = {
+        "name": "NMR 800 MHz",
+        "status": "active",
+        "slot_step_minutes": "60",
+        "min_minutes": "60",
+        "max_minutes": "480",
+        "lead_minutes": "120",
+        "horizon_days": "60",
+        "approval_required": "true",
+        "csrf_token": token,
+    }
+    saved = desk.post(url, data=rules, follow_redirects=False)
+    assert saved.status_code == 303
+    bad = desk.post(url, data={**rules, "min_minutes": "90"})
+    assert bad.status_code == 422 and "multiples of slot_step_minutes" in bad.text
+
+    hours = {
+        "opens1_0": "08:00",
+        "closes1_0": "12:00",
+        "opens2_0": "13:00",
+        "closes2_0": "18:00",
+        "opens1_5": "09:00",
+        "closes1_5": "24:00",
+        "csrf_token": token,
+    }
+    assert desk.post(f"{url}/hours", data=hours, follow_redirects=False).status_code == 303
+    overlapping = desk.post(f"{url}/hours", data={**hours, "opens2_0": "11:00"})
+    assert overlapping.status_code == 409
+    half = desk.post(f"{url}/hours", data={"opens1_1": "08:00", "csrf_token": token})
+    assert half.status_code == 422
+
+    session.rollback()
+    session.expire_all()
+    edited = session.get(Instrument, instrument.id)
+    assert (edited.name, edited.slot_step_minutes, edited.approval_required) == (
+        "NMR 800 MHz",
+        60,
+        True,
+    )
+    rows = session.exec(
+        select(OpeningHours).where(OpeningHours.instrument_id == instrument.id)
+    ).all()
+    assert sorted((r.weekday, r.opens, r.closes) for r in rows) == [
+        (0, time(8), time(12)),
+        (0, time(13), time(18)),
+        (5, time(9), time(23, 59, 59)),
+    ]
+    public = client.get(f"/instruments/{instrument.id}").text
+    assert "Mon 08:00–12:00" in public and "Sat 09:00–23:59" in public
