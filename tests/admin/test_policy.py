@@ -25,9 +25,16 @@ HOUR = 3600
 
 def figures(instrument_id: int, institution_id: int, **kw: int | bool) -> InstrumentFigures:
     base = dict(
-        instrument_id=instrument_id, institution_id=institution_id, asset_value=1_000_000,
-        evaluation_failed=False, used_seconds=0, open_seconds=100 * HOUR, external_seconds=0,
-        external_revenue=0, outside_users=0, vouchers_redeemed=0,
+        instrument_id=instrument_id,
+        institution_id=institution_id,
+        asset_value=1_000_000,
+        evaluation_failed=False,
+        used_seconds=0,
+        open_seconds=100 * HOUR,
+        external_seconds=0,
+        external_revenue=0,
+        outside_users=0,
+        vouchers_redeemed=0,
     )
     base.update(kw)
     return InstrumentFigures(**base)  # type: ignore[arg-type]
@@ -35,7 +42,10 @@ def figures(instrument_id: int, institution_id: int, **kw: int | bool) -> Instru
 
 def policy(**kw: object) -> PolicyDocument:
     data: dict[str, object] = {
-        "name": "test", "currency": "cny", "budget": 1_000_000, "point_value": 100,
+        "name": "test",
+        "currency": "cny",
+        "budget": 1_000_000,
+        "point_value": 100,
         "weights": {"external_hours": 10},
     }
     data.update(kw)
@@ -43,10 +53,22 @@ def policy(**kw: object) -> PolicyDocument:
 
 
 def test_score_is_the_weighted_sum_of_parts() -> None:
-    p = policy(weights={"external_hours": 10, "external_revenue": "0.5", "outside_users": 20,
-                        "utilisation": 2})
-    f = figures(1, 1, external_seconds=3 * HOUR, external_revenue=40_000, outside_users=2,
-                used_seconds=25 * HOUR)
+    p = policy(
+        weights={
+            "external_hours": 10,
+            "external_revenue": "0.5",
+            "outside_users": 20,
+            "utilisation": 2,
+        }
+    )
+    f = figures(
+        1,
+        1,
+        external_seconds=3 * HOUR,
+        external_revenue=40_000,
+        outside_users=2,
+        used_seconds=25 * HOUR,
+    )
     # 10*3 + 0.5*400 + 20*2 + 2*25 = 30 + 200 + 40 + 50
     alloc = allocate(p, [f])
     assert alloc.institutions[0].instruments[0].score == 320
@@ -93,8 +115,11 @@ def test_rounding_hands_out_every_cent_and_is_order_independent() -> None:
     shuffled = rows[:]
     random.Random(4).shuffle(shuffled)
     second = allocate(p, shuffled)
-    flat = lambda a: [(r.figures.instrument_id, r.reward) for i in a.institutions  # noqa: E731
-                      for r in i.instruments]
+    flat = lambda a: [
+        (r.figures.instrument_id, r.reward)
+        for i in a.institutions  # noqa: E731
+        for r in i.instruments
+    ]
     assert flat(first) == flat(second)
     for inst in first.institutions:
         assert sum(r.reward for r in inst.instruments) == inst.reward
