@@ -54,11 +54,12 @@
         }
         for (const b of body.busy || []) {
           const kind = b.kind || "booking";
-          if (kind === "closed") {
-            events.push({ start: wallZ(b.start), end: wallZ(b.end), display: "background", classNames: ["ev-closed"] });
-          } else {
-            events.push({ start: wallZ(b.start), end: wallZ(b.end), title: labels[kind] || kind, classNames: ["ev-" + kind], editable: false });
-          }
+          const start = wallZ(b.start);
+          const end = wallZ(b.end);
+          // Busy time is drawn behind the grid, so one can still drag over it: the server
+          // then explains the refusal and offers alternatives or the waitlist.
+          const title = kind === "closed" ? "" : `${labels[kind] || kind} ${start.slice(11, 16)}–${end.slice(11, 16)}`;
+          events.push({ start, end, title, display: "background", classNames: ["ev-" + kind] });
         }
         success(events);
       })
@@ -84,10 +85,13 @@
     slotDuration: { minutes: step },
     snapDuration: { minutes: step },
     expandRows: true,
+    stickyHeaderDates: false,
     selectable: el.dataset.selectable === "true",
     selectMirror: true,
     longPressDelay: 300,
     events: loadEvents,
+    // Only times still ahead can be picked.
+    selectAllow: (info) => info.start.getTime() >= Date.parse(wallOf(new Date()) + "Z"),
     select: (info) => {
       const start = document.getElementById("start");
       const end = document.getElementById("end");

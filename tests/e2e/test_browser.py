@@ -1,0 +1,242 @@
+# ruff: noqa: RUF001  (the pages write time ranges with an en dash)
+"""People using the pages in a real browser: find, book, be refused, take an alternative,
+approve; on a phone and in Chinese too."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from sqlmodel import Session, col, select
+
+from booking import service as bookings
+from booking.models import Booking, BookingStatus
+from booking.schemas import BookingCreate
+from core.models import Role
+from core.settings import get_settings
+from tests.e2e.conftest import Shots
+from tests.factories import PASSWORD, create_instrument, create_lab, create_user
+
+pytest.importorskip("playwright.sync_api")
+
+
+def _day() -> str:
+    """Two days ahead in the network's zone: inside every rule's lead time and horizon."""
+    return str((datetime.now(get_settings().zone) + timedelta(days=2)).date())
+
+
+def _sign_in(page, base: str, email: str) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _show_day(page, day: str) -> None:  # type: ignore[no-untyped-def]
+    page.evaluate(f"window.labshareCalendar.gotoDate('{day}')")
+    page.locator(f'.fc-timegrid-col[data-date="{day}"]').wait_for()
+
+
+def _drag(page, day: str, start: str, last_slot: str) -> None:  # type: ignore[no-untyped-def]
+    """Drag down the day's column from the `start` slot to the end of `last_slot`."""
+    first = page.locator(f'.fc-timegrid-slot-lane[data-time="{start}:00"]')
+    first.evaluate("el => el.scrollIntoView({block: 'center'})")
+    column = page.locator(f'.fc-timegrid-col[data-date="{day}"]').bounding_box()
+    top = page.locator(f'.fc-timegrid-slot-lane[data-time="{start}:00"]').bounding_box()
+    bottom = page.locator(f'.fc-timegrid-slot-lane[data-time="{last_slot}:00"]').bounding_box()
+    x = column["x"] + column["width"] / 2
+    page.mouse.move(x, top["y"] + 3)
+    page.mouse.down()
+    page.mouse.move(x, top["y"] + 12, steps=3)
+    page.mouse.move(x, bottom["y"] + bottom["height"] - 3, steps=8)
+    page.mouse.up()
+
+
+def test_researcher_books_is_refused_and_takes_an_alternative(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    lab = create_lab(session, name="Mass Spectrometry Centre")
+    wanted = create_instrument(
+        session,
+        lab=lab,
+        name="Orbitrap Exploris 480",
+        manufacturer="Thermo",
+        model="Exploris 480",
+        location="Building B, room 214",
+    )
+    create_instrument(session, lab=lab, name="Orbitrap Exploris 240", manufacturer="Thermo")
+    create_instrument(session, name="Cryo-EM Krios G4")
+    alice = create_user(session, email="alice@example.org")
+    bob = create_user(session, email="bob@example.org")
+    day = _day()
+    zone = get_settings().zone
+    taken_start = datetime.fromisoformat(f"{day}T10:00").replace(tzinfo=zone)
+    bookings.booking_create(
+        session,
+        user=alice,
+        data=BookingCreate(
+            instrument_id=wanted.id,
+            start=taken_start,
+            end=taken_start + timedelta(hours=1),
+            purpose="alice's run",
+        ),
+    )
+    session.commit()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, timezone_id="UTC")
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.get_by_label("Search").fill("orbitrap")
+    page.get_by_role("button", name="Search").click()
+    assert page.get_by_role("link", name="Orbitrap Exploris 240").is_visible()
+    assert page.get_by_text("Cryo-EM Krios G4").count() == 0
+    shots(page, "search")
+
+    page.get_by_role("link", name="Orbitrap Exploris 480").click()
+    page.get_by_role("link", name="Sign in to book").click()
+    _sign_in(page, live_server, bob.email)
+    page.wait_for_url(f"**/instruments/{wanted.id}")
+    assert page.get_by_text("Building B, room 214").is_visible()
+    _show_day(page, day)
+    # Alice's booking shows as busy (times drawn in the network's zone, not the browser's).
+    busy = page.locator(".fc-event.ev-booking")
+    busy.first.wait_for()
+    assert "10:00" in busy.first.inner_text()
+    shots(page, "instrument-week")
+
+    _drag(page, day, "14:00", "14:30")
+    assert page.locator("#start").input_value() == f"{day}T14:00"
+    assert page.locator("#end").input_value() == f"{day}T15:00"
+    page.get_by_label("Purpose").fill("phosphoproteomics")
+    page.get_by_role("button", name="Book", exact=True).click()
+    page.locator("#booked").wait_for()
+    assert "14:00–15:00" in page.locator("#booked").inner_text()
+    page.wait_for_function("document.querySelectorAll('.fc-event.ev-booking').length >= 2")
+    shots(page, "booked")
+
+    _drag(page, day, "10:00", "10:30")
+    page.get_by_role("button", name="Book", exact=True).click()
+    refusal = page.locator("#refused")
+    refusal.wait_for()
+    assert "That time cannot be booked." in refusal.inner_text()
+    assert f"{day} 10:00–11:00" in refusal.inner_text()
+    assert "alice" not in page.locator("#booking-result").inner_text().lower()
+    offers = page.locator("#alternatives button.alternative")
+    assert offers.count() >= 2
+    assert page.get_by_role("button", name="Join the waitlist for this time").is_visible()
+    shots(page, "refused-with-alternatives")
+
+    chosen = offers.first.inner_text()
+    offers.first.click()
+    page.locator("#booked").wait_for()
+    shots(page, "took-alternative")
+    assert chosen.removeprefix("Book ").split(" ")[1] in page.locator("#booked").inner_text()
+
+    page.get_by_role("link", name="See my bookings").click()
+    assert page.get_by_role("heading", name="My bookings").is_visible()
+    assert page.locator("#feed-url").input_value().endswith(".ics")
+    shots(page, "my-bookings")
+    context.close()
+
+    session.rollback()
+    mine = session.exec(
+        select(Booking).where(Booking.user_id == bob.id).order_by(col(Booking.start_at))
+    ).all()
+    assert len(mine) == 2 and all(b.status == BookingStatus.confirmed for b in mine)
+
+
+def test_lab_manager_approves(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    lab = create_lab(session, name="Structural Biology Lab")
+    instrument = create_instrument(
+        session, lab=lab, name="Bruker Avance NEO 800", approval_required=True
+    )
+    manager = create_user(session, role=Role.lab_manager, lab=lab, email="chen@example.org")
+    researcher = create_user(session, email="wang@example.org")
+    day = _day()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/instruments/{instrument.id}")
+    _sign_in(page, live_server, researcher.email)
+    page.wait_for_url(f"**/instruments/{instrument.id}")
+    page.get_by_label("Start").fill(f"{day}T09:00")
+    page.get_by_label("End").fill(f"{day}T11:00")
+    page.get_by_label("Purpose").fill("protein NMR")
+    page.get_by_role("button", name="Book", exact=True).click()
+    page.locator("#booked").wait_for()
+    assert "the lab will approve" in page.locator("#booked").inner_text()
+    context.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/lab")
+    _sign_in(page, live_server, manager.email)
+    page.wait_for_url("**/lab")
+    row = page.locator("#pending tbody tr").first
+    assert "wang@example.org" in row.inner_text() and "protein NMR" in row.inner_text()
+    shots(page, "pending")
+    row.get_by_role("button", name="Approve").click()
+    page.get_by_text("Approved.").wait_for()
+    assert "Nothing is waiting." in page.locator("#pending").inner_text()
+    shots(page, "approved")
+    context.close()
+
+    session.rollback()
+    booking = session.exec(select(Booking)).one()
+    assert booking.status == BookingStatus.confirmed
+    assert booking.decided_by_id == manager.id
+
+
+def test_on_a_phone_in_chinese(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    instrument = create_instrument(session, name="Orbitrap Exploris 480", location="B214")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        extra_http_headers={"Accept-Language": "zh-CN,zh;q=0.9"},
+    )
+    page = context.new_page()
+    page.goto(live_server + "/")
+    assert page.get_by_role("heading", name="查找仪器").is_visible()
+    # Nothing is wider than the phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots(page, "search-phone-zh")
+    page.goto(f"{live_server}/instruments/{instrument.id}")
+    page.locator(".fc-timegrid-col").first.wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shots(page, "instrument-phone-zh")
+    # Switch to English with the header's button, by keyboard.
+    page.get_by_role("button", name="English").focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Orbitrap Exploris 480").wait_for()
+    assert page.get_by_role("heading", name="Booking rules").is_visible()
+    context.close()
+
+
+def test_keyboard_skip_link(
+    browser,
+    live_server: str,
+    session: Session,  # type: ignore[no-untyped-def]
+) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(live_server + "/")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    context.close()
