@@ -1,0 +1,129 @@
+"""Billing over HTTP: rate cards and policies with validation, invoices for whom may see them."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from billing.invoices import invoice_run
+from core.db import session_scope
+from core.models import Role
+from tests.billing.helpers import NOV, book
+from tests.factories import auth, create_lab, create_user
+
+
+def _card(net, **fields):
+    body = {
+        "instrument_id": net.instrument.id,
+        "payer_class": "academic",
+        "amount": 15000,
+        "effective_from": "2026-09-01T00:00:00+08:00",
+    }
+    body.update(fields)
+    return body
+
+
+def test_rate_cards_are_validated_and_kept_in_history(client, session, net) -> None:
+    h = auth(net.manager)
+    bad = [
+        {"amount": -1},
+        {"amount": 10**12},
+        {"currency": "xyz"},
+        {"rounding_minutes": 0},
+        {"effective_from": "2026-09-01T00:00:00"},  # no offset
+        {"category": "ms-lc"},  # both an instrument and a category
+    ]
+    for fields in bad:
+        r = client.post("/api/v1/rate-cards", json=_card(net, **fields), headers=h)
+        assert r.status_code == 422, (fields, r.text)
+    r = client.post("/api/v1/rate-cards", json=_card(net, currency="USD"), headers=h)
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert (first["currency"], first["effective_to"]) == ("usd", None)
+    # A bounded card inside the open one overlaps: refused with the card it hits.
+    r = client.post(
+        "/api/v1/rate-cards",
+        json=_card(
+            net,
+            effective_from="2026-10-01T00:00:00+08:00",
+            effective_to="2026-10-15T00:00:00+08:00",
+        ),
+        headers=h,
+    )
+    assert r.status_code == 409 and r.json()["conflicting_id"] == first["id"]
+    # An open-ended card from a later date supersedes: the old one ends where it starts.
+    r = client.post(
+        "/api/v1/rate-cards",
+        json=_card(net, amount=18000, effective_from="2026-10-01T00:00:00Z"),
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    cards = client.get(f"/api/v1/rate-cards?instrument_id={net.instrument.id}").json()
+    assert [(c["amount"], c["effective_to"]) for c in cards] == [
+        (15000, "2026-10-01T00:00:00Z"),
+        (18000, None),
+    ]
+    # The catalog shows the card in force now.
+    rates = client.get(f"/api/v1/instruments/{net.instrument.id}").json()["rates"]
+    assert {"payer_class": "academic", "unit": "hour", "amount": 18000, "currency": "cny"} in rates
+    # Another lab's manager may not touch it.
+    stranger = create_user(session, role=Role.lab_manager, lab=create_lab(session))
+    r = client.post(
+        "/api/v1/rate-cards", json=_card(net, payer_class="company"), headers=auth(stranger)
+    )
+    assert r.status_code == 403
+
+
+def test_charging_policy(client, net) -> None:
+    url = f"/api/v1/labs/{net.lab.code}/charging-policy"
+    assert client.get(url).json()["basis"] == "booked"
+    h = auth(net.manager)
+    assert client.put(url, json={"basis": "sometimes"}, headers=h).status_code == 422
+    assert client.put(url, json={"no_show_fee": -5}, headers=h).status_code == 422
+    assert client.put(url, json={"currency": "zzz"}, headers=h).status_code == 422
+    assert client.put(url, json={"basis": "used"}, headers=auth(net.researcher)).status_code == 403
+    r = client.put(url, json={"basis": "larger", "no_show_fee": 5000}, headers=h)
+    assert r.status_code == 200 and r.json()["basis"] == "larger"
+    assert client.get("/api/v1/labs/NOPE/charging-policy").status_code == 422
+
+
+def test_invoices_for_payers_and_admins(client, session, net) -> None:
+    r = client.post(
+        "/api/v1/rate-cards",
+        json=_card(net, payer_class="company", amount=40000),
+        headers=auth(net.manager),
+    )
+    assert r.status_code == 201
+    book(session, instrument=net.instrument, user=net.researcher, minutes=60)
+    book(session, instrument=net.instrument, user=net.researcher2, start=NOV + timedelta(days=1))
+    book(session, instrument=net.instrument, user=net.engineer, start=NOV + timedelta(days=2))
+    with session_scope() as s:
+        invoice_run(s, period="2026-11")
+    assert client.get("/api/v1/invoices?period=2026-13", headers=auth(net.admin)).status_code == 422
+    assert client.get("/api/v1/invoices?month=2026-11", headers=auth(net.admin)).status_code == 422
+    assert client.get("/api/v1/invoices?period=2026-11").status_code == 401
+    everything = client.get("/api/v1/invoices?period=2026-11", headers=auth(net.admin)).json()
+    assert [i["number"] for i in everything] == ["INV-2026-11-BIGCO", "INV-2026-11-UNIV-B"]
+    mine = client.get("/api/v1/invoices?period=2026-11", headers=auth(net.academic_admin)).json()
+    assert len(mine) == 1 and mine[0]["lines_scope"] == "all"
+    invoice = mine[0]
+    assert [line["line_no"] for line in invoice["lines"]] == [1, 2]
+    assert invoice["subtotal"] == 30000 + 60000 and invoice["total"] == 90000
+    assert invoice["lines"][0]["description"].startswith(
+        "Booking, Orbitrap (MS-1), 2026-11-10 09:00-10:00"
+    )
+    own = client.get("/api/v1/invoices?period=2026-11", headers=auth(net.researcher)).json()
+    assert [line["user"] for line in own[0]["lines"]] == [net.researcher.email]
+    assert own[0]["lines_scope"] == "own"
+    r = client.get(f"/api/v1/invoices/{invoice['id']}", headers=auth(net.engineer))
+    assert r.status_code == 403
+    assert client.get("/api/v1/invoices/999999", headers=auth(net.admin)).status_code == 404
+    r = client.get(f"/api/v1/invoices/{invoice['id']}.csv", headers=auth(net.academic_admin))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0][:3] == ["invoice", "line", "description"]
+    assert rows[-1][2] == "Total due" and rows[-1][13] == "90000"
+    page = client.get(f"/billing/invoices/{invoice['id']}", headers=auth(net.academic_admin))
+    assert page.status_code == 200 and "INV-2026-11-UNIV-B" in page.text
+    assert "Total due" in page.text and "900.00 CNY" in page.text

@@ -1,0 +1,228 @@
+"""Vouchers within caps and budgets, and a ledger that always balances and is never edited."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, select
+
+from billing.errors import Unbalanced
+from billing.invoices import invoice_close, invoice_mark_paid, invoice_run
+from billing.ledger import (
+    AccountRef,
+    balances,
+    entry_post,
+    entry_reverse,
+    ledger_totals,
+    unbalanced_entries,
+)
+from billing.models import AccountKind, Invoice, VoucherAllowance, VoucherProgramme
+from billing.rates import rate_card_create
+from billing.schemas import RateCardIn
+from billing.vouchers import ProgrammeIn, programme_create
+from core.db import session_scope
+from instruments.models import InstitutionKind, PayerClass
+from tests.billing.helpers import NOV, book
+from tests.factories import create_institution, create_user
+
+
+def _programme(budget: int, cap: int, coverage_bp: int = 5000) -> None:
+    with session_scope() as s:
+        programme_create(
+            s,
+            data=ProgrammeIn(
+                code=f"IV{uuid.uuid4().hex[:6]}",
+                name="Innovation vouchers",
+                currency="cny",
+                budget=budget,
+                coverage_bp=coverage_bp,
+                company_yearly_cap=cap,
+                starts_on=date(2026, 1, 1),
+                ends_on=date(2027, 12, 31),
+            ),
+        )
+
+
+def _company_card(net) -> None:
+    with session_scope() as s:
+        rate_card_create(
+            s,
+            user=None,
+            data=RateCardIn(
+                instrument_id=net.instrument.id,
+                payer_class=PayerClass.company,
+                amount=20000,
+                effective_from=NOV - timedelta(days=365),
+            ),
+        )
+
+
+def _small_company(session: Session, code: str):
+    inst = create_institution(
+        session, code=code, kind=InstitutionKind.small_company, is_small_company=True
+    )
+    return create_user(session, institution=inst)
+
+
+def test_vouchers_respect_cap_and_budget_and_post_balanced(session, net) -> None:
+    _company_card(net)
+    _programme(budget=25000, cap=20000)
+    other = _small_company(session, "TINY2")
+    book(session, instrument=net.instrument, user=net.founder, minutes=180)  # 60000
+    book(session, instrument=net.instrument, user=other, start=NOV + timedelta(days=1))  # 40000
+    book(session, instrument=net.instrument, user=net.engineer, start=NOV + timedelta(days=2))
+    with session_scope() as s:
+        report = invoice_run(s, period="2026-11")
+    assert report.vouchers_granted == 25000
+    invoices = {i.number: i for i in session.exec(select(Invoice))}
+    tiny, tiny2 = invoices["INV-2026-11-TINY"], invoices["INV-2026-11-TINY2"]
+    assert (tiny.subtotal, tiny.voucher_total, tiny.total) == (60000, 20000, 40000)  # the cap
+    assert (tiny2.voucher_total, tiny2.total) == (5000, 35000)  # what the budget had left
+    assert invoices["INV-2026-11-BIGCO"].voucher_total == 0  # not a flagged small company
+    # A later line earns nothing more: the cap and budget are spent.
+    book(session, instrument=net.instrument, user=net.founder, start=NOV + timedelta(days=3))
+    with session_scope() as s:
+        assert invoice_run(s, period="2026-11").vouchers_granted == 0
+        invoice_close(s, period="2026-11")
+    with session_scope() as s:
+        programme = s.exec(select(VoucherProgramme)).one()
+        assert programme.spent == programme.budget == 25000
+        assert ledger_totals(s) == {"cny": 0} and unbalanced_entries(s) == []
+        accounts = {code: balance for code, _kind, balance in balances(s)}
+        assert accounts["payer_receivable:TINY:cny"] == 80000
+        assert accounts[f"voucher_programme:programme-{programme.id}:cny"] == 25000
+        assert accounts["provider_revenue:UNIV-A:cny"] == -(100000 + 40000 + 40000)
+        invoice = s.exec(select(Invoice).where(Invoice.number == "INV-2026-11-TINY")).one()
+        invoice_mark_paid(s, invoice=invoice, amount=invoice.total, via="bank", ref="test")
+        invoice_mark_paid(s, invoice=invoice, amount=invoice.total, via="bank", ref="again")
+    with session_scope() as s:
+        accounts = {code: balance for code, _kind, balance in balances(s)}
+        assert accounts["payer_receivable:TINY:cny"] == 0
+        assert accounts["cash:bank:cny"] == 80000
+
+
+def test_ledger_refuses_edits_and_unbalanced_entries(session, net, backend) -> None:
+    receivable = AccountRef(AccountKind.payer_receivable, "cny", institution_id=net.academic.id)
+    revenue = AccountRef(AccountKind.provider_revenue, "cny", institution_id=net.provider.id)
+    with pytest.raises(Unbalanced), session_scope() as s:
+        entry_post(s, ref="bad", memo="", lines=[(receivable, 100), (revenue, -99)])
+    with session_scope() as s:
+        entry = entry_post(s, ref="ok", memo="", lines=[(receivable, 100), (revenue, -100)])
+        assert entry is not None
+        entry_id = entry.id
+    with pytest.raises(DBAPIError), session_scope() as s:
+        s.execute(text("UPDATE posting SET amount = amount + 1"))
+    if backend == "postgresql":
+        with pytest.raises(DBAPIError), session_scope() as s:
+            s.execute(text("DELETE FROM posting"))
+        # However the rows are written, an entry that does not balance fails at commit.
+        with pytest.raises(DBAPIError), session_scope() as s:
+            s.execute(
+                text("INSERT INTO journal_entry (ref, memo, created_at) VALUES ('raw', '', now())")
+            )
+            s.execute(
+                text(
+                    "INSERT INTO posting (entry_id, account_id, amount, currency) "
+                    "SELECT MAX(j.id), MIN(a.id), 5, 'cny' FROM journal_entry j, "
+                    "ledger_account a"
+                )
+            )
+    with session_scope() as s:
+        entry_reverse(s, entry_id=entry_id, memo="typo")
+        entry_reverse(s, entry_id=entry_id, memo="typo")  # once only
+    with session_scope() as s:
+        assert all(balance == 0 for _c, _k, balance in balances(s))
+        assert ledger_totals(s) == {"cny": 0}
+
+
+kinds = st.sampled_from(list(AccountKind))
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    entries=st.lists(
+        st.tuples(
+            st.lists(
+                st.tuples(kinds, st.integers(0, 2), st.integers(-(10**9), 10**9)),
+                min_size=1,
+                max_size=5,
+            ),
+            st.sampled_from(["cny", "usd"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_ledger_always_balances(engine, entries) -> None:
+    """Whatever is posted, each entry and the whole ledger sum to zero in every currency."""
+    institutions = [None, None, None]
+    with session_scope() as s:
+        for i in range(3):
+            code = f"H{i}"
+            found = s.exec(
+                text("SELECT id FROM institution WHERE code = :c").bindparams(c=code)
+            ).first()
+            if found is None:
+                s.execute(
+                    text(
+                        "INSERT INTO institution (code, name, kind, is_small_company, created_at) "
+                        "VALUES (:c, :c, 'university', false, CURRENT_TIMESTAMP)"
+                    ).bindparams(c=code)
+                )
+                found = s.exec(
+                    text("SELECT id FROM institution WHERE code = :c").bindparams(c=code)
+                ).first()
+            institutions[i] = found[0]
+    for raw, currency in entries:
+        lines = [
+            (AccountRef(kind, currency, institution_id=institutions[who]), amount)
+            for kind, who, amount in raw
+        ]
+        # Balance the entry with a cash line; an unbalanced one must be refused whole.
+        off = sum(amount for _r, amount in lines)
+        balanced = [*lines, (AccountRef(AccountKind.cash, currency, name="stripe"), -off)]
+        with session_scope() as s:
+            entry_post(s, ref=uuid.uuid4().hex, memo="", lines=balanced)
+        if off != 0:
+            with pytest.raises(Unbalanced), session_scope() as s:
+                entry_post(s, ref=uuid.uuid4().hex, memo="", lines=lines)
+    with session_scope() as s:
+        assert all(total == 0 for total in ledger_totals(s).values())
+        assert unbalanced_entries(s) == []
+
+
+def test_concurrent_runs_never_pass_the_cap(session, net, backend) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
+    _company_card(net)
+    _programme(budget=10**9, cap=30000)
+    for month in (NOV, NOV + timedelta(days=30)):
+        book(session, instrument=net.instrument, user=net.founder, start=month, minutes=300)
+    errors: list[BaseException] = []
+
+    def run(period: str) -> None:
+        try:
+            with session_scope() as s:
+                invoice_run(s, period=period)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in ("2026-11", "2026-12")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    session.expire_all()
+    allowance = session.exec(select(VoucherAllowance)).one()
+    assert allowance.used == 30000  # 2 x 50000 wanted; the cap holds
+    assert sum(i.voucher_total for i in session.exec(select(Invoice))) == 30000
