@@ -180,5 +180,7 @@ class Payout(SQLModel, table=True):
     status: PayoutStatus = Field(sa_type=enum_type(PayoutStatus))
     stripe_transfer_id: str | None = Field(default=None, max_length=255, unique=True)
     error: str | None = Field(default=None, max_length=500)
+    # Each try has its own idempotency key: Stripe replays a failed key's error forever.
+    attempts: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

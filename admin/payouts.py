@@ -79,7 +79,7 @@ def _transfer(
                 },
             },
             # A retry of the same payout never pays twice.
-            options={"idempotency_key": f"labshare-payout-{payout.id}"},
+            options={"idempotency_key": f"labshare-payout-{payout.id}-{payout.attempts}"},
         )
     except stripe.StripeError as exc:
         return PayoutStatus.failed, None, (exc.user_message or str(exc))[:500]
@@ -121,6 +121,7 @@ def settlement_pay(session: Session, *, settlement_id: int, actor_id: int | None
             session.flush()
         account = accounts.get(line.institution_id)
         if client is not None and account is not None:
+            payout.attempts += 1
             status, transfer_id, error = _transfer(client, payout, account, settlement.period)
         else:
             status, transfer_id, error = PayoutStatus.recorded, None, None

@@ -216,6 +216,7 @@ def upgrade() -> None:
             "stripe_transfer_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True
         ),
         sa.Column("error", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("amount > 0", name=op.f("ck_payout_positive")),

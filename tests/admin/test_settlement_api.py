@@ -13,7 +13,7 @@ from sqlmodel import Session
 from billing.ledger import balances, ledger_totals
 from core.models import Role
 from tests.admin.helpers import PERIOD, POLICY, build_network
-from tests.factories import auth, create_user
+from tests.factories import auth, create_lab, create_user
 
 API = "/api/v1/admin"
 
@@ -158,12 +158,12 @@ def test_bad_input_and_permissions(client: TestClient, session: Session) -> None
     assert (
         client.post(f"{API}/settlements", json={"period": "2025-13"}, headers=h).status_code == 422
     )
-    for role in (Role.researcher, Role.lab_manager, Role.institution_admin):
-        other = create_user(
-            session, role=role, institution=net.a, lab=None if role != Role.lab_manager else None
-        )
-        if role == Role.lab_manager:
-            continue
+    lab_manager = create_user(session, role=Role.lab_manager, lab=create_lab(session))
+    for other in (
+        create_user(session, institution=net.a),
+        lab_manager,
+        create_user(session, role=Role.institution_admin, institution=net.a),
+    ):
         oh = auth(other)
         assert (
             client.post(f"{API}/settlements", json={"period": PERIOD}, headers=oh).status_code
