@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+import admin.api
 import billing.api
 import billing.pages
 import booking.api
@@ -41,6 +42,7 @@ def create_app() -> FastAPI:
     app.include_router(telemetry.api.metrics_router)
     app.include_router(billing.api.router, prefix=API_PREFIX)
     app.include_router(billing.pages.router)
+    app.include_router(admin.api.router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> Any:

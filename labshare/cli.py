@@ -36,6 +36,10 @@ def _mount_domains() -> None:
 
     mount_telemetry(app)
 
+    from admin.cli import mount as mount_admin
+
+    mount_admin(app)
+
     from billing.cli import mount as mount_billing
 
     mount_billing(app)
