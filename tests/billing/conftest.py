@@ -9,7 +9,8 @@ from sqlmodel import Session
 
 from core.models import Role, User
 from instruments.models import Institution, InstitutionKind, Instrument, Lab
-from tests.factories import create_institution, create_instrument, create_lab, create_user
+from tests.billing.helpers import create_user
+from tests.factories import create_institution, create_instrument, create_lab
 
 
 @dataclass

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
 from booking.models import Booking, BookingStatus
-from core.models import User
-from instruments.models import Instrument
+from core.models import Role, User
+from core.security import hash_password
+from instruments.models import Institution, Instrument, Lab
 from telemetry.models import UsageKind, UsageSession
+from tests.factories import PASSWORD
 
 # 2026-11-10 09:00 in Asia/Shanghai; all of it is inside the period 2026-11.
 NOV = datetime(2026, 11, 10, 1, 0, tzinfo=UTC)
@@ -61,3 +64,29 @@ def use(
     session.add(usage)
     session.commit()
     return usage
+
+
+_users = itertools.count(1)
+_HASH: list[str] = []
+
+
+def create_user(
+    session: Session,
+    *,
+    role: Role = Role.researcher,
+    lab: Lab | None = None,
+    institution: Institution | None = None,
+) -> User:
+    """A user like the factory's, with the password hashed once per run (argon2 is slow)."""
+    if not _HASH:
+        _HASH.append(hash_password(PASSWORD))
+    user = User(
+        email=f"billing{next(_users)}@example.org",
+        password_hash=_HASH[0],
+        role=role,
+        lab_id=lab.id if lab else None,
+        institution_id=institution.id if institution else lab.institution_id if lab else None,
+    )
+    session.add(user)
+    session.commit()
+    return user

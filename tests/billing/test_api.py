@@ -9,8 +9,8 @@ from datetime import timedelta
 from billing.invoices import invoice_run
 from core.db import session_scope
 from core.models import Role
-from tests.billing.helpers import NOV, book
-from tests.factories import auth, create_lab, create_user
+from tests.billing.helpers import NOV, book, create_user
+from tests.factories import auth, create_lab
 
 
 def _card(net, **fields):

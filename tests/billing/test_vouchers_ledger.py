@@ -29,8 +29,8 @@ from billing.schemas import RateCardIn
 from billing.vouchers import ProgrammeIn, programme_create
 from core.db import session_scope
 from instruments.models import InstitutionKind, PayerClass
-from tests.billing.helpers import NOV, book
-from tests.factories import create_institution, create_user
+from tests.billing.helpers import NOV, book, create_user
+from tests.factories import create_institution
 
 
 def _programme(budget: int, cap: int, coverage_bp: int = 5000) -> None:
