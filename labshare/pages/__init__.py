@@ -32,6 +32,8 @@ MODULES: dict[str, str | None] = {
     "lab_instrument": "booking",
     "lab_rates": "rates",
     "live": "telemetry",
+    "invoices": "billing",
+    "admin": "admin",
 }
 
 router = APIRouter(include_in_schema=False)

@@ -13,8 +13,8 @@ FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "waitlist": ("booking.service", ()),
     "calendars": ("booking.ical", ()),
     "telemetry": ("telemetry.service", ()),
-    "billing": ("billing.service", ()),
-    "admin": ("admin.service", ()),
+    "billing": ("billing.views", ("invoices_list",)),
+    "admin": ("admin.settlement", ("settlement_preview", "settlement_finalize")),
     "rates": ("billing.rates", ("rate_cards_list", "rate_card_create")),
     "calendar_import": ("booking.calendar_api", ()),
 }

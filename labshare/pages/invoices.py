@@ -1,0 +1,38 @@
+"""A payer's invoices: the monthly bills with their lines (billing's printable page has one)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from billing import views
+from core.deps import SessionDep
+from core.errors import AppError
+from labshare.pages.web import PageUser, render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/me/invoices", response_class=HTMLResponse)
+def my_invoices(
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    period: Annotated[str | None, Query(max_length=7)] = None,
+) -> HTMLResponse:
+    """Invoices I may see: my lines on my institution's bills (admins: the whole bill)."""
+    error = None
+    invoices = []
+    try:
+        invoices = views.invoices_list(session, user=user, period=period or None)
+    except AppError as exc:
+        error = exc.message
+    return render(
+        request,
+        "billing/invoices.html",
+        {"invoices": list(reversed(invoices)), "period": period or "", "error": error},
+        user=user,
+        status_code=422 if error else 200,
+    )

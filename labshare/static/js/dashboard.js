@@ -1,0 +1,86 @@
+// The network dashboard: KPI cards and charts from the admin API (signed in by the page
+// cookie), plus the subsidy chart from the settlement the page embeds.
+(function () {
+  "use strict";
+  const root = document.getElementById("dashboard");
+  if (!root || !window.Chart) return;
+  const d = root.dataset;
+  const lang = document.documentElement.lang;
+  const percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+  const number = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
+  const money = new Intl.NumberFormat(lang, { style: "currency", currency: d.currency.toUpperCase(), maximumFractionDigits: 0 });
+  // Minor units (fen, cents) to major; the network's currencies have two decimals but yen.
+  const major = (minor) => (["jpy", "krw"].includes(d.currency) ? minor : minor / 100);
+  const errorBox = document.getElementById("dashboard-error");
+  const fail = () => { errorBox.textContent = d.error; errorBox.hidden = false; };
+
+  const cache = {};
+  const kpis = (period) =>
+    (cache[period] ||= fetch(`/api/v1/admin/kpis?period=${period}`, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status))))));
+
+  function fillCards(k) {
+    for (const el of document.querySelectorAll("[data-kpi]")) {
+      const value = k[el.dataset.kpi];
+      const format = el.dataset.format;
+      el.textContent = format === "percent" ? percent.format(value) : format === "money" ? money.format(major(value)) : number.format(value);
+    }
+  }
+
+  function externalChart(k) {
+    const rows = [...(k.by_institution || [])].sort((a, b) => b.used_hours - a.used_hours).slice(0, 12);
+    new Chart(document.getElementById("chart-external"), {
+      type: "bar",
+      data: {
+        labels: rows.map((r) => r.name),
+        datasets: [
+          { label: d.labelExternal, data: rows.map((r) => r.external_hours), backgroundColor: "#1f6fb2" },
+          { label: d.labelInternal, data: rows.map((r) => Math.max(0, r.used_hours - r.external_hours)), backgroundColor: "#a9c5e8" },
+        ],
+      },
+      options: { indexAxis: "y", maintainAspectRatio: false, responsive: true, scales: { x: { stacked: true }, y: { stacked: true, ticks: { autoSkip: false } } } },
+    });
+  }
+
+  function trendChart(months, values) {
+    new Chart(document.getElementById("chart-trend"), {
+      type: "line",
+      data: { labels: months, datasets: [{ label: d.labelUtilisation, data: values, borderColor: "#1e7b3a", backgroundColor: "#e3f4e8", fill: true, tension: 0.25 }] },
+      options: { maintainAspectRatio: false, responsive: true, scales: { y: { beginAtZero: true, ticks: { callback: (v) => percent.format(v) } } },
+                 plugins: { tooltip: { callbacks: { label: (c) => percent.format(c.parsed.y) } } } },
+    });
+  }
+
+  function subsidyChart() {
+    const node = document.getElementById("subsidy-data");
+    if (!node) return;
+    const s = JSON.parse(node.textContent);
+    const labels = [...s.labels];
+    const reward = s.reward.map(major);
+    const vouchers = s.vouchers.map(major);
+    if (s.others_reward || s.others_vouchers) {
+      labels.push(d.labelOthers); reward.push(major(s.others_reward)); vouchers.push(major(s.others_vouchers));
+    }
+    new Chart(document.getElementById("chart-subsidy"), {
+      type: "bar",
+      data: { labels, datasets: [
+        { label: d.labelReward, data: reward, backgroundColor: "#0f3d5e" },
+        { label: d.labelVouchers, data: vouchers, backgroundColor: "#f5a623" },
+      ] },
+      options: { maintainAspectRatio: false, responsive: true, scales: { x: { stacked: true, ticks: { autoSkip: false, maxRotation: 60 } }, y: { stacked: true, ticks: { callback: (v) => money.format(v) } } } },
+    });
+  }
+
+  subsidyChart();
+  const months = d.trend.split(",");
+  // The chosen month first (cards and the institution chart), then the trend one month at a
+  // time so the server is not asked for every month at once.
+  kpis(d.period).then((k) => { fillCards(k); externalChart(k); }).catch(fail);
+  (async () => {
+    const values = [];
+    for (const month of months) {
+      try { values.push((await kpis(month)).utilisation); } catch (e) { values.push(null); }
+    }
+    trendChart(months, values);
+  })();
+})();
