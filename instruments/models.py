@@ -90,8 +90,10 @@ class Instrument(SQLModel, table=True):
     # Purchase value in minor units of the network currency: a cryo-EM's 45 million CNY
     # is 4.5e9 fen, past a 32-bit integer, hence BIGINT.
     asset_value: int = Field(default=0, sa_type=BigInteger)
+    # No index on status: three values, and an index on it misleads SQLite's planner into
+    # sorting most of the table for `status=active ORDER BY id LIMIT n`.
     status: InstrumentStatus = Field(
-        default=InstrumentStatus.active, sa_type=enum_type(InstrumentStatus), index=True
+        default=InstrumentStatus.active, sa_type=enum_type(InstrumentStatus)
     )
     # Booking rules.
     slot_step_minutes: int = 30

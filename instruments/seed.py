@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from datetime import time
 
-from sqlalchemy import func
+from sqlalchemy import func, text
 from sqlmodel import Session, select
 
 from core.models import Role, User
@@ -166,6 +166,8 @@ def seed_network(
     qualifications = _qualifications(rng, records, instrument_ids, users, user_ids, now)
     insert_plain(session, Qualification, qualifications)
     session.flush()
+    # Fresh statistics, so both planners know the catalog's shape from the first search.
+    session.execute(text("ANALYZE"))
     return SeedSummary(
         institutions=len(specs),
         labs=len(lab_specs),

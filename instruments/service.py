@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any
 
-from sqlalchemy import delete, func, or_
+from sqlalchemy import ColumnElement, delete, func, or_
 from sqlmodel import Session, col, select
 
+from core.db import is_postgres
 from core.errors import Conflict
 from core.models import Role, User
 from core.settings import get_settings
@@ -68,51 +70,73 @@ def _category_ids(session: Session, code: str) -> list[int]:
     return [category_id, *[c for c in children if c is not None]]
 
 
+def _contains(session: Session, q: str) -> Callable[[Any], ColumnElement[bool]]:
+    """Case-insensitive substring match, with LIKE's wildcards in `q` taken literally."""
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{escaped}%"
+    if is_postgres(session):
+        return lambda column: col(column).ilike(pattern, escape="\\")
+    # SQLite's LIKE already ignores ASCII case; lower() would only cost time.
+    return lambda column: col(column).like(pattern, escape="\\")
+
+
+def _text_match(session: Session, q: str) -> ColumnElement[bool]:
+    """Instruments whose own fields, category (or its group), lab or institution match `q`.
+
+    The small tables are matched first, so the instrument scan needs no joins.
+    """
+    match = _contains(session, q)
+    groups = select(Category.id).where(or_(match(Category.name), match(Category.name_zh)))
+    categories = select(Category.id).where(
+        or_(
+            match(Category.name),
+            match(Category.name_zh),
+            match(Category.code),
+            col(Category.parent_id).in_(groups),
+        )
+    )
+    institutions = select(Institution.id).where(match(Institution.name))
+    labs = select(Lab.id).where(or_(match(Lab.name), col(Lab.institution_id).in_(institutions)))
+    return or_(
+        match(Instrument.name),
+        match(Instrument.code),
+        match(Instrument.model),
+        match(Instrument.manufacturer),
+        col(Instrument.category_id).in_(categories),
+        col(Instrument.lab_id).in_(labs),
+    )
+
+
 def instrument_search(
     session: Session, *, filters: SearchFilters, after: int | None, limit: int
 ) -> tuple[list[InstrumentSummary], int | None]:
     """One page of the catalog, ordered by id; returns the items and the last id if more follow."""
+    # First the page's ids from the instrument table alone, then their details.
+    page = select(Instrument.id)
+    if filters.q and filters.q.strip():
+        page = page.where(_text_match(session, filters.q.strip()))
+    if filters.category:
+        page = page.where(col(Instrument.category_id).in_(_category_ids(session, filters.category)))
+    if filters.institution:
+        institution_id = _id_by_code(session, Institution, filters.institution, "institution")
+        page = page.where(
+            col(Instrument.lab_id).in_(select(Lab.id).where(Lab.institution_id == institution_id))
+        )
+    if filters.lab:
+        page = page.where(Instrument.lab_id == _id_by_code(session, Lab, filters.lab, "lab"))
+    if filters.status:
+        page = page.where(Instrument.status == filters.status)
+    if after is not None:
+        page = page.where(col(Instrument.id) > after)
+    ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]
     query = (
         select(Instrument, Category.code, Lab, Institution)
         .join(Category, col(Category.id) == Instrument.category_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .join(Institution, col(Institution.id) == Lab.institution_id)
+        .where(col(Instrument.id).in_(ids[:limit]))
     )
-    if filters.q:
-        pattern = f"%{filters.q.strip().lower()}%"
-        query = query.where(
-            or_(
-                *(
-                    func.lower(column).like(pattern)
-                    for column in (
-                        Instrument.name,
-                        Instrument.code,
-                        Instrument.model,
-                        Instrument.manufacturer,
-                        Category.name,
-                        Category.name_zh,
-                        Lab.name,
-                        Institution.name,
-                    )
-                )
-            )
-        )
-    if filters.category:
-        query = query.where(
-            col(Instrument.category_id).in_(_category_ids(session, filters.category))
-        )
-    if filters.institution:
-        query = query.where(
-            Lab.institution_id
-            == _id_by_code(session, Institution, filters.institution, "institution")
-        )
-    if filters.lab:
-        query = query.where(Instrument.lab_id == _id_by_code(session, Lab, filters.lab, "lab"))
-    if filters.status:
-        query = query.where(Instrument.status == filters.status)
-    if after is not None:
-        query = query.where(col(Instrument.id) > after)
-    rows = session.exec(query.order_by(col(Instrument.id)).limit(limit + 1)).all()
+    rows = session.exec(query.order_by(col(Instrument.id))).all()
     items = [
         InstrumentSummary(
             id=inst.id,
@@ -125,9 +149,9 @@ def instrument_search(
             lab=_ref(lab),
             institution=_ref(institution),
         )
-        for inst, category_code, lab, institution in rows[:limit]
+        for inst, category_code, lab, institution in rows
     ]
-    more = len(rows) > limit
+    more = len(ids) > limit
     return items, (items[-1].id if more and items else None)
 
 

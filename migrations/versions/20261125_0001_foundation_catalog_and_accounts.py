@@ -136,7 +136,6 @@ def upgrade() -> None:
         batch_op.create_index("ix_instrument_category_id_id", ["category_id", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_instrument_code"), ["code"], unique=True)
         batch_op.create_index("ix_instrument_lab_id_id", ["lab_id", "id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_instrument_status"), ["status"], unique=False)
 
     op.create_table(
         "user",
@@ -369,7 +368,6 @@ def downgrade() -> None:
 
     op.drop_table("user")
     with op.batch_alter_table("instrument", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_instrument_status"))
         batch_op.drop_index("ix_instrument_lab_id_id")
         batch_op.drop_index(batch_op.f("ix_instrument_code"))
         batch_op.drop_index("ix_instrument_category_id_id")

@@ -30,7 +30,10 @@ def test_read_one_instrument(client: TestClient, session: Session) -> None:
     assert body["category"] == "ms-lc"
     assert body["rules"]["slot_step_minutes"] == 30
     assert body["rates"][0] == {
-        "payer_class": "academic", "unit": "hour", "amount": 30000, "currency": "cny",
+        "payer_class": "academic",
+        "unit": "hour",
+        "amount": 30000,
+        "currency": "cny",
     }
     assert len(body["opening_hours"]) == 7
 
