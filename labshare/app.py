@@ -15,6 +15,7 @@ import admin.api
 import billing.api
 import billing.pages
 import booking.api
+import booking.calendar_api
 import core.api
 import instruments.api
 import telemetry.api
@@ -38,6 +39,8 @@ def create_app() -> FastAPI:
     app.include_router(core.api.router, prefix=API_PREFIX)
     app.include_router(instruments.api.router, prefix=API_PREFIX)
     app.include_router(booking.api.router, prefix=API_PREFIX)
+    app.include_router(booking.calendar_api.router, prefix=API_PREFIX)
+    app.include_router(booking.calendar_api.ical_router)
     app.include_router(telemetry.api.router, prefix=API_PREFIX)
     app.include_router(telemetry.api.metrics_router)
     app.include_router(billing.api.router, prefix=API_PREFIX)

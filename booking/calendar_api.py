@@ -1,0 +1,257 @@
+"""Calendar feeds (`/ical/...`, at the root), calendar import and the notification outbox."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from booking import calendar_import, ical, notifications
+from booking.calendar_import import MAX_BODY_BYTES, CalendarTooLarge
+from booking.calendar_schemas import (
+    CalendarImported,
+    CalendarSourcePublic,
+    CalendarUrlIn,
+    FeedLinks,
+    MarkedRead,
+    NotificationPage,
+    NotificationPublic,
+)
+from core.deps import CurrentUser, SessionDep
+from core.errors import AppError
+from core.models import User
+from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from core.params import only_params
+
+ical_router = APIRouter(tags=["calendars"])
+router = APIRouter()
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+ICS_TYPES = {"text/calendar", "application/ics", "text/x-vcalendar"}
+_CALENDAR_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/calendar": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": CalendarUrlIn.model_json_schema()},
+        },
+    }
+}
+
+
+# --------------------------------------------------------------------------------- the feeds
+
+
+def _feed_response(request: Request, feed: ical.Feed, *, public: bool) -> Response:
+    headers = {
+        "ETag": feed.etag,
+        "Last-Modified": format_datetime(feed.last_modified, usegmt=True),
+        "Cache-Control": f"{'public' if public else 'private'}, max-age=300",
+    }
+    wanted = request.headers.get("if-none-match", "")
+    if wanted and (wanted.strip() == "*" or feed.etag in (t.strip() for t in wanted.split(","))):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Disposition"] = 'inline; filename="labshare.ics"'
+    return Response(feed.body, media_type="text/calendar; charset=utf-8", headers=headers)
+
+
+@ical_router.api_route("/ical/instruments/{instrument_id}.ics", methods=["GET", "HEAD"])
+def instrument_calendar(session: SessionDep, request: Request, instrument_id: Id) -> Response:
+    """The instrument's busy time as iCalendar: bookings and blackouts, no one's identity."""
+    return _feed_response(
+        request, ical.instrument_feed(session, instrument_id=instrument_id), public=True
+    )
+
+
+@ical_router.api_route("/ical/users/{feed_token}.ics", methods=["GET", "HEAD"])
+def user_calendar(session: SessionDep, request: Request, feed_token: str) -> Response:
+    """One person's bookings as iCalendar, by the secret token in their feed URL."""
+    feed = ical.user_feed(session, feed_token=feed_token, base_url=_base(request))
+    return _feed_response(request, feed, public=False)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _links(request: Request, user: User) -> FeedLinks:
+    url = f"{_base(request)}/ical/users/{user.feed_token}.ics"
+    return FeedLinks(feed_url=url, webcal_url="webcal://" + url.split("://", 1)[1])
+
+
+@router.get("/me/calendar", response_model=FeedLinks, tags=["calendars"])
+def my_calendar(request: Request, user: CurrentUser) -> FeedLinks:
+    """The address of your personal calendar feed, for Google Calendar, Outlook or Thunderbird."""
+    return _links(request, user)
+
+
+@router.post("/me/calendar/rotate", response_model=FeedLinks, tags=["calendars"])
+def rotate_my_calendar(session: SessionDep, request: Request, user: CurrentUser) -> FeedLinks:
+    """A new secret feed address; the old one stops working at once."""
+    ical.feed_token_rotate(session, user=user)
+    return _links(request, user)
+
+
+# ---------------------------------------------------------------------------- calendar import
+
+
+async def _calendar_body(request: Request) -> bytes | CalendarUrlIn:
+    """The request body: an .ics calendar (bytes) or a JSON URL subscription, size-capped."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ICS_TYPES and kind != "application/json":
+        raise AppError(
+            'send the calendar as text/calendar, or JSON {"url": ...} as application/json',
+            415,
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise CalendarTooLarge(f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise CalendarTooLarge(f"the body is larger than {MAX_BODY_BYTES:,} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if kind != "application/json":
+        return raw
+    try:
+        return CalendarUrlIn.model_validate_json(raw or b"null")
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False))
+
+
+CalendarBody = Annotated[bytes | CalendarUrlIn, Depends(_calendar_body)]
+
+
+def _imported(result: calendar_import.ImportResult) -> CalendarImported:
+    return CalendarImported(
+        **CalendarSourcePublic.of(result.source).model_dump(),
+        added=result.added,
+        removed=result.removed,
+        kept=result.kept,
+        displaced=result.displaced,
+    )
+
+
+@router.post(
+    "/instruments/{instrument_id}/calendars",
+    response_model=CalendarImported | CalendarSourcePublic,
+    status_code=201,
+    tags=["calendars"],
+    openapi_extra=_CALENDAR_BODY,
+)
+def add_calendar(
+    session: SessionDep, user: CurrentUser, instrument_id: Id, body: CalendarBody
+) -> CalendarImported | CalendarSourcePublic:
+    """Import the lab's own calendar as busy time (lab managers): an .ics body is imported
+    now; a JSON `{"url", "refresh_minutes"}` is fetched by the calendar sync on schedule."""
+    if isinstance(body, CalendarUrlIn):
+        source = calendar_import.calendar_source_add_url(
+            session,
+            user=user,
+            instrument_id=instrument_id,
+            url=body.url,
+            refresh_minutes=body.refresh_minutes,
+        )
+        return CalendarSourcePublic.of(source)
+    return _imported(
+        calendar_import.calendar_import_body(
+            session, user=user, instrument_id=instrument_id, data=body
+        )
+    )
+
+
+@router.put(
+    "/instruments/{instrument_id}/calendars/{source_id}",
+    response_model=CalendarImported,
+    tags=["calendars"],
+    openapi_extra=_CALENDAR_BODY,
+)
+def replace_calendar(
+    session: SessionDep, user: CurrentUser, instrument_id: Id, source_id: Id, body: CalendarBody
+) -> CalendarImported:
+    """Upload a new version of an uploaded calendar; unchanged events keep their busy time."""
+    if not isinstance(body, bytes):
+        raise AppError("send the new calendar as text/calendar", 415)
+    return _imported(
+        calendar_import.calendar_import_body(
+            session, user=user, instrument_id=instrument_id, data=body, source_id=source_id
+        )
+    )
+
+
+@router.get(
+    "/instruments/{instrument_id}/calendars",
+    response_model=list[CalendarSourcePublic],
+    tags=["calendars"],
+)
+def list_calendars(
+    session: SessionDep, user: CurrentUser, instrument_id: Id
+) -> list[CalendarSourcePublic]:
+    """The instrument's imported calendars with their last fetch, error and event count."""
+    sources = calendar_import.calendar_source_list(session, user=user, instrument_id=instrument_id)
+    return [CalendarSourcePublic.of(s) for s in sources]
+
+
+@router.delete(
+    "/instruments/{instrument_id}/calendars/{source_id}", status_code=204, tags=["calendars"]
+)
+def delete_calendar(
+    session: SessionDep, user: CurrentUser, instrument_id: Id, source_id: Id
+) -> Response:
+    """Remove an imported calendar and all the busy time it brought."""
+    calendar_import.calendar_source_delete(
+        session, user=user, instrument_id=instrument_id, source_id=source_id
+    )
+    return Response(status_code=204)
+
+
+# ----------------------------------------------------------------------------- notifications
+
+
+@router.get(
+    "/notifications",
+    response_model=NotificationPage,
+    tags=["notifications"],
+    dependencies=[Depends(only_params("unread", "limit", "next"))],
+)
+def list_notifications(
+    session: SessionDep,
+    user: CurrentUser,
+    unread: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    next: Annotated[str | None, Query(max_length=200)] = None,
+) -> NotificationPage:
+    """Your notifications, newest first; `unread=true` for the unread ones only."""
+    items, last = notifications.notification_list(
+        session, user=user, unread=unread, before=decode_cursor(next), limit=limit
+    )
+    return NotificationPage(
+        items=[NotificationPublic.of(n) for n in items],
+        next=encode_cursor(last) if last is not None else None,
+        unread=notifications.notification_unread_count(session, user=user),
+    )
+
+
+@router.post(
+    "/notifications/{notification_id}/read",
+    response_model=NotificationPublic,
+    tags=["notifications"],
+)
+def read_notification(
+    session: SessionDep, user: CurrentUser, notification_id: Id
+) -> NotificationPublic:
+    """Mark one of your notifications read."""
+    note = notifications.notification_mark_read(session, user=user, notification_id=notification_id)
+    return NotificationPublic.of(note)
+
+
+@router.post("/notifications/read-all", response_model=MarkedRead, tags=["notifications"])
+def read_all_notifications(session: SessionDep, user: CurrentUser) -> MarkedRead:
+    """Mark all your notifications read."""
+    return MarkedRead(marked=notifications.notifications_mark_all_read(session, user=user))
