@@ -240,3 +240,39 @@ def test_keyboard_skip_link(
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
     context.close()
+
+
+def test_admin_previews_a_settlement(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.labshare.test_pages_admin import _network
+
+    _network(session)
+    admin = create_user(session, role=Role.network_admin, email="admin@example.org")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/admin/settlements")
+    _sign_in(page, live_server, admin.email)
+    page.wait_for_url("**/admin/settlements")
+    page.get_by_label("Month").fill("2026-10")
+    page.get_by_label("Note").fill("October preview")
+    page.get_by_role("button", name="Run preview").click()
+    page.wait_for_url("**/admin/settlements/*")
+    assert page.locator("#settlement-status").inner_text() == "preview"
+    lines = page.locator("#settlement-lines").inner_text()
+    assert "Northwest University" in lines
+    shots(page, "settlement-preview")
+
+    page.goto(f"{live_server}/admin?period=2026-10")
+    page.wait_for_function("document.querySelector('[data-kpi=instruments]').textContent !== '…'")
+    page.wait_for_function("Chart.getChart('chart-trend') !== undefined")
+    assert chart_drawn(page, "chart-external") and chart_drawn(page, "chart-subsidy")
+    shots(page, "dashboard")
+    context.close()
+
+
+def chart_drawn(page, canvas: str) -> bool:  # type: ignore[no-untyped-def]
+    return bool(page.evaluate(f"Chart.getChart('{canvas}') !== undefined"))

@@ -5,6 +5,8 @@
   const root = document.getElementById("dashboard");
   if (!root || !window.Chart) return;
   const d = root.dataset;
+  // No animation: figures appear at once (and for people who prefer reduced motion).
+  Chart.defaults.animation = false;
   const lang = document.documentElement.lang;
   const percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
   const number = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
@@ -45,7 +47,7 @@
   function trendChart(months, values) {
     new Chart(document.getElementById("chart-trend"), {
       type: "line",
-      data: { labels: months, datasets: [{ label: d.labelUtilisation, data: values, borderColor: "#1e7b3a", backgroundColor: "#e3f4e8", fill: true, tension: 0.25 }] },
+      data: { labels: months, datasets: [{ label: d.labelUtilisation, data: values, borderColor: "#1e7b3a", backgroundColor: "#e3f4e8", fill: true, tension: 0 }] },
       options: { maintainAspectRatio: false, responsive: true, scales: { y: { beginAtZero: true, ticks: { callback: (v) => percent.format(v) } } },
                  plugins: { tooltip: { callbacks: { label: (c) => percent.format(c.parsed.y) } } } },
     });
