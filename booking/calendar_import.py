@@ -334,17 +334,32 @@ def calendar_import_body(
     now: datetime | None = None,
 ) -> ImportResult:
     """Import an uploaded .ics as busy time: a new source, or replace an uploaded one."""
-    now = now or utcnow()
     instrument = instrument_get(session, instrument_id)
     require_manager(user, instrument)
+    return calendar_import_file(
+        session, instrument=instrument, data=data, source_id=source_id, user_id=user.id, now=now
+    )
+
+
+def calendar_import_file(
+    session: Session,
+    *,
+    instrument: Instrument,
+    data: bytes,
+    source_id: int | None = None,
+    user_id: int | None = None,
+    now: datetime | None = None,
+) -> ImportResult:
+    """Import .ics bytes for `instrument` (no permission check: the caller did it)."""
+    now = now or utcnow()
     events = expand_calendar(data, instrument=instrument, now=now)
     if source_id is None:
-        source = CalendarSource(instrument_id=instrument_id, url=None, created_by_id=user.id)
+        source = CalendarSource(instrument_id=instrument.id, url=None, created_by_id=user_id)
         session.add(source)
         session.flush()
     else:
         locked = lock_source(session, source_id)
-        if locked is None or locked.instrument_id != instrument_id:
+        if locked is None or locked.instrument_id != instrument.id:
             raise CalendarSourceNotFound(source_id)
         source = locked
         if source.url:

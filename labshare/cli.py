@@ -32,6 +32,10 @@ def _mount_domains() -> None:
 
     app.add_typer(bookings_app, name="bookings")
 
+    from booking.cli_calendars import mount as mount_calendars
+
+    mount_calendars(app)
+
     from telemetry.cli import mount as mount_telemetry
 
     mount_telemetry(app)

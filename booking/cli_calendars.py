@@ -1,0 +1,187 @@
+"""`labshare calendars ...` (feeds and imported calendars) and `labshare notifications ...`."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.cli_support import fail, reasons
+from core.db import session_scope
+from core.settings import get_settings
+
+calendars_app = typer.Typer(help="Calendar feeds and imported lab calendars.", no_args_is_help=True)
+notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
+
+InstrumentCode = Annotated[str, typer.Option("--instrument", help="Instrument code")]
+
+
+def mount(app: typer.Typer) -> None:
+    """Add these commands to the `labshare` command."""
+    app.add_typer(calendars_app, name="calendars")
+    app.add_typer(notifications_app, name="notifications")
+
+
+@calendars_app.command("sync")
+@reasons
+def sync(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep syncing until interrupted")] = False,
+    interval: Annotated[
+        float, typer.Option(min=1, help="Seconds between passes with --loop")
+    ] = 60.0,
+    force: Annotated[bool, typer.Option(help="Fetch every URL calendar, due or not")] = False,
+) -> None:
+    """Fetch URL calendars that are due and replace their busy time; errors are recorded."""
+    from booking.calendar_fetch import calendar_sources_sync_due
+
+    stop = threading.Event()
+    if loop:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    failed = 0
+    while True:
+        outcomes = calendar_sources_sync_due(force=force)
+        for o in outcomes:
+            if o.ok:
+                typer.echo(
+                    f"calendar {o.source_id}: {o.events} busy event(s), +{o.added} -{o.removed}"
+                    + (f", displaced {o.displaced} booking(s)" if o.displaced else "")
+                )
+            else:
+                typer.echo(f"calendar {o.source_id}: error: {o.error}", err=True)
+        failed = sum(not o.ok for o in outcomes)
+        if not loop:
+            typer.echo(f"synced {len(outcomes) - failed} of {len(outcomes)} due calendar(s)")
+            break
+        try:
+            if stop.wait(interval):
+                break
+        except KeyboardInterrupt:
+            break
+    # A failed fetch is recorded on its source, not a failure of the command.
+
+
+@calendars_app.command("import")
+@reasons
+def import_file(
+    path: Annotated[Path, typer.Argument(help=".ics file ('-' reads standard input)")],
+    instrument: InstrumentCode,
+    source: Annotated[
+        int | None, typer.Option(help="Replace this uploaded calendar's busy time")
+    ] = None,
+) -> None:
+    """Import an .ics file as the instrument's busy time."""
+    from booking.calendar_import import calendar_import_file
+    from instruments.service import instrument_by_code
+
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise fail(f"{path}: {exc.strerror or exc}")
+    with session_scope() as session:
+        result = calendar_import_file(
+            session, instrument=instrument_by_code(session, instrument), data=data, source_id=source
+        )
+        typer.echo(
+            f"calendar {result.source.id}: {result.source.events_imported} busy event(s), "
+            f"+{result.added} -{result.removed}, displaced {result.displaced} booking(s)"
+        )
+
+
+@calendars_app.command("add-url")
+@reasons
+def add_url(
+    url: Annotated[str, typer.Argument(help="http, https or webcal address of an .ics")],
+    instrument: InstrumentCode,
+    refresh_minutes: Annotated[int, typer.Option(min=5, max=7 * 24 * 60)] = 60,
+) -> None:
+    """Subscribe an instrument to a calendar URL (`labshare calendars sync` fetches it)."""
+    from booking.calendar_fetch import normalise_url
+    from booking.models import CalendarSource
+    from instruments.service import instrument_by_code
+
+    with session_scope() as session:
+        inst = instrument_by_code(session, instrument)
+        source = CalendarSource(
+            instrument_id=inst.id, url=normalise_url(url), refresh_minutes=refresh_minutes
+        )
+        session.add(source)
+        session.flush()
+        typer.echo(f"calendar {source.id}: {source.url} every {refresh_minutes} min")
+
+
+@calendars_app.command("list")
+@reasons
+def list_sources(
+    instrument: Annotated[str | None, typer.Option(help="Only this instrument's")] = None,
+) -> None:
+    """Imported calendars with their last fetch, error and event count."""
+    from sqlmodel import col, select
+
+    from booking.models import CalendarSource
+    from instruments.models import Instrument
+
+    with session_scope(write=False) as session:
+        query = (
+            select(CalendarSource, Instrument.code)
+            .join(Instrument, col(Instrument.id) == CalendarSource.instrument_id)
+            .order_by(col(CalendarSource.id))
+        )
+        if instrument:
+            query = query.where(Instrument.code == instrument)
+        for source, code in session.exec(query).all():
+            fetched = source.last_fetched_at.isoformat() if source.last_fetched_at else "never"
+            typer.echo(
+                f"{source.id}\t{code}\t{source.url or '(upload)'}\t{source.events_imported} "
+                f"event(s)\tfetched {fetched}"
+                + (f"\terror: {source.last_error}" if source.last_error else "")
+            )
+
+
+@calendars_app.command("feed")
+@reasons
+def feed(instrument: InstrumentCode) -> None:
+    """Print the instrument's iCalendar feed (what /ical/instruments/{id}.ics serves)."""
+    from booking.ical import instrument_feed
+    from instruments.service import instrument_by_code
+
+    with session_scope(write=False) as session:
+        inst = instrument_by_code(session, instrument)
+        assert inst.id is not None
+        sys.stdout.buffer.write(instrument_feed(session, instrument_id=inst.id).body)
+
+
+@notifications_app.command("send")
+@reasons
+def send(
+    limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many")] = None,
+) -> None:
+    """Send unsent notifications by SMTP (LABSHARE_SMTP_URL); without it, say so and stop."""
+    from booking.mailer import MailerUnavailable
+    from booking.notifications import notifications_pending_count, notifications_send_pending
+
+    smtp_url = get_settings().smtp_url
+    if not smtp_url:
+        with session_scope(write=False) as session:
+            pending = notifications_pending_count(session)
+        typer.echo(
+            f"LABSHARE_SMTP_URL is not set: {pending} notification(s) stay in the outbox "
+            "(people see them through the API)"
+        )
+        return
+    try:
+        report = notifications_send_pending(smtp_url=smtp_url, limit=limit)
+    except MailerUnavailable as exc:
+        raise fail(str(exc))
+    typer.echo(
+        f"sent {report.sent} notification(s)"
+        + (f", {report.failed} refused" if report.failed else "")
+    )
+    for note_id, error in report.failures.items():
+        typer.echo(f"notification {note_id}: {error}", err=True)
