@@ -44,7 +44,7 @@ def settle(
             row = settlement_finalize(session, settlement_id=row.id, actor_id=None)
         rows = institution_rows(session, row)
         if csv is not None:
-            csv.write_text(settlement_csv(session, settlement_id=row.id), encoding="utf-8")
+            csv.write_text(settlement_csv(session, settlement_id=row.id or 0), encoding="utf-8")
     money = lambda amount: format_money(amount, row.currency)  # noqa: E731
     typer.echo(
         f"settlement {row.id} {row.period} ({row.status.value}); policy {row.policy_id}; "
@@ -52,8 +52,9 @@ def settle(
     )
     typer.echo(f"{'institution':<16} {'ext hours':>10} {'reward':>18} {'vouchers':>16}")
     for r in rows:
-        if r[10] or r[11] or float(str(r[5])) > 0:
-            typer.echo(f"{r[0]!s:<16} {r[5]!s:>10} {money(int(r[10])):>18} {money(int(r[11])):>16}")
+        reward, vouchers = int(str(r[10])), int(str(r[11]))
+        if reward or vouchers or float(str(r[5])) > 0:
+            typer.echo(f"{r[0]!s:<16} {r[5]!s:>10} {money(reward):>18} {money(vouchers):>16}")
     typer.echo(
         f"total reward {money(row.total_reward)} of budget {money(row.budget)} "
         f"(scale {row.scale}); voucher reimbursements {money(row.total_voucher_reimbursement)}"

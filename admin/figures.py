@@ -12,14 +12,13 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from admin.models import EvaluationResult, InstrumentEvaluation
-from admin.policy import largest_remainder
+from admin.policy import largest_remainder_int
 from billing.models import Charge, Invoice, VoucherRedemption
 from billing.periods import period_bounds
 from booking.models import Booking, BookingStatus
@@ -241,8 +240,8 @@ def vouchers(session: Session, period: Period, currency: str) -> dict[int, int]:
         if not charges:
             continue
         base = sum(amount for _, amount in charges)
-        split = largest_remainder(
-            [(iid, Fraction(amount * total, base)) for iid, amount in charges], total
+        split = largest_remainder_int(
+            [(iid, amount * total) for iid, amount in charges], base, total
         )
         for instrument_id, share in split.items():
             result[instrument_id] += share

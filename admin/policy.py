@@ -196,16 +196,36 @@ def utilisation_of(figures: InstrumentFigures) -> Fraction:
     return min(Fraction(figures.used_seconds, figures.open_seconds), Fraction(1))
 
 
-def score_of(policy: PolicyDocument, figures: InstrumentFigures) -> Fraction:
-    """The weighted sum of the parts, in points."""
+def _per_unit(policy: PolicyDocument) -> tuple[Fraction, Fraction, Fraction, Fraction]:
+    """Points per external second, per minor unit, per outsider, per unit of utilisation."""
     w = policy.weights
     major = 10 ** CURRENCY_EXPONENTS[policy.currency]
     return (
-        Fraction(w.external_hours) * Fraction(figures.external_seconds, 3600)
-        + Fraction(w.external_revenue) * Fraction(figures.external_revenue, major)
-        + Fraction(w.outside_users) * figures.outside_users
-        + Fraction(w.utilisation) * 100 * utilisation_of(figures)
+        Fraction(w.external_hours) / 3600,
+        Fraction(w.external_revenue) / major,
+        Fraction(w.outside_users),
+        Fraction(w.utilisation) * 100,
     )
+
+
+def score_of(
+    policy: PolicyDocument,
+    figures: InstrumentFigures,
+    per_unit: tuple[Fraction, Fraction, Fraction, Fraction] | None = None,
+) -> Fraction:
+    """The weighted sum of the parts, in points."""
+    hours, revenue, users, utilisation = per_unit or _per_unit(policy)
+    score = Fraction(0)
+    # Skipping zero parts keeps the arithmetic cheap for the many quiet instruments.
+    if figures.external_seconds and hours:
+        score += hours * figures.external_seconds
+    if figures.external_revenue and revenue:
+        score += revenue * figures.external_revenue
+    if figures.outside_users and users:
+        score += users * figures.outside_users
+    if figures.used_seconds and utilisation:
+        score += utilisation * utilisation_of(figures)
+    return score
 
 
 def ineligibility(policy: PolicyDocument, figures: InstrumentFigures) -> str | None:
@@ -228,18 +248,33 @@ def largest_remainder(targets: list[tuple[Any, Fraction]], total: int) -> dict[A
     """
     floors = {key: target.numerator // target.denominator for key, target in targets}
     left = total - sum(floors.values())
-    order = sorted(targets, key=lambda kt: (-(kt[1] - floors[kt[0]]), kt[0]))
-    for key, _ in order[: max(left, 0)]:
-        floors[key] += 1
+    if left > 0:
+        order = sorted(targets, key=lambda kt: (-(kt[1] - floors[kt[0]]), kt[0]))
+        for key, _ in order[:left]:
+            floors[key] += 1
+    return floors
+
+
+def largest_remainder_int(
+    numerators: list[tuple[Any, int]], denominator: int, total: int
+) -> dict[Any, int]:
+    """`largest_remainder` for targets sharing one denominator: integer arithmetic only."""
+    floors = {key: num // denominator for key, num in numerators}
+    left = total - sum(floors.values())
+    if left > 0:
+        order = sorted(numerators, key=lambda kn: (-(kn[1] % denominator), kn[0]))
+        for key, _ in order[:left]:
+            floors[key] += 1
     return floors
 
 
 def allocate(policy: PolicyDocument, figures: list[InstrumentFigures]) -> Allocation:
     """Score, cap per institution, scale to the budget, and round to integer minor units."""
     by_institution: dict[int, InstitutionResult] = {}
+    per_unit = _per_unit(policy)
     for f in sorted(figures, key=lambda f: f.instrument_id):
         reason = ineligibility(policy, f)
-        score = score_of(policy, f) if reason is None else Fraction(0)
+        score = score_of(policy, f, per_unit) if reason is None else Fraction(0)
         result = InstrumentResult(
             figures=f,
             eligible=reason is None,
@@ -278,10 +313,11 @@ def allocate(policy: PolicyDocument, figures: list[InstrumentFigures]) -> Alloca
             shares = [
                 (r.figures.instrument_id, r.claim * inst.reward / inst.claim)
                 for r in inst.instruments
+                if r.claim
             ]
             split = largest_remainder(shares, inst.reward)
             for r in inst.instruments:
-                r.reward = split[r.figures.instrument_id]
+                r.reward = split.get(r.figures.instrument_id, 0)
     institutions = [by_institution[key] for key in sorted(by_institution)]
     return Allocation(
         institutions=institutions,

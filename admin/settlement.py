@@ -131,9 +131,12 @@ def _store_lines(session: Session, settlement_id: int, alloc: Allocation) -> Non
                 }
             )
     if institutions:
-        session.execute(sa.insert(SettlementInstitution), institutions)
+        session.execute(SettlementInstitution.__table__.insert(), institutions)  # type: ignore[attr-defined]
     for i in range(0, len(instruments), INSERT_CHUNK):
-        session.execute(sa.insert(SettlementInstrument), instruments[i : i + INSERT_CHUNK])
+        session.execute(
+            SettlementInstrument.__table__.insert(),  # type: ignore[attr-defined]
+            instruments[i : i + INSERT_CHUNK],
+        )
 
 
 def _summary(settlement: Settlement) -> dict[str, object]:

@@ -14,6 +14,7 @@ from admin.policy import (
     PolicyDocument,
     allocate,
     largest_remainder,
+    largest_remainder_int,
     policy_load,
     policy_parse,
 )
@@ -181,3 +182,13 @@ def test_decimal_weights_are_exact() -> None:
     p = policy(weights={"external_hours": 0.1}, point_value=1, budget=10**9)
     r = allocate(p, [figures(1, 1, external_seconds=30 * HOUR)])
     assert r.total_reward == 3
+
+
+def test_integer_largest_remainder_matches_the_exact_one() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        amounts = [(key, rng.randint(1, 10**6)) for key in rng.sample(range(1000), 20)]
+        base, total = sum(a for _, a in amounts), rng.randint(0, 10**5)
+        exact = largest_remainder([(k, Fraction(a * total, base)) for k, a in amounts], total)
+        assert largest_remainder_int([(k, a * total) for k, a in amounts], base, total) == exact
+        assert sum(exact.values()) == total
