@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 
 class AppError(Exception):
@@ -48,6 +49,13 @@ class PreconditionFailed(AppError):
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DataError)
+    async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
+        # The database refused a value the request carried (a NUL byte in text, a number
+        # out of range): the client's input, so a 422 with the database's reason, not a 500.
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "invalid value"
+        return JSONResponse({"detail": f"a value in the request is not acceptable: {reason}"}, 422)
+
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None

@@ -24,6 +24,7 @@ from instruments.schemas import (
 router = APIRouter(tags=["catalog"])
 InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Code = Annotated[str | None, Query(pattern=CODE_PATTERN)]
+SEARCH_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters (PostgreSQL refuses NUL)
 
 
 @router.get(
@@ -35,7 +36,7 @@ Code = Annotated[str | None, Query(pattern=CODE_PATTERN)]
 )
 def list_instruments(
     session: SessionDep,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, pattern=SEARCH_TEXT)] = None,
     category: Code = None,
     institution: Code = None,
     lab: Code = None,

@@ -167,7 +167,11 @@ def _record(
         status=InstrumentStatus(status_text),
         opening_hours=f.parse_hours(values.get("opening_hours", "")),
         rates=[(p, u, a, currency) for p, u, a in f.parse_rates(values.get("rates", ""), exponent)],
-        **text,
+        name=text["name"],
+        manufacturer=text["manufacturer"],
+        model=text["model"],
+        description=text["description"],
+        location=text["location"],
         **checked.model_dump(),
     )
 
@@ -236,8 +240,10 @@ def csv_export(session: Session, stream: TextIO, *, reporter: Reporter = NULL_RE
     exponent = CURRENCY_EXPONENTS[get_settings().currency]
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(COLUMNS)
-    labs = dict(session.exec(select(Lab.id, Lab.code)).all())
-    categories = dict(session.exec(select(Category.id, Category.code)).all())
+    labs = {i: code for i, code in session.exec(select(Lab.id, Lab.code)) if i is not None}
+    categories = {
+        i: code for i, code in session.exec(select(Category.id, Category.code)) if i is not None
+    }
     reporter.start(
         "exporting instruments", session.exec(select(func.count(col(Instrument.id)))).one()
     )
@@ -269,7 +275,10 @@ def _rows(
     ids = [i.id for i in instruments]
     hours: dict[int, list] = {}
     hours_query = select(
-        OpeningHours.instrument_id, OpeningHours.weekday, OpeningHours.opens, OpeningHours.closes
+        col(OpeningHours.instrument_id),
+        col(OpeningHours.weekday),
+        col(OpeningHours.opens),
+        col(OpeningHours.closes),
     ).where(col(OpeningHours.instrument_id).in_(ids))
     for iid, weekday, opens, closes in session.exec(hours_query):
         hours.setdefault(iid, []).append((weekday, opens, closes))

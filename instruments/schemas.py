@@ -49,6 +49,8 @@ class OpeningInterval(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> OpeningInterval:
+        if self.opens.tzinfo is not None or self.closes.tzinfo is not None:
+            raise ValueError("opening hours are local times in LABSHARE_TIMEZONE, without offset")
         if self.opens >= self.closes:
             raise ValueError("opens must be before closes")
         return self

@@ -187,14 +187,15 @@ def _insert_taxonomy(session: Session) -> dict[str, int]:
             for g in TAXONOMY
         ],
     )
+    leaves = [
+        (leaf, gid) for gid, group in zip(group_ids, TAXONOMY, strict=True) for leaf in group.leaves
+    ]
     leaf_rows = [
         {"code": leaf.code, "name": leaf.name, "name_zh": leaf.name_zh, "parent_id": gid}
-        for gid, group in zip(group_ids, TAXONOMY, strict=True)
-        for leaf in group.leaves
+        for leaf, gid in leaves
     ]
-    return dict(
-        zip([r["code"] for r in leaf_rows], insert_rows(session, Category, leaf_rows), strict=True)
-    )
+    leaf_ids = insert_rows(session, Category, leaf_rows)
+    return {leaf.code: leaf_id for (leaf, _), leaf_id in zip(leaves, leaf_ids, strict=True)}
 
 
 def _allocate(rng: random.Random, total: int, lab_specs: list[LabSpec]) -> list[int]:

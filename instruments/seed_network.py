@@ -176,7 +176,7 @@ SMALL_FIRM_FIELDS = (
 def small_companies(rng: random.Random, count: int) -> list[InstitutionSpec]:
     """Generated small technology firms, flagged as eligible for innovation vouchers."""
     names: set[str] = set()
-    firms = []
+    firms: list[InstitutionSpec] = []
     while len(firms) < count:
         prefix = rng.choice(("Xi'an", "Xi'an", "Shaanxi"))
         name = f"{prefix} {rng.choice(SMALL_FIRM_WORDS)} {rng.choice(SMALL_FIRM_FIELDS)} Co., Ltd."

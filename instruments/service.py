@@ -139,7 +139,7 @@ def instrument_search(
     rows = session.exec(query.order_by(col(Instrument.id))).all()
     items = [
         InstrumentSummary(
-            id=inst.id,
+            id=inst.id or 0,  # rows read back always carry an id
             code=inst.code,
             name=inst.name,
             category=category_code,
@@ -302,7 +302,7 @@ def categories_list(session: Session) -> list[CategoryPublic]:
             name=c.name,
             name_zh=c.name_zh,
             parent=codes.get(c.parent_id) if c.parent_id else None,
-            instruments=counts.get(c.id, 0),
+            instruments=counts.get(c.id or 0, 0),
         )
         for c in categories
     ]
