@@ -28,7 +28,7 @@ def settle(
     ] = None,
 ) -> None:
     """Sharing-subsidy and voucher settlement for a month: a preview, or --finalize it."""
-    from admin.policies import policy_create
+    from admin.policies import policy_find_or_create
     from admin.policy import policy_load
     from admin.reports import institution_rows, settlement_csv
     from admin.settlement import settlement_finalize, settlement_preview
@@ -37,7 +37,7 @@ def settle(
     with session_scope() as session:
         policy_id = None
         if document is not None:
-            policy_id = policy_create(session, document=document, actor_id=None).id
+            policy_id = policy_find_or_create(session, document=document, actor_id=None).id
         row = settlement_preview(session, period=period, policy_id=policy_id, actor_id=None)
         assert row.id is not None
         if finalize:

@@ -28,6 +28,21 @@ def policy_create(
     return row
 
 
+def policy_find_or_create(
+    session: Session, *, document: PolicyDocument, actor_id: int | None
+) -> SubsidyPolicy:
+    """The newest stored policy with exactly this content, or a new one (a file run twice)."""
+    wanted = document.canonical()
+    for row in session.exec(
+        select(SubsidyPolicy)
+        .where(SubsidyPolicy.name == document.name)
+        .order_by(col(SubsidyPolicy.id).desc())
+    ):
+        if row.document == wanted:
+            return row
+    return policy_create(session, document=document, actor_id=actor_id)
+
+
 def policy_document(row: SubsidyPolicy) -> PolicyDocument:
     return PolicyDocument.model_validate(row.document)
 

@@ -88,7 +88,7 @@ def institution_rows(session: Session, settlement: Settlement) -> list[list[obje
             line.external_revenue,
             line.vouchers_redeemed,
             line.claim,
-            line.capped,
+            str(line.capped).lower(),
             line.reward,
             line.voucher_reimbursement,
             line.reward + line.voucher_reimbursement,

@@ -39,6 +39,9 @@ def test_settle_preview_then_finalize(session: Session, tmp_path: Path) -> None:
     assert preview.exit_code == 0, preview.output
     assert "(preview)" in preview.output and "35.01 CNY" in preview.output
     assert "UA" in out.read_text()
+    rerun = runner.invoke(root, ["settle", "--period", PERIOD, "--policy", str(policy)])
+    policy_of = lambda out: out.split("; ")[1]  # noqa: E731
+    assert policy_of(rerun.output) == policy_of(preview.output)  # the same file, the same policy
     final = runner.invoke(root, ["settle", "--period", PERIOD, "--finalize"])
     assert final.exit_code == 0, final.output
     assert "(finalized)" in final.output
