@@ -107,6 +107,23 @@ def _text_match(session: Session, q: str) -> ColumnElement[bool]:
     )
 
 
+_SUMMARY_COLUMNS = (
+    col(Instrument.id),
+    col(Instrument.code),
+    col(Instrument.name),
+    col(Category.code),
+    col(Instrument.model),
+    col(Instrument.manufacturer),
+    col(Instrument.status),
+    col(Lab.id),
+    col(Lab.code),
+    col(Lab.name),
+    col(Institution.id),
+    col(Institution.code),
+    col(Institution.name),
+)
+
+
 def instrument_search(
     session: Session, *, filters: SearchFilters, after: int | None, limit: int
 ) -> tuple[list[InstrumentSummary], int | None]:
@@ -129,27 +146,28 @@ def instrument_search(
     if after is not None:
         page = page.where(col(Instrument.id) > after)
     ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]
+    # Plain columns rather than ORM objects: a page is read-only and this is the hot path.
     query = (
-        select(Instrument, Category.code, Lab, Institution)
+        select(*_SUMMARY_COLUMNS)
         .join(Category, col(Category.id) == Instrument.category_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .join(Institution, col(Institution.id) == Lab.institution_id)
         .where(col(Instrument.id).in_(ids[:limit]))
+        .order_by(col(Instrument.id))
     )
-    rows = session.exec(query.order_by(col(Instrument.id))).all()
     items = [
         InstrumentSummary(
-            id=inst.id or 0,  # rows read back always carry an id
-            code=inst.code,
-            name=inst.name,
-            category=category_code,
-            model=inst.model,
-            manufacturer=inst.manufacturer,
-            status=inst.status,
-            lab=_ref(lab),
-            institution=_ref(institution),
+            id=row[0],
+            code=row[1],
+            name=row[2],
+            category=row[3],
+            model=row[4],
+            manufacturer=row[5],
+            status=row[6],
+            lab=Ref(id=row[7], code=row[8], name=row[9]),
+            institution=Ref(id=row[10], code=row[11], name=row[12]),
         )
-        for inst, category_code, lab, institution in rows
+        for row in session.connection().execute(query)
     ]
     more = len(ids) > limit
     return items, (items[-1].id if more and items else None)
