@@ -31,6 +31,7 @@ MODULES: dict[str, str | None] = {
     "lab": "booking",
     "lab_instrument": "booking",
     "lab_rates": "rates",
+    "lab_calendars": "calendar_import",
     "live": "telemetry",
     "invoices": "billing",
     "admin": "admin",

@@ -16,7 +16,10 @@ FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "billing": ("billing.views", ("invoices_list",)),
     "admin": ("admin.settlement", ("settlement_preview", "settlement_finalize")),
     "rates": ("billing.rates", ("rate_cards_list", "rate_card_create")),
-    "calendar_import": ("booking.calendar_api", ()),
+    "calendar_import": (
+        "booking.calendar_import",
+        ("calendar_import_body", "calendar_source_list", "calendar_source_add_url"),
+    ),
 }
 
 

@@ -73,11 +73,21 @@ def _page(
         "hours": _hours_rows(view.opening_hours),
         "blackouts": blackouts,
         "qualified": labs.qualification_list(session, user=user, instrument_id=instrument.id),
-        "has_import": domains.available("calendar_import"),
+        **_calendars(session, user, instrument.id),
         **_rate_cards(session, instrument.id),
         **(extra or {}),
     }
     return render(request, "lab/instrument.html", context, user=user, status_code=status_code)
+
+
+def _calendars(session: Session, user: User, instrument_id: int) -> dict[str, Any]:
+    """The instrument's imported calendars, when calendar import is in this build."""
+    if not domains.available("calendar_import"):
+        return {"has_import": False}
+    from booking import calendar_import
+
+    sources = calendar_import.calendar_source_list(session, user=user, instrument_id=instrument_id)
+    return {"has_import": True, "calendars": sources}
 
 
 def _rate_cards(session: Session, instrument_id: int) -> dict[str, Any]:

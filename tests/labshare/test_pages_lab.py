@@ -163,3 +163,47 @@ def test_manager_edits_rules_and_opening_hours(client: TestClient, session: Sess
     ]
     public = client.get(f"/instruments/{instrument.id}").text
     assert "Mon 08:00–12:00" in public and "Sat 09:00–23:59" in public
+
+
+def test_manager_imports_a_calendar(client: TestClient, session: Session) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    researcher = create_user(session)
+    day = _day()
+    alice, token = _browser(client, researcher.email)
+    alice.post(
+        f"/instruments/{instrument.id}/book",
+        data={"start": f"{day}T10:00", "end": f"{day}T11:00", "csrf_token": token},
+    )
+    compact = day.replace("-", "")
+    ics = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//lab//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:service-1@lab\r\nDTSTAMP:{compact}T000000Z\r\n"
+        f"DTSTART;TZID=Asia/Shanghai:{compact}T093000\r\n"
+        f"DTEND;TZID=Asia/Shanghai:{compact}T103000\r\nSUMMARY:Service\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    desk, mtoken = _browser(client, manager.email)
+    url = f"/lab/instruments/{instrument.id}/calendars"
+    imported = desk.post(
+        url,
+        data={"csrf_token": mtoken},
+        files={"file": ("lab.ics", ics.encode(), "text/calendar")},
+        follow_redirects=False,
+    )
+    assert imported.status_code == 303, imported.text
+    page = desk.get(imported.headers["location"])
+    assert "1 busy events imported; 1 bookings displaced." in page.text
+    assert "uploaded file" in page.text
+    session.rollback()
+    session.expire_all()
+    assert session.exec(select(Booking)).one().status == BookingStatus.displaced
+    broken = desk.post(
+        url,
+        data={"csrf_token": mtoken},
+        files={"file": ("x.ics", b"not a calendar", "text/calendar")},
+    )
+    assert broken.status_code == 422
+    no_token = desk.post(url, files={"file": ("lab.ics", ics.encode(), "text/calendar")})
+    assert no_token.status_code == 403

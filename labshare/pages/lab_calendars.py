@@ -1,0 +1,77 @@
+"""A lab manager imports the lab's own calendar for an instrument: its events block booking."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import Response
+
+from booking import calendar_import
+from core.deps import SessionDep
+from core.errors import AppError, Invalid
+from labshare.pages.web import Csrf, PageManager, back_to, error_page
+
+router = APIRouter(include_in_schema=False)
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+MAX_UPLOAD = 5 * 1024 * 1024
+
+
+@router.post("/lab/instruments/{instrument_id}/calendars", dependencies=[Csrf])
+async def upload_calendar(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    instrument_id: Id,
+    file: Annotated[UploadFile, File()],
+) -> Response:
+    """Import an uploaded .ics: its busy events block booking; bookings they hit are displaced."""
+    data = await file.read(MAX_UPLOAD + 1)
+    if not data:
+        return error_page(request, Invalid("choose an .ics file to import"), user=user)
+    if len(data) > MAX_UPLOAD:
+        return error_page(request, Invalid("the calendar is larger than 5 MB"), user=user)
+    try:
+        result = calendar_import.calendar_import_body(
+            session, user=user, instrument_id=instrument_id, data=data
+        )
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to(
+        f"/lab/instruments/{instrument_id}?added={result.added}&displaced={result.displaced}",
+        "imported",
+    )
+
+
+@router.post("/lab/instruments/{instrument_id}/calendars/url", dependencies=[Csrf])
+def subscribe_calendar(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    instrument_id: Id,
+    url: Annotated[str, Form(max_length=2000)],
+    refresh_minutes: Annotated[int, Form(ge=5, le=24 * 60)] = 60,
+) -> Response:
+    """Follow a calendar by its URL; the calendar sync fetches it on schedule."""
+    try:
+        calendar_import.calendar_source_add_url(
+            session, user=user, instrument_id=instrument_id, url=url,
+            refresh_minutes=refresh_minutes,
+        )  # fmt: skip
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to(f"/lab/instruments/{instrument_id}", "saved")
+
+
+@router.post("/lab/instruments/{instrument_id}/calendars/{source_id}/delete", dependencies=[Csrf])
+def remove_calendar(
+    request: Request, session: SessionDep, user: PageManager, instrument_id: Id, source_id: Id
+) -> Response:
+    """Stop importing a calendar and free the busy time it brought."""
+    try:
+        calendar_import.calendar_source_delete(
+            session, user=user, instrument_id=instrument_id, source_id=source_id
+        )
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to(f"/lab/instruments/{instrument_id}", "saved")
