@@ -98,20 +98,23 @@ def instruments_all(session: Session) -> list[InstrumentRow]:
     failed = sa.func.coalesce(InstrumentEvaluation.result == EvaluationResult.failed, False)
     query = (
         sa.select(
-            Instrument.id,
-            Instrument.code,
-            Instrument.name,
-            Instrument.lab_id,
-            Lab.institution_id,
-            Instrument.category_id,
-            Instrument.asset_value,
+            col(Instrument.id),
+            col(Instrument.code),
+            col(Instrument.name),
+            col(Instrument.lab_id),
+            col(Lab.institution_id),
+            col(Instrument.category_id),
+            col(Instrument.asset_value),
             failed,
         )
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .outerjoin(InstrumentEvaluation, col(InstrumentEvaluation.instrument_id) == Instrument.id)
         .order_by(col(Instrument.id))
     )
-    return [InstrumentRow(*row[:7], bool(row[7])) for row in session.execute(query)]
+    return [
+        InstrumentRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bool(r[7]))
+        for r in session.execute(query)
+    ]
 
 
 def _weekday_counts(period: Period) -> Counter[int]:
@@ -141,8 +144,8 @@ def open_seconds(session: Session, period: Period) -> dict[int, int]:
         session, OpeningHours.opens
     )
     query = sa.select(
-        OpeningHours.instrument_id, sa.cast(sa.func.sum(per_weekday * length), sa.BigInteger)
-    ).group_by(OpeningHours.instrument_id)
+        col(OpeningHours.instrument_id), sa.cast(sa.func.sum(per_weekday * length), sa.BigInteger)
+    ).group_by(col(OpeningHours.instrument_id))
     return {i: int(s or 0) for i, s in session.execute(query)}
 
 
@@ -167,7 +170,7 @@ def usage(session: Session, period: Period) -> dict[int, Usage]:
     )
     query = (
         sa.select(
-            UsageSession.instrument_id,
+            col(UsageSession.instrument_id),
             sa.func.count(),
             sa.func.sum(secs),
             sa.func.sum(sa.case((external, secs), else_=0)),
@@ -178,8 +181,8 @@ def usage(session: Session, period: Period) -> dict[int, Usage]:
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .outerjoin(Booking, col(Booking.id) == UsageSession.booking_id)
         .outerjoin(User, col(User.id) == person)
-        .where(UsageSession.start_at < end, session_end > start)
-        .group_by(UsageSession.instrument_id)
+        .where(col(UsageSession.start_at) < end, session_end > start)
+        .group_by(col(UsageSession.instrument_id))
     )
     return {
         row[0]: Usage(int(row[1]), int(row[2] or 0), int(row[3] or 0), int(row[4] or 0))
@@ -195,15 +198,15 @@ class Revenue:
 
 def revenue(session: Session, period: Period, currency: str) -> dict[int, Revenue]:
     """Charged amounts per instrument in the period's billing months: all, and from outsiders."""
-    external = Charge.payer_institution_id != Charge.provider_institution_id
+    external = col(Charge.payer_institution_id) != col(Charge.provider_institution_id)
     query = (
         sa.select(
-            Charge.instrument_id,
-            sa.func.sum(Charge.amount),
+            col(Charge.instrument_id),
+            sa.func.sum(col(Charge.amount)),
             sa.func.sum(sa.case((external, Charge.amount), else_=0)),
         )
-        .where(col(Charge.period).in_(period.months), Charge.currency == currency)
-        .group_by(Charge.instrument_id)
+        .where(col(Charge.period).in_(period.months), col(Charge.currency) == currency)
+        .group_by(col(Charge.instrument_id))
     )
     return {i: Revenue(int(t or 0), int(e or 0)) for i, t, e in session.execute(query)}
 
@@ -216,20 +219,26 @@ def vouchers(session: Session, period: Period, currency: str) -> dict[int, int]:
     instrument id).
     """
     redeemed = (
-        sa.select(VoucherRedemption.invoice_id, sa.func.sum(VoucherRedemption.amount))
+        sa.select(col(VoucherRedemption.invoice_id), sa.func.sum(col(VoucherRedemption.amount)))
         .join(Invoice, col(Invoice.id) == VoucherRedemption.invoice_id)
-        .where(col(Invoice.period).in_(period.months), Invoice.currency == currency)
-        .group_by(VoucherRedemption.invoice_id)
+        .where(col(Invoice.period).in_(period.months), col(Invoice.currency) == currency)
+        .group_by(col(VoucherRedemption.invoice_id))
     )
     totals = {invoice_id: int(amount) for invoice_id, amount in session.execute(redeemed)}
     if not totals:
         return {}
     # Summed per (invoice, instrument) in SQL: the split then runs over far fewer rows.
     lines = session.execute(
-        sa.select(Charge.invoice_id, Charge.instrument_id, sa.func.sum(Charge.amount))
-        .where(col(Charge.invoice_id).in_(redeemed.with_only_columns(VoucherRedemption.invoice_id)))
-        .where(col(Charge.voucher_eligible).is_(True), Charge.amount > 0)
-        .group_by(Charge.invoice_id, Charge.instrument_id)
+        sa.select(
+            col(Charge.invoice_id), col(Charge.instrument_id), sa.func.sum(col(Charge.amount))
+        )
+        .where(
+            col(Charge.invoice_id).in_(
+                redeemed.with_only_columns(col(VoucherRedemption.invoice_id))
+            )
+        )
+        .where(col(Charge.voucher_eligible).is_(True), col(Charge.amount) > 0)
+        .group_by(col(Charge.invoice_id), col(Charge.instrument_id))
     ).all()
     by_invoice: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for invoice_id, instrument_id, amount in lines:
@@ -265,20 +274,23 @@ def bookings(session: Session, period: Period) -> dict[int, Bookings]:
     secs = _seconds(
         session, _greatest(session, Booking.start_at, start), _least(session, Booking.end_at, end)
     )
-    starts_inside = sa.and_(Booking.start_at >= start, Booking.start_at < end)
+    starts_inside = sa.and_(col(Booking.start_at) >= start, col(Booking.start_at) < end)
     query = (
         sa.select(
-            Booking.instrument_id,
+            col(Booking.instrument_id),
             sa.func.sum(sa.case((starts_inside, 1), else_=0)),
             sa.func.sum(secs),
             sa.func.sum(
                 sa.case(
-                    (sa.and_(starts_inside, Booking.status == BookingStatus.no_show), 1), else_=0
+                    (sa.and_(starts_inside, col(Booking.status) == BookingStatus.no_show), 1),
+                    else_=0,
                 )
             ),
         )
-        .where(col(Booking.status).in_(TAKEN), Booking.start_at < end, Booking.end_at > start)
-        .group_by(Booking.instrument_id)
+        .where(
+            col(Booking.status).in_(TAKEN), col(Booking.start_at) < end, col(Booking.end_at) > start
+        )
+        .group_by(col(Booking.instrument_id))
     )
     return {
         i: Bookings(int(n or 0), int(s or 0), int(ns or 0))
@@ -289,9 +301,9 @@ def bookings(session: Session, period: Period) -> dict[int, Bookings]:
 def trained(session: Session, period: Period) -> dict[int, int]:
     """People qualified on each instrument during the period."""
     query = (
-        sa.select(Qualification.instrument_id, sa.func.count())
-        .where(Qualification.granted_at >= _at(period.start))
-        .where(Qualification.granted_at < _at(period.end))
-        .group_by(Qualification.instrument_id)
+        sa.select(col(Qualification.instrument_id), sa.func.count())
+        .where(col(Qualification.granted_at) >= _at(period.start))
+        .where(col(Qualification.granted_at) < _at(period.end))
+        .group_by(col(Qualification.instrument_id))
     )
     return {i: int(n) for i, n in session.execute(query)}

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from admin import figures as fig
 from billing.models import Invoice, VoucherRedemption
@@ -116,9 +116,9 @@ def _groups(session: Session, items: list[InstrumentKpi], key: str) -> list[dict
 def vouchers_used(session: Session, period: fig.Period, currency: str) -> int:
     """Voucher money redeemed on the period's invoices."""
     total = session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(VoucherRedemption.amount), 0))
-        .join(Invoice, Invoice.id == VoucherRedemption.invoice_id)  # type: ignore[arg-type]
-        .where(Invoice.period.in_(period.months), Invoice.currency == currency)  # type: ignore[attr-defined]
+        sa.select(sa.func.coalesce(sa.func.sum(col(VoucherRedemption.amount)), 0))
+        .join(Invoice, col(Invoice.id) == VoucherRedemption.invoice_id)
+        .where(col(Invoice.period).in_(period.months), col(Invoice.currency) == currency)
     ).scalar_one()
     return int(total)
 

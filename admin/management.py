@@ -101,6 +101,7 @@ def lab_create(session: Session, *, data: LabIn, actor: User) -> Lab:
     ).first()
     if institution is None:
         raise Invalid(f"no institution with the code {data.institution!r}")
+    assert institution.id is not None
     row = Lab(**data.model_dump(exclude={"institution"}), institution_id=institution.id)
     session.add(row)
     session.flush()

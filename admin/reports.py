@@ -72,9 +72,9 @@ def _hours(seconds: int) -> str:
 def institution_rows(session: Session, settlement: Settlement) -> list[list[object]]:
     """One row per institution, in institution code order; money in minor units."""
     query = (
-        sa.select(SettlementInstitution, Institution.code, Institution.name)
+        sa.select(SettlementInstitution, col(Institution.code), col(Institution.name))
         .join(Institution, col(Institution.id) == SettlementInstitution.institution_id)
-        .where(SettlementInstitution.settlement_id == settlement.id)
+        .where(col(SettlementInstitution.settlement_id) == settlement.id)
         .order_by(col(Institution.code))
     )
     return [
@@ -101,15 +101,15 @@ def institution_rows(session: Session, settlement: Settlement) -> list[list[obje
 def instrument_rows(session: Session, settlement: Settlement) -> list[list[object]]:
     """One row per instrument with any activity or reward, in instrument code order."""
     query = (
-        sa.select(SettlementInstrument, Instrument.code, Institution.code)
+        sa.select(SettlementInstrument, col(Instrument.code), col(Institution.code))
         .join(Instrument, col(Instrument.id) == SettlementInstrument.instrument_id)
         .join(Institution, col(Institution.id) == SettlementInstrument.institution_id)
-        .where(SettlementInstrument.settlement_id == settlement.id)
+        .where(col(SettlementInstrument.settlement_id) == settlement.id)
         .where(
             sa.or_(
-                SettlementInstrument.used_seconds > 0,
-                SettlementInstrument.external_revenue > 0,
-                SettlementInstrument.vouchers_redeemed > 0,
+                col(SettlementInstrument.used_seconds) > 0,
+                col(SettlementInstrument.external_revenue) > 0,
+                col(SettlementInstrument.vouchers_redeemed) > 0,
             )
         )
         .order_by(col(Instrument.code))
@@ -188,10 +188,14 @@ def assessment_csv(session: Session, *, period: str) -> str:
     """The national-assessment figures per instrument for a month or a year."""
     span = fig.period_parse(period, allow_year=True)
     currency = get_settings().currency
-    names = {
-        "category": dict(session.execute(sa.select(Category.id, Category.code)).all()),
-        "lab": dict(session.execute(sa.select(Lab.id, Lab.code)).all()),
-        "institution": dict(session.execute(sa.select(Institution.id, Institution.code)).all()),
+    names: dict[str, dict[int, str]] = {
+        "category": {
+            i: c for i, c in session.execute(sa.select(col(Category.id), col(Category.code)))
+        },
+        "lab": {i: c for i, c in session.execute(sa.select(col(Lab.id), col(Lab.code)))},
+        "institution": {
+            i: c for i, c in session.execute(sa.select(col(Institution.id), col(Institution.code)))
+        },
     }
     rows = [
         [

@@ -29,9 +29,9 @@ def settlement_public(
     lines = []
     if with_lines:
         query = (
-            sa.select(SettlementInstitution, Institution.code, Institution.name)
+            sa.select(SettlementInstitution, col(Institution.code), col(Institution.name))
             .join(Institution, col(Institution.id) == SettlementInstitution.institution_id)
-            .where(SettlementInstitution.settlement_id == settlement.id)
+            .where(col(SettlementInstitution.settlement_id) == settlement.id)
             .order_by(col(Institution.code))
         )
         lines = [

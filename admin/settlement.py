@@ -181,6 +181,7 @@ def settlement_preview(
     """Compute and store a preview settlement for the month under a policy (latest by default)."""
     month = fig.period_parse(period)
     policy_row = policy_resolve(session, policy_id)
+    assert policy_row.id is not None
     settlement = Settlement(
         period=month.label,
         policy_id=policy_row.id,
