@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
+from typing import cast
 
 from sqlmodel import Session, col, select
 
@@ -17,7 +20,8 @@ from instruments.errors import UnknownCode
 from instruments.models import Category, Institution, Instrument, InstrumentStatus, Lab
 from instruments.service import instrument_get
 
-MAX_WINDOW = timedelta(days=62)
+# A quarter: enough for a 90-day calendar view, small enough to answer fast.
+MAX_WINDOW = timedelta(days=93)
 MAX_SLOTS = 200
 
 
@@ -63,10 +67,32 @@ def _category_ids(session: Session, code: str) -> list[int]:
     return [found, *[c for c in leaves if c is not None]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """What slot search needs of an instrument, read as plain columns (no ORM objects for
+    hundreds of rows)."""
+
+    id: int
+    code: str
+    name: str
+    slot_step_minutes: int
+    lead_minutes: int
+    horizon_days: int
+    updated_at: datetime
+
+
 def _candidates(
     session: Session, *, category: str, institution: str | None, minutes: int
 ) -> list[Instrument]:
-    query = select(Instrument).where(
+    query = select(
+        Instrument.id,
+        Instrument.code,
+        Instrument.name,
+        Instrument.slot_step_minutes,
+        Instrument.lead_minutes,
+        Instrument.horizon_days,
+        Instrument.updated_at,
+    ).where(
         col(Instrument.category_id).in_(_category_ids(session, category)),
         Instrument.status == InstrumentStatus.active,
         col(Instrument.min_minutes) <= minutes,
@@ -81,7 +107,9 @@ def _candidates(
         query = query.join(Lab, col(Lab.id) == Instrument.lab_id).where(
             Lab.institution_id == institution_id
         )
-    return [i for i in session.exec(query).all() if minutes % i.slot_step_minutes == 0]
+    rows = [_Candidate(*row) for row in session.exec(query).all()]
+    # Timelines only read these fields; the cast keeps one Timeline type for both uses.
+    return [cast(Instrument, c) for c in rows if minutes % c.slot_step_minutes == 0]
 
 
 def _slots_of(
@@ -131,20 +159,28 @@ def slots_find(
     instruments = _candidates(
         session, category=category, institution=institution, minutes=duration_minutes
     )
-    timelines = load_timelines(session, instruments, start, end)
-    merged = heapq.merge(*(_slots_of(t, start, end, length, now) for t in timelines.values()))
-    items: list[Slot] = []
-    for slot_start, instrument_id in merged:
-        instrument = timelines[instrument_id].instrument
-        items.append(
-            Slot(
-                instrument_id=instrument_id,
-                instrument_code=instrument.code,
-                instrument_name=instrument.name,
-                start=slot_start,
-                end=slot_start + length,
-            )
+    # Most instruments are free soon: look at a short window first and widen it only when
+    # it holds too few slots. Slots wholly inside a window are exact, so the earliest
+    # `limit` of them are the earliest overall.
+    span = max(timedelta(days=1), 4 * length)
+    while True:
+        window_end = min(end, start + span)
+        timelines = load_timelines(session, instruments, start, window_end)
+        merged = heapq.merge(
+            *(_slots_of(t, start, window_end, length, now) for t in timelines.values())
         )
-        if len(items) >= limit:
+        found = list(islice(merged, limit))
+        if len(found) >= limit or window_end >= end:
             break
+        span *= 4
+    items = [
+        Slot(
+            instrument_id=instrument_id,
+            instrument_code=timelines[instrument_id].instrument.code,
+            instrument_name=timelines[instrument_id].instrument.name,
+            start=slot_start,
+            end=slot_start + length,
+        )
+        for slot_start, instrument_id in found
+    ]
     return Slots(items=items)

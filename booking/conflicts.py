@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import case, exists, or_
 from sqlmodel import Session, col, select
 
 from booking.errors import RuleViolation, SlotUnavailable
+from booking.models import ACTIVE_STATUSES, Booking
 from booking.rules import check_shape
 from booking.timeline import (
+    LONGEST_BOOKING,
     Busy,
     Timeline,
     grid_starts,
@@ -17,7 +20,7 @@ from booking.timeline import (
     zone,
 )
 from core.timeutil import to_utc_z
-from instruments.models import Instrument, InstrumentStatus, Lab, Qualification
+from instruments.models import Blackout, Instrument, InstrumentStatus, Lab, Qualification
 
 # How far either side of the wanted time we look for a free slot on the same instrument.
 ALTERNATIVE_WINDOW = timedelta(days=7)
@@ -83,41 +86,56 @@ def same_time_elsewhere(
     """The same time on active instruments of the same category: same lab first, then same
     institution, then the rest."""
     lab = session.get(Lab, instrument.lab_id)
+    institution_id = lab.institution_id if lab else None
+    minutes = int((end - start).total_seconds() // 60)
+    # The database drops what is busy or not allowed to this person, so a category of
+    # hundreds costs one query; opening hours and the slot grid are checked below.
+    booked = exists().where(
+        col(Booking.instrument_id) == col(Instrument.id),
+        col(Booking.status).in_(ACTIVE_STATUSES),
+        col(Booking.start_at) < end,
+        col(Booking.end_at) > start,
+        col(Booking.start_at) > start - LONGEST_BOOKING,
+    )
+    blacked_out = exists().where(
+        col(Blackout.instrument_id) == col(Instrument.id),
+        col(Blackout.start_at) < end,
+        col(Blackout.end_at) > start,
+    )
+    qualified = exists().where(
+        col(Qualification.instrument_id) == col(Instrument.id), Qualification.user_id == user_id
+    )
     rows = session.exec(
-        select(Instrument, Lab.institution_id)
+        select(Instrument)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .where(
             Instrument.category_id == instrument.category_id,
             Instrument.id != instrument.id,
             Instrument.status == InstrumentStatus.active,
+            col(Instrument.min_minutes) <= minutes,
+            col(Instrument.max_minutes) >= minutes,
+            or_(col(Instrument.qualification_required).is_(False), qualified),
+            ~booked,
+            ~blacked_out,
         )
+        .order_by(
+            case((col(Instrument.lab_id) == instrument.lab_id, 0), else_=1),
+            case((col(Lab.institution_id) == institution_id, 0), else_=1),
+            col(Instrument.id),
+        )
+        .limit(limit * 4)
     ).all()
     tz = zone()
-    fits: list[tuple[Instrument, int]] = []
-    for other, institution_id in rows:
+    fits: list[Instrument] = []
+    for other in rows:
         try:
             check_shape(other, start, end, now=now, tz=tz)
         except RuleViolation:
             continue
-        fits.append((other, institution_id))
-    if not fits:
-        return []
-    needs = [o.id for o, _ in fits if o.qualification_required]
-    qualified = set(
-        session.exec(
-            select(Qualification.instrument_id).where(
-                Qualification.user_id == user_id, col(Qualification.instrument_id).in_(needs)
-            )
-        ).all()
-        if needs
-        else []
-    )
-    fits = [(o, i) for o, i in fits if not o.qualification_required or o.id in qualified]
-    timelines = load_timelines(session, [o for o, _ in fits], start, end)
-    same_institution = lab.institution_id if lab else None
-    fits.sort(key=lambda f: (f[0].lab_id != instrument.lab_id, f[1] != same_institution, f[0].id))
+        fits.append(other)
+    timelines = load_timelines(session, fits, start, end)
     out: list[dict[str, object]] = []
-    for other, _ in fits:
+    for other in fits:
         assert other.id is not None
         if not timelines[other.id].conflicts(start, end):
             out.append(slot(other.id, start, end))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from booking.models import BookingStatus, WaitlistStatus
+from booking.models import Booking, BookingStatus, WaitlistStatus
 from core.timeutil import UTCDatetime
 
 Id = Field(ge=1, le=2**31 - 1)
@@ -62,6 +62,26 @@ class BookingPublic(BaseModel):
     created_at: UTCDatetime
     updated_at: UTCDatetime
     cancelled_at: UTCDatetime | None
+
+
+def booking_public(booking: Booking) -> BookingPublic:
+    """The public view of a booking row."""
+    assert booking.id is not None
+    return BookingPublic(
+        id=booking.id,
+        instrument_id=booking.instrument_id,
+        user_id=booking.user_id,
+        start=booking.start_at,
+        end=booking.end_at,
+        status=booking.status,
+        purpose=booking.purpose,
+        series_id=booking.series_id,
+        version=booking.version,
+        expires_at=booking.expires_at,
+        created_at=booking.created_at,
+        updated_at=booking.updated_at,
+        cancelled_at=booking.cancelled_at,
+    )
 
 
 class ConflictOut(BaseModel):

@@ -12,15 +12,15 @@ from booking.models import Booking, BookingSeries
 from booking.placement import new_booking, settle_overdue, write
 from booking.recurrence import expand
 from booking.rules import check_qualification, check_quota, check_shape
-from booking.schemas import BookingCreate, ConflictOut, SeriesCreated, SkippedOccurrence
+from booking.schemas import (
+    BookingCreate,
+    ConflictOut,
+    SeriesCreated,
+    SkippedOccurrence,
+    booking_public,
+)
 from booking.timeline import Busy, load_timeline, zone
 from instruments.models import Instrument
-
-
-def _public(booking: Booking):  # type: ignore[no-untyped-def]
-    from booking.service import booking_public
-
-    return booking_public(booking)
 
 
 def series_create(
@@ -99,10 +99,10 @@ def series_create(
     if not booked:
         _refuse(session, instrument, user_id, skipped, total=len(occurrences), now=now)
     skipped.sort(key=lambda s: s.start)
-    first = _public(booked[0])
+    first = booking_public(booked[0])
     return SeriesCreated(
         **first.model_dump(),
-        bookings=[_public(b) for b in booked],
+        bookings=[booking_public(b) for b in booked],
         skipped=skipped,
     )
 

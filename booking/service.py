@@ -19,31 +19,12 @@ from booking.errors import (
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from booking.notify import notify
 from booking.placement import check_all, expire_booking, initial_status, place, write
-from booking.schemas import BookingCreate, BookingPublic, BookingReschedule
+from booking.schemas import BookingCreate, BookingReschedule, booking_public
 from booking.series import series_create
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
 from instruments.models import Instrument
 from instruments.service import can_manage, instrument_get
-
-
-def booking_public(booking: Booking) -> BookingPublic:
-    assert booking.id is not None
-    return BookingPublic(
-        id=booking.id,
-        instrument_id=booking.instrument_id,
-        user_id=booking.user_id,
-        start=booking.start_at,
-        end=booking.end_at,
-        status=booking.status,
-        purpose=booking.purpose,
-        series_id=booking.series_id,
-        version=booking.version,
-        expires_at=booking.expires_at,
-        created_at=booking.created_at,
-        updated_at=booking.updated_at,
-        cancelled_at=booking.cancelled_at,
-    )
 
 
 def etag(booking: Booking) -> str:

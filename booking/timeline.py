@@ -12,11 +12,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
+from core.db import is_postgres
 from core.settings import get_settings
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument, OpeningHours
@@ -148,6 +151,7 @@ class Timeline:
     # Shared by the timelines of one load: instruments with the same weekly hours (most of
     # them) expand them once per window.
     open_cache: dict[tuple[object, ...], list[Interval]] = field(default_factory=dict)
+    _hours_key: tuple[object, ...] | None = None
 
     def open(self, start: datetime, end: datetime) -> list[Interval]:
         key = (self.hours_key, start, end)
@@ -158,7 +162,9 @@ class Timeline:
 
     @property
     def hours_key(self) -> tuple[object, ...]:
-        return tuple(sorted((d, tuple(v)) for d, v in self.hours.items()))
+        if self._hours_key is None:
+            self._hours_key = tuple(sorted((d, tuple(v)) for d, v in self.hours.items()))
+        return self._hours_key
 
     def overlapping(
         self, start: datetime, end: datetime, *, ignore: int | None = None
@@ -189,7 +195,30 @@ class Timeline:
         self.busy = [b for b in self.busy if b.booking_id != booking_id]
 
 
-def _hours_by_instrument(session: Session, ids: Sequence[int]) -> dict[int, Hours]:
+# Weekly hours per (database, instrument, instrument.updated_at): publishing hours bumps the
+# instrument's updated_at (instruments.service.opening_hours_set), so a changed instrument
+# misses the cache in every process. Free-slot search over hundreds of instruments then
+# reads only their rules and busy time.
+_HOURS_CACHE: dict[tuple[str, int, datetime], Hours] = {}
+_HOURS_CACHE_MAX = 50_000
+# Single-instrument paths (a booking, its availability) always read the hours afresh.
+CACHE_FROM = 20
+
+
+def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) -> dict[int, Hours]:
+    bind = str(session.get_bind().url)
+    out: dict[int, Hours] = {}
+    missing: list[int] = []
+    use_cache = len(instruments) >= CACHE_FROM
+    for i in instruments:
+        assert i.id is not None
+        found = _HOURS_CACHE.get((bind, i.id, i.updated_at)) if use_cache else None
+        if found is None:
+            missing.append(i.id)
+        else:
+            out[i.id] = found
+    if not missing:
+        return out
     rows = session.exec(
         select(
             OpeningHours.instrument_id,
@@ -197,15 +226,38 @@ def _hours_by_instrument(session: Session, ids: Sequence[int]) -> dict[int, Hour
             OpeningHours.opens,
             OpeningHours.closes,
         )
-        .where(col(OpeningHours.instrument_id).in_(ids))
+        .where(col(OpeningHours.instrument_id).in_(missing))
         .order_by(
             col(OpeningHours.instrument_id), col(OpeningHours.weekday), col(OpeningHours.opens)
         )
     ).all()
-    out: dict[int, Hours] = defaultdict(lambda: defaultdict(list))
+    loaded: dict[int, Hours] = {i: {} for i in missing}
     for instrument_id, weekday, opens, closes in rows:
-        out[instrument_id][weekday].append((opens, closes))
+        loaded[instrument_id].setdefault(weekday, []).append((opens, closes))
+    if len(_HOURS_CACHE) > _HOURS_CACHE_MAX:
+        _HOURS_CACHE.clear()
+    stamps = {i.id: i.updated_at for i in instruments}
+    for instrument_id, hours in loaded.items():
+        _HOURS_CACHE[(bind, instrument_id, stamps[instrument_id])] = hours
+    out.update(loaded)
     return out
+
+
+def _overlaps_active(session: Session, start: datetime, end: datetime) -> list[Any]:
+    """Bookings overlapping [start, end). PostgreSQL answers from the exclusion constraint's
+    GiST index (active bookings only, ranges); elsewhere the (instrument, start) index with
+    a lower bound from the longest booking a rule allows."""
+    if is_postgres(session):
+        return [
+            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(
+                func.tstzrange(start, end, "[)")
+            )
+        ]
+    return [
+        col(Booking.start_at) < end,
+        col(Booking.start_at) > start - LONGEST_BOOKING,
+        col(Booking.end_at) > start,
+    ]
 
 
 def load_busy(
@@ -233,9 +285,7 @@ def load_busy(
         ).where(
             col(Booking.instrument_id).in_(ids),
             col(Booking.status).in_(ACTIVE_STATUSES),
-            col(Booking.start_at) < end,
-            col(Booking.start_at) > start - LONGEST_BOOKING,
-            col(Booking.end_at) > start,
+            *_overlaps_active(session, start, end),
         )
     ).all()
     for instrument_id, booking_id, s, e, status, expires_at in bookings:
@@ -254,7 +304,7 @@ def load_timelines(
     ids = [i.id for i in instruments if i.id is not None]
     if not ids:
         return {}
-    hours = _hours_by_instrument(session, ids)
+    hours = _hours_by_instrument(session, instruments)
     busy = load_busy(session, ids, start, end)
     tz = zone()
     cache: dict[tuple[object, ...], list[Interval]] = {}
