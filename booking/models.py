@@ -46,6 +46,9 @@ class Booking(SQLModel, table=True):
         CheckConstraint("end_at > start_at", name="nonempty"),
         Index("ix_booking_instrument_id_start_at", "instrument_id", "start_at"),
         Index("ix_booking_user_id_start_at", "user_id", "start_at"),
+        # Someone's bookings in id order (the list's keyset pages) without walking the whole
+        # table: PostgreSQL otherwise scans the primary key and filters.
+        Index("ix_booking_user_id_id", "user_id", "id"),
         Index("ix_booking_status_start_at", "status", "start_at"),
     )
 

@@ -140,6 +140,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_booking_series_id"), ["series_id"], unique=False)
         batch_op.create_index("ix_booking_status_start_at", ["status", "start_at"], unique=False)
         batch_op.create_index("ix_booking_user_id_start_at", ["user_id", "start_at"], unique=False)
+        batch_op.create_index("ix_booking_user_id_id", ["user_id", "id"], unique=False)
 
     op.create_table(
         "notification",
@@ -244,6 +245,7 @@ def downgrade() -> None:
 
     op.drop_table("notification")
     with op.batch_alter_table("booking", schema=None) as batch_op:
+        batch_op.drop_index("ix_booking_user_id_id")
         batch_op.drop_index("ix_booking_user_id_start_at")
         batch_op.drop_index("ix_booking_status_start_at")
         batch_op.drop_index(batch_op.f("ix_booking_series_id"))
