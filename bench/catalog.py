@@ -165,7 +165,11 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, object]:
     try:
         rng = random.Random(1)
         _load(base, _requests(min(300, args.requests), rng), args.clients)  # warm up
+        load_before = os.getloadavg()[0]
         latencies, wall = _load(base, _requests(args.requests, rng), args.clients)
+        # One client alone: the service time without queueing behind the other seven.
+        alone, _ = _load(base, _requests(min(500, args.requests), rng), 1)
+        load_after = os.getloadavg()[0]
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
@@ -188,14 +192,20 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, object]:
             "mean_ms": round(statistics.fmean(latencies), 2),
             "requests_per_second": round(len(latencies) / wall, 1),
             "p95_target_ms": 20,
+            "single_client_p50_ms": round(statistics.median(alone), 2),
+            "single_client_p95_ms": round(_percentile(alone, 95), 2),
         },
+        # The machine is shared: its 1-minute load average says how contended the run was.
+        "load_average_before_after": [round(load_before, 2), round(load_after, 2)],
     }
     search = result["search"]
     assert isinstance(search, dict)
     print(
         f"[{backend}] search: p50 {search['p50_ms']} ms, p95 {search['p95_ms']} ms, "
         f"p99 {search['p99_ms']} ms, {search['requests_per_second']} req/s "
-        f"({len(latencies)} requests, {args.clients} clients, {args.workers} worker(s))",
+        f"({len(latencies)} requests, {args.clients} clients, {args.workers} worker(s)); "
+        f"one client alone: p50 {search['single_client_p50_ms']} ms, "
+        f"p95 {search['single_client_p95_ms']} ms; load average {load_before:.1f}",
         flush=True,
     )
     out = ROOT / "bench" / "results"
