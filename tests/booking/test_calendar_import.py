@@ -68,7 +68,8 @@ EXPECTED = {
 
 
 def _busy(session: Session, instrument_id: int) -> dict[tuple[str, datetime, datetime], int]:
-    session.rollback()  # a fresh snapshot: what the app committed since
+    session.rollback()  # a fresh snapshot, and nothing stale in the identity map
+    session.expire_all()
     rows = session.exec(
         select(Blackout).where(
             Blackout.instrument_id == instrument_id, Blackout.kind == BlackoutKind.imported
@@ -185,7 +186,8 @@ def test_refusals_write_nothing(client: TestClient, session: Session):
         url, json={"url": "https://x.example/a.ics", "color": 1}, headers=auth(manager)
     )
     assert extra.status_code == 422
-    session.rollback()  # a fresh snapshot: what the app committed since
+    session.rollback()  # a fresh snapshot, and nothing stale in the identity map
+    session.expire_all()
     assert session.exec(select(CalendarSource)).all() == []
     assert _busy(session, instrument.id) == {}
 
@@ -217,7 +219,8 @@ def test_import_displaces_overlapping_bookings_and_delete_frees_time(
     url = f"/api/v1/instruments/{instrument.id}/calendars"
     imported = client.post(url, content=lab_calendar(), headers={**auth(manager), **ICS}).json()
     assert imported["displaced"] == 1
-    session.rollback()  # a fresh snapshot: what the app committed since
+    session.rollback()  # a fresh snapshot, and nothing stale in the identity map
+    session.expire_all()
     booking = session.get(Booking, booked["id"])
     assert booking is not None and booking.status == BookingStatus.displaced
     note = session.exec(select(Notification).where(Notification.user_id == owner.id)).one()
