@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from core.errors import AppError
 
@@ -31,7 +31,10 @@ def reasons(func: F) -> F:
             return func(*args, **kwargs)
         except AppError as exc:
             raise fail(exc.message)
-        except OperationalError as exc:
-            raise fail(f"database: {str(exc.orig).strip().splitlines()[0]}")
+        except (OperationalError, ProgrammingError) as exc:
+            reason = str(exc.orig).strip().splitlines()[0]
+            if "no such table" in reason or "does not exist" in reason:
+                reason += " (run `labshare db upgrade` first?)"
+            raise fail(f"database: {reason}")
 
     return wrapper  # type: ignore[return-value]

@@ -238,12 +238,13 @@ def csv_import(
 def csv_export(session: Session, stream: TextIO, *, reporter: Reporter = NULL_REPORTER) -> int:
     """Write the whole catalog in import's format, ordered by id; the number of rows."""
     exponent = CURRENCY_EXPONENTS[get_settings().currency]
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(COLUMNS)
     labs = {i: code for i, code in session.exec(select(Lab.id, Lab.code)) if i is not None}
     categories = {
         i: code for i, code in session.exec(select(Category.id, Category.code)) if i is not None
     }
+    # Read first, write after: a database error leaves no half-written header behind.
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(COLUMNS)
     reporter.start(
         "exporting instruments", session.exec(select(func.count(col(Instrument.id)))).one()
     )
