@@ -167,6 +167,7 @@ def settlement_xlsx(session: Session, *, settlement_id: int) -> bytes:
         ("total voucher reimbursement", settlement.total_voucher_reimbursement / major),
         ("pro-rata scale", settlement.scale),
         ("inputs hash (SHA-256)", settlement.inputs_hash),
+        ("note", "amounts above in major units; on the other sheets in minor units"),
     ]:
         summary.append([key, value])
     sheets = [

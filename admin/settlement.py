@@ -39,7 +39,7 @@ INSERT_CHUNK = 5000
 def settlement_inputs(
     session: Session, *, period: fig.Period, policy: PolicyDocument
 ) -> list[InstrumentFigures]:
-    """Every instrument's figures for the period; NothingToSettle when there is no activity."""
+    """The figures of every instrument active in the period; NothingToSettle when none is."""
     use = fig.usage(session, period)
     money = fig.revenue(session, period, policy.currency)
     redeemed = fig.vouchers(session, period, policy.currency)
@@ -49,6 +49,10 @@ def settlement_inputs(
     none = fig.Usage(0, 0, 0, 0)
     out = []
     for row in fig.instruments_all(session):
+        # Only instruments with something to settle: a quiet instrument scores nothing, and
+        # leaving it out keeps catalog edits to it from invalidating a preview.
+        if row.id not in use and row.id not in money and row.id not in redeemed:
+            continue
         u = use.get(row.id, none)
         out.append(
             InstrumentFigures(
