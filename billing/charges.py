@@ -177,7 +177,7 @@ def _priced_sql(sql: _Sql, src: str, kind: str) -> str:
                     ELSE (assisted_surcharge * quantity + 30) / 60 END AS surcharge
         FROM qty
     )
-    INSERT INTO charge ({_CHARGE_COLUMNS})
+    INSERT INTO charge_new ({_CHARGE_COLUMNS})
     SELECT '{kind}', pr.source_id, :period, pr.payer_id, pr.provider_id, pr.lab_id,
            pr.instrument_id, pr.user_id, pr.booking_id, pr.usage_session_id, pr.payer_class,
            CASE WHEN pr.rate_unit = 'sample' THEN 'sample' ELSE 'minute' END, pr.quantity,
@@ -185,8 +185,7 @@ def _priced_sql(sql: _Sql, src: str, kind: str) -> str:
            CASE WHEN pr.apply_minimum = 1 THEN {sql.greatest(total, "pr.minimum_charge")}
                 ELSE {total} END,
            pr.currency, pr.rate_card_id, pr.eligible, pr.s_start, pr.s_end, :now
-    FROM pr WHERE pr.quantity > 0 OR pr.apply_minimum = 1
-    ON CONFLICT (kind, source_id) DO NOTHING"""
+    FROM pr WHERE pr.quantity > 0 OR pr.apply_minimum = 1"""
 
 
 def _booking_charges(sql: _Sql) -> str:
@@ -267,14 +266,34 @@ def _fee_charges(sql: _Sql, kind: str) -> str:
         "WITH "
         + _bookings_cte(sql, status, kind)
         + f"""
-    INSERT INTO charge ({_CHARGE_COLUMNS})
+    INSERT INTO charge_new ({_CHARGE_COLUMNS})
     SELECT '{kind}', bk.source_id, :period, bk.payer_id, bk.provider_id, bk.lab_id,
            bk.instrument_id, bk.user_id, bk.booking_id, CAST(NULL AS INTEGER), bk.payer_class,
            'fee', 1, {fee}, 0, {fee}, p.currency, CAST(NULL AS INTEGER), false,
            bk.s_start, bk.s_end, :now
     FROM bk JOIN charging_policy p ON p.lab_id = bk.lab_id
-    WHERE {condition}
-    ON CONFLICT (kind, source_id) DO NOTHING"""
+    WHERE {condition}"""
+    )
+
+
+def _staging_create(session: Session, sql: _Sql) -> None:
+    """A temporary table for this run's new charges, without the checks the real one pays for
+    per row; the lines go to `charge` once, already on their invoices."""
+    stamp = "TIMESTAMPTZ" if sql.pg else "TIMESTAMP"
+    session.execute(text("DROP TABLE IF EXISTS charge_new"))
+    session.execute(
+        text(
+            f"""CREATE TEMPORARY TABLE charge_new (
+            kind VARCHAR(32) NOT NULL, source_id INTEGER NOT NULL, period VARCHAR(7) NOT NULL,
+            payer_institution_id INTEGER NOT NULL, provider_institution_id INTEGER NOT NULL,
+            lab_id INTEGER NOT NULL, instrument_id INTEGER NOT NULL, user_id INTEGER,
+            booking_id INTEGER, usage_session_id INTEGER, payer_class VARCHAR(32) NOT NULL,
+            unit VARCHAR(32) NOT NULL, quantity BIGINT NOT NULL, unit_amount BIGINT NOT NULL,
+            surcharge_amount BIGINT NOT NULL, amount BIGINT NOT NULL, currency VARCHAR(3) NOT NULL,
+            rate_card_id INTEGER, voucher_eligible BOOLEAN NOT NULL,
+            service_start_at {stamp} NOT NULL, service_end_at {stamp} NOT NULL,
+            created_at {stamp} NOT NULL)"""
+        )
     )
 
 
@@ -321,6 +340,7 @@ def charges_create(
         "now": now or utcnow(),
     }
     sql = _Sql(session.get_bind().dialect.name)
+    _staging_create(session, sql)
     counts: dict[str, int] = {}
     steps = (
         ("booking", _booking_charges(sql)),
@@ -333,5 +353,33 @@ def charges_create(
         counts[kind] = _execute(session, statement, params)
         if progress:
             progress(f"charges: {counts[kind]:,} {kind.replace('_', ' ')}")
-    counts["unpriced"] = _unpriced(session, params)
     return ChargeCounts(**counts)
+
+
+def charges_to_invoices(session: Session, *, period: str) -> int:
+    """Move the run's new charges onto their draft invoices, numbered after existing lines."""
+    query = text(
+        f"""
+        INSERT INTO charge ({_CHARGE_COLUMNS}, invoice_id, line_no)
+        SELECT {", ".join("n." + c.strip() for c in _CHARGE_COLUMNS.split(","))}, v.id,
+               COALESCE(m.last_line, 0) + ROW_NUMBER() OVER (
+                   PARTITION BY v.id ORDER BY n.service_start_at, n.kind, n.source_id)
+        FROM charge_new n
+        JOIN invoice v ON v.payer_institution_id = n.payer_institution_id
+         AND v.period = :period AND v.currency = n.currency
+        LEFT JOIN (SELECT invoice_id, MAX(line_no) AS last_line FROM charge
+                   WHERE period = :period GROUP BY invoice_id) m ON m.invoice_id = v.id
+        WHERE v.status = 'draft'
+        ON CONFLICT (kind, source_id) DO NOTHING
+        """
+    )
+    result = session.execute(query, {"period": period})
+    moved = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    session.execute(text("DROP TABLE charge_new"))
+    return moved
+
+
+def charges_unpriced(session: Session, *, period: str) -> int:
+    """Completed bookings and walk-ups of the month left uncharged (no rate, or no payer)."""
+    start, end = period_bounds(period)
+    return _unpriced(session, {"start": start, "end": end})

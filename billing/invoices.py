@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import bindparam, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from billing.charges import ChargeCounts, charges_create
+from billing.charges import ChargeCounts, charges_create, charges_to_invoices, charges_unpriced
 from billing.errors import PeriodClosed
-from billing.ledger import AccountRef, entry_post
+from billing.ledger import AccountRef, entries_post_many, entry_post
 from billing.models import (
     AccountKind,
     BillingPeriod,
@@ -21,9 +21,10 @@ from billing.models import (
     Invoice,
     InvoiceStatus,
     PeriodStatus,
+    VoucherRedemption,
 )
 from billing.periods import parse_period
-from billing.vouchers import redemptions_by_programme, vouchers_apply
+from billing.vouchers import vouchers_apply
 from core.db import UTCDateTime
 from core.errors import Conflict
 from core.settings import get_settings
@@ -81,39 +82,15 @@ def _create_invoices(session: Session, period: str, now_param: dict[str, object]
         SELECT 'INV-' || :period || '-' || pi.code
                  || CASE WHEN c.currency <> :network THEN '-' || UPPER(c.currency) ELSE '' END,
                c.payer_institution_id, :period, c.currency, 'draft', 0, 0, 0, 0, 0, 0, :now
-        FROM (SELECT DISTINCT payer_institution_id, currency FROM charge
-              WHERE period = :period AND invoice_id IS NULL) c
+        FROM (SELECT DISTINCT payer_institution_id, currency FROM charge_new) c
         JOIN institution pi ON pi.id = c.payer_institution_id
         WHERE NOT EXISTS (SELECT 1 FROM invoice v WHERE v.payer_institution_id =
                           c.payer_institution_id AND v.period = :period
                           AND v.currency = c.currency)
+        ORDER BY pi.code, c.currency
         """
     ).bindparams(bindparam("now", type_=UTCDateTime))
     result = session.execute(query, {"period": period, "network": network, **now_param})
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _assign_lines(session: Session, period: str) -> int:
-    """Give the month's loose charges to their draft invoice, numbered after existing lines."""
-    query = text(
-        """
-        UPDATE charge SET invoice_id = x.invoice_id, line_no = x.base + x.rn
-        FROM (
-            SELECT c.id, v.id AS invoice_id, COALESCE(m.last_line, 0) AS base,
-                   ROW_NUMBER() OVER (PARTITION BY v.id
-                                      ORDER BY c.service_start_at, c.kind, c.id) AS rn
-            FROM charge c
-            JOIN invoice v ON v.payer_institution_id = c.payer_institution_id
-             AND v.period = c.period AND v.currency = c.currency
-            LEFT JOIN (SELECT invoice_id, MAX(line_no) AS last_line FROM charge
-                       WHERE period = :period AND invoice_id IS NOT NULL
-                       GROUP BY invoice_id) m ON m.invoice_id = v.id
-            WHERE c.period = :period AND c.invoice_id IS NULL AND v.status = 'draft'
-        ) x
-        WHERE charge.id = x.id
-        """
-    )
-    result = session.execute(query, {"period": period})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -135,13 +112,17 @@ def invoice_run(session: Session, *, period: str, progress: Progress = None) -> 
     """Charge the month's sources once and gather the charges into draft invoices."""
     started = time.perf_counter()
     row = period_lock(session, period)
+    if session.get_bind().dialect.name == "postgresql":
+        # Sorts and hash aggregates of half a million rows stay in memory, not on disk.
+        session.execute(text("SET LOCAL work_mem = '128MB'"))
     now = utcnow()
     _say(progress, f"period {period}: charging bookings, usage and fees")
     counts = charges_create(session, period=period, now=now, progress=progress)
     created = _create_invoices(session, period, {"now": now})
     _say(progress, f"invoices: {created:,} new")
-    lines = _assign_lines(session, period)
+    lines = charges_to_invoices(session, period=period)
     _say(progress, f"lines: {lines:,} added to invoices")
+    counts = replace(counts, unpriced=charges_unpriced(session, period=period))
     _update_totals(session, period)
     session.expire_all()
     granted = vouchers_apply(session, period=period)
@@ -167,7 +148,7 @@ def invoice_run(session: Session, *, period: str, progress: Progress = None) -> 
 
 
 def invoice_entry_lines(
-    session: Session, invoice: Invoice, by_provider: dict[int, int]
+    invoice: Invoice, vouchers: dict[int, int], by_provider: dict[int, int]
 ) -> list[tuple[AccountRef, int]]:
     """The finalize entry: the payer owes the total, programmes pay vouchers, providers earn."""
     currency = invoice.currency
@@ -179,9 +160,9 @@ def invoice_entry_lines(
             invoice.total,
         )
     ]
-    for programme, amount in redemptions_by_programme(session, invoice.id or 0):
+    for programme_id, amount in sorted(vouchers.items()):
         lines.append(
-            (AccountRef(AccountKind.voucher_programme, currency, programme_id=programme.id), amount)
+            (AccountRef(AccountKind.voucher_programme, currency, programme_id=programme_id), amount)
         )
     for provider_id, amount in sorted(by_provider.items()):
         lines.append(
@@ -212,24 +193,43 @@ def invoice_close(session: Session, *, period: str, progress: Progress = None) -
     ).all():
         assert invoice_id is not None
         providers[invoice_id][provider_id] = int(amount)
-    now = utcnow()
-    for invoice in invoices:
-        assert invoice.id is not None
-        entry_post(
-            session,
-            ref=f"invoice:{invoice.id}:finalize",
-            memo=f"invoice {invoice.number}",
-            lines=invoice_entry_lines(session, invoice, providers[invoice.id]),
-            invoice_id=invoice.id,
+    vouchers: dict[int, dict[int, int]] = defaultdict(dict)
+    for invoice_id, programme_id, amount in session.exec(
+        select(
+            VoucherRedemption.invoice_id,
+            VoucherRedemption.programme_id,
+            func.sum(VoucherRedemption.amount),
         )
-        invoice.status = InvoiceStatus.finalized
-        invoice.finalized_at = now
-        session.add(invoice)
+        .join(Invoice, col(Invoice.id) == VoucherRedemption.invoice_id)
+        .where(Invoice.period == period)
+        .group_by(col(VoucherRedemption.invoice_id), col(VoucherRedemption.programme_id))
+    ).all():
+        vouchers[invoice_id][programme_id] = int(amount)
+    entries_post_many(
+        session,
+        [
+            (
+                f"invoice:{inv.id}:finalize",
+                f"invoice {inv.number}",
+                invoice_entry_lines(inv, vouchers[inv.id or 0], providers[inv.id or 0]),
+                inv.id,
+            )
+            for inv in invoices
+        ],
+    )
+    _say(progress, f"ledger: {len(invoices):,} invoices posted")
+    now = utcnow()
+    session.execute(
+        update(Invoice)
+        .where(col(Invoice.period) == period, col(Invoice.status) == InvoiceStatus.draft)
+        .values(status=InvoiceStatus.finalized, finalized_at=now)
+    )
     row.status = PeriodStatus.closed
     row.closed_at = now
     session.add(row)
     session.flush()
-    _say(progress, f"closed {period}: {len(invoices):,} invoices finalized and posted")
+    session.expire_all()
+    _say(progress, f"closed {period}: {len(invoices):,} invoices finalized")
     return invoices
 
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -62,6 +62,82 @@ def account_get_or_create(session: Session, ref: AccountRef) -> LedgerAccount:
     except IntegrityError:  # another transaction created it first
         account = session.exec(select(LedgerAccount).where(LedgerAccount.code == code)).one()
     return account
+
+
+def _accounts_for(session: Session, refs: set[AccountRef]) -> dict[AccountRef, LedgerAccount]:
+    """Resolve many account refs with a few queries, creating the missing accounts."""
+    ids = {r.institution_id for r in refs if r.institution_id is not None}
+    codes_of = (
+        dict(
+            session.exec(
+                select(Institution.id, Institution.code).where(col(Institution.id).in_(ids))
+            ).all()
+        )
+        if ids
+        else {}
+    )
+
+    def code(ref: AccountRef) -> str:
+        if ref.institution_id is not None:
+            owner = codes_of.get(ref.institution_id, str(ref.institution_id))
+        elif ref.programme_id is not None:
+            owner = f"programme-{ref.programme_id}"
+        else:
+            owner = ref.name
+        return f"{ref.kind.value}:{owner}:{ref.currency}"
+
+    by_code = {code(r): r for r in refs}
+    found = {
+        a.code: a
+        for a in session.exec(
+            select(LedgerAccount).where(col(LedgerAccount.code).in_(list(by_code)))
+        )
+    }
+    missing = [c for c in by_code if c not in found]
+    for c in missing:
+        ref = by_code[c]
+        found[c] = account_get_or_create(session, ref)
+    return {ref: found[c] for c, ref in by_code.items()}
+
+
+def entries_post_many(
+    session: Session, entries: list[tuple[str, str, list[tuple[AccountRef, int]], int | None]]
+) -> int:
+    """Post many balanced entries (ref, memo, lines, invoice id) with a few statements;
+    refs already posted are skipped. Returns how many entries were posted."""
+    refs = [ref for ref, _m, _l, _i in entries]
+    done: set[str] = set()
+    for start in range(0, len(refs), 500):
+        done.update(
+            session.exec(
+                select(JournalEntry.ref).where(col(JournalEntry.ref).in_(refs[start : start + 500]))
+            ).all()
+        )
+    todo = [e for e in entries if e[0] not in done]
+    for _ref, _memo, lines, _invoice in todo:
+        check_balanced(lines)
+    accounts = _accounts_for(session, {r for _e, _m, lines, _i in todo for r, _a in lines})
+    rows = [
+        JournalEntry(ref=ref, memo=memo[:500], invoice_id=invoice)
+        for ref, memo, _l, invoice in todo
+    ]
+    session.add_all(rows)
+    session.flush()
+    postings = []
+    for row, (_ref, _memo, lines, _invoice) in zip(rows, todo, strict=True):
+        merged: dict[int, tuple[int, str]] = {}
+        for ref, amount in lines:
+            account_id = accounts[ref].id or 0
+            before, _c = merged.get(account_id, (0, ref.currency))
+            merged[account_id] = (before + amount, ref.currency)
+        postings.extend(
+            {"entry_id": row.id, "account_id": a, "amount": amount, "currency": currency}
+            for a, (amount, currency) in merged.items()
+            if amount != 0
+        )
+    if postings:
+        session.execute(insert(Posting), postings)
+    return len(rows)
 
 
 def check_balanced(lines: Iterable[tuple[AccountRef, int]]) -> None:

@@ -14,14 +14,9 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, text
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from billing.models import (
-    Charge,
-    Invoice,
-    InvoiceStatus,
-    VoucherAllowance,
     VoucherProgramme,
     VoucherRedemption,
 )
@@ -88,116 +83,139 @@ def _lock(session: Session, statement: str, params: dict[str, object]) -> None:
         session.execute(text(statement + " FOR UPDATE"), params)
 
 
-def _allowance(
-    session: Session, programme: VoucherProgramme, institution_id: int, year: int
-) -> VoucherAllowance:
-    key = {"p": programme.id, "i": institution_id, "y": year}
-    allowance = session.get(VoucherAllowance, (programme.id, institution_id, year))
-    if allowance is None:
-        try:
-            with session.begin_nested():
-                allowance = VoucherAllowance(
-                    programme_id=programme.id,
-                    institution_id=institution_id,
-                    year=year,
-                    cap=programme.company_yearly_cap,
-                )
-                session.add(allowance)
-        except IntegrityError:  # created concurrently
-            allowance = None
-    _lock(
-        session,
-        "SELECT used FROM voucher_allowance WHERE programme_id = :p AND institution_id = :i "
-        "AND year = :y",
-        key,
-    )
-    allowance = session.get(VoucherAllowance, (programme.id, institution_id, year))
-    assert allowance is not None
-    session.refresh(allowance)
-    return allowance
+def _eligible(session: Session, period: str) -> list[tuple[int, int, str, int]]:
+    """(invoice id, payer, currency, eligible amount) of the month's draft invoices."""
+    rows = session.execute(
+        text(
+            """
+            SELECT v.id, v.payer_institution_id, v.currency, SUM(c.amount)
+            FROM invoice v JOIN charge c ON c.invoice_id = v.id
+            WHERE v.period = :period AND v.status = 'draft' AND c.voucher_eligible
+            GROUP BY v.id, v.payer_institution_id, v.currency
+            ORDER BY v.id
+            """
+        ),
+        {"period": period},
+    ).all()
+    return [(int(a), int(b), str(c), int(d)) for a, b, c, d in rows]
 
 
-def grant(
-    session: Session, *, programme: VoucherProgramme, invoice: Invoice, eligible: int, wanted: int
+def _grant_programme(
+    session: Session,
+    programme: VoucherProgramme,
+    year: int,
+    rows: list[tuple[int, int, str, int]],
+    covered: dict[int, dict[int, int]],
 ) -> int:
-    """Grant up to `wanted` on `invoice` within the cap and budget; returns what was granted."""
-    year, _ = parse_period(invoice.period)
+    """Grant one programme's share on every eligible invoice, within caps and budget."""
+    rows = [r for r in rows if r[2] == programme.currency]
+    if not rows:
+        return 0
+    params = {"p": programme.id, "y": year, "cap": programme.company_yearly_cap}
+    # Lock the programme first, then its companies' allowances: concurrent runs queue here.
     _lock(session, "SELECT spent FROM voucher_programme WHERE id = :p", {"p": programme.id})
     session.refresh(programme)
-    allowance = _allowance(session, programme, invoice.payer_institution_id, year)
-    amount = min(wanted, allowance.cap - allowance.used, programme.budget - programme.spent)
-    if amount <= 0:
-        return 0
-    allowance.used += amount
-    programme.spent += amount
-    session.add(
-        VoucherRedemption(
-            programme_id=programme.id,
-            invoice_id=invoice.id,
-            institution_id=invoice.payer_institution_id,
-            year=year,
-            eligible_amount=eligible,
-            amount=amount,
-        )
+    payers = sorted({payer for _i, payer, _c, _e in rows})
+    insert = "INSERT INTO voucher_allowance (programme_id, institution_id, year, cap, used) VALUES (:p, :i, :y, :cap, 0) ON CONFLICT DO NOTHING"
+    session.execute(text(insert), [{**params, "i": payer} for payer in payers])
+    _lock(
+        session, "SELECT used FROM voucher_allowance WHERE programme_id = :p AND year = :y", params
     )
-    session.add_all([allowance, programme])
+    allowances = {
+        int(i): (int(cap), int(used))
+        for i, cap, used in session.execute(
+            text(
+                "SELECT institution_id, cap, used FROM voucher_allowance "
+                "WHERE programme_id = :p AND year = :y"
+            ),
+            params,
+        ).all()
+    }
+    budget_left = programme.budget - programme.spent
+    used_now: dict[int, int] = {}
+    grants = []
+    for invoice_id, payer, _currency, eligible in rows:
+        on_invoice = covered.setdefault(invoice_id, {})
+        already = on_invoice.get(programme.id or 0, 0)
+        room = eligible - sum(on_invoice.values())
+        wanted = min(eligible * programme.coverage_bp // 10000 - already, room)
+        cap, used = allowances[payer]
+        used += used_now.get(payer, 0)
+        amount = min(wanted, cap - used, budget_left)
+        if amount <= 0:
+            continue
+        used_now[payer] = used_now.get(payer, 0) + amount
+        budget_left -= amount
+        on_invoice[programme.id or 0] = already + amount
+        grants.append(
+            {"p": programme.id, "v": invoice_id, "i": payer, "y": year, "e": eligible, "a": amount}
+        )
+    if not grants:
+        return 0
+    session.execute(
+        text(
+            "INSERT INTO voucher_redemption (programme_id, invoice_id, institution_id, year, "
+            "eligible_amount, amount, created_at) VALUES (:p, :v, :i, :y, :e, :a, "
+            "CURRENT_TIMESTAMP)"
+        ),
+        grants,
+    )
+    session.execute(
+        text(
+            "UPDATE voucher_allowance SET used = used + :a "
+            "WHERE programme_id = :p AND institution_id = :i AND year = :y"
+        ),
+        [{**params, "i": payer, "a": amount} for payer, amount in used_now.items()],
+    )
+    total = sum(g["a"] for g in grants)
+    programme.spent += total
+    session.add(programme)
     session.flush()
-    return amount
+    return total
 
 
 def vouchers_apply(session: Session, *, period: str) -> int:
     """Apply active programmes to the month's draft invoices; returns the amount granted now.
 
-    Re-runs grant only the difference that new lines earned, never twice.
+    Set-based: a handful of statements whatever the number of invoices. Re-runs grant only
+    the difference that new lines earned, never twice.
     """
+    year, _ = parse_period(period)
     first_day = period_first_day(period)
     programmes = session.exec(
         select(VoucherProgramme)
         .where(VoucherProgramme.starts_on <= first_day, VoucherProgramme.ends_on >= first_day)
         .order_by(col(VoucherProgramme.id))
     ).all()
-    if not programmes:
+    rows = _eligible(session, period) if programmes else []
+    if not rows:
         return 0
-    eligible_rows = session.exec(
-        select(Invoice, func.sum(Charge.amount))
-        .join(Charge, col(Charge.invoice_id) == Invoice.id)
-        .where(
-            Invoice.period == period,
-            Invoice.status == InvoiceStatus.draft,
-            col(Charge.voucher_eligible).is_(True),
+    covered: dict[int, dict[int, int]] = {}
+    for invoice_id, programme_id, amount in session.execute(
+        text(
+            "SELECT r.invoice_id, r.programme_id, SUM(r.amount) FROM voucher_redemption r "
+            "JOIN invoice v ON v.id = r.invoice_id WHERE v.period = :period "
+            "GROUP BY r.invoice_id, r.programme_id"
+        ),
+        {"period": period},
+    ).all():
+        covered.setdefault(int(invoice_id), {})[int(programme_id)] = int(amount)
+    granted = sum(_grant_programme(session, p, year, rows, covered) for p in programmes)
+    if granted:
+        session.execute(
+            text(
+                """
+                UPDATE invoice SET voucher_total = t.v, total = invoice.subtotal - t.v
+                FROM (SELECT invoice_id, SUM(amount) AS v FROM voucher_redemption
+                      WHERE invoice_id IN (SELECT id FROM invoice WHERE period = :period)
+                      GROUP BY invoice_id) t
+                WHERE invoice.id = t.invoice_id AND invoice.period = :period
+                  AND invoice.status = 'draft'
+                """
+            ),
+            {"period": period},
         )
-        .group_by(col(Invoice.id))
-        .order_by(col(Invoice.id))
-    ).all()
-    granted_total = 0
-    for invoice, eligible_sum in eligible_rows:
-        eligible = int(eligible_sum or 0)
-        covered = dict(
-            session.exec(
-                select(VoucherRedemption.programme_id, func.sum(VoucherRedemption.amount))
-                .where(VoucherRedemption.invoice_id == invoice.id)
-                .group_by(col(VoucherRedemption.programme_id))
-            ).all()
-        )
-        for programme in programmes:
-            if programme.currency != invoice.currency:
-                continue
-            already = int(covered.get(programme.id, 0))
-            room = eligible - sum(int(v) for v in covered.values())
-            wanted = min(eligible * programme.coverage_bp // 10000 - already, room)
-            if wanted <= 0:
-                continue
-            amount = grant(
-                session, programme=programme, invoice=invoice, eligible=eligible, wanted=wanted
-            )
-            if amount:
-                covered[programme.id] = already + amount
-                invoice.voucher_total += amount
-                invoice.total = invoice.subtotal - invoice.voucher_total
-                session.add(invoice)
-                granted_total += amount
-        session.flush()
-    return granted_total
+    return granted
 
 
 def redemptions_by_programme(
