@@ -44,11 +44,11 @@ DEMO_LAB = "XJTU-ATC"
 DEMO_DOMAIN = "demo.labshare"
 # (email, role, who)
 DEMO_LOGINS: tuple[tuple[str, str, str], ...] = (
-    (f"researcher@{DEMO_DOMAIN}", "researcher", "a researcher at Northwestern Polytechnical Univ."),
-    (f"engineer@{DEMO_DOMAIN}", "researcher", "an engineer at a small tech company (vouchers)"),
-    (f"manager@{DEMO_DOMAIN}", "lab_manager", f"manages {DEMO_LAB}, XJTU's testing centre"),
-    (f"instadmin@{DEMO_DOMAIN}", "institution_admin", "administers Xi'an Jiaotong University"),
-    (f"admin@{DEMO_DOMAIN}", "network_admin", "administers the whole network"),
+    (f"researcher@{DEMO_DOMAIN}", "researcher", "at NWPU"),
+    (f"engineer@{DEMO_DOMAIN}", "researcher", "at a small tech firm (vouchers)"),
+    (f"manager@{DEMO_DOMAIN}", "lab_manager", f"manages {DEMO_LAB} (XJTU)"),
+    (f"instadmin@{DEMO_DOMAIN}", "institution_admin", "of XJTU"),
+    (f"admin@{DEMO_DOMAIN}", "network_admin", "the whole network"),
 )
 
 # Booking-rule profiles: (slot step, min, max minutes, lead minutes, horizon days,
