@@ -208,7 +208,15 @@ def usage_list(
         .order_by(col(UsageSession.start_at), col(UsageSession.id))
         .limit(10_000)
     ).all()
-    return [_usage_public(session, u) for u in rows]
+    # One query for the matched bookings: _usage_public then finds them in the session.
+    # (Held in `loaded`: the session keeps only weak references.)
+    matched = {u.booking_id for u in rows if u.booking_id}
+    loaded = (
+        session.exec(select(Booking).where(col(Booking.id).in_(matched))).all() if matched else []
+    )
+    out = [_usage_public(session, u) for u in rows]
+    del loaded
+    return out
 
 
 def instrument_usage(
