@@ -70,3 +70,17 @@ def test_bad_policies_and_periods_exit_1(session: Session, tmp_path: Path) -> No
     assert r.exit_code == 1 and "nothing to settle" in r.output
     r = runner.invoke(root, ["settle", "--period", "Oct", "--policy", str(good)])
     assert r.exit_code == 1 and "YYYY-MM" in r.output
+
+
+def test_kpis_and_assessment_commands(session: Session, tmp_path: Path) -> None:
+    import json
+
+    build_network(session)
+    r = runner.invoke(root, ["admin", "kpis", "--period", PERIOD])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["external_hours"] == 10.0
+    out = tmp_path / "assessment.csv"
+    r = runner.invoke(root, ["admin", "assessment", "--period", "2026", "--out", str(out)])
+    assert r.exit_code == 0 and "3 instruments" in r.output
+    assert out.read_text().splitlines()[0].startswith("instrument_code,instrument_name")
+    assert runner.invoke(root, ["admin", "kpis", "--period", "2026-13"]).exit_code == 1
