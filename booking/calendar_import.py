@@ -123,7 +123,7 @@ def _as_utc(value: date | datetime, zone: tzinfo) -> datetime:
     return value.astimezone(UTC)
 
 
-def _rrules(event: icalendar.Event) -> list[Any]:
+def _rrules(event: icalendar.Component) -> list[Any]:
     value = event.get("RRULE")
     if value is None:
         return []
@@ -160,7 +160,7 @@ def _check_expansion_cost(cal: icalendar.Calendar, end: datetime, zone: tzinfo) 
         )
 
 
-def _is_free(component: icalendar.Event) -> bool:
+def _is_free(component: icalendar.Component) -> bool:
     transp = str(component.get("TRANSP", "OPAQUE")).upper()
     status = str(component.get("STATUS", "")).upper()
     return transp == "TRANSPARENT" or status == "CANCELLED"
@@ -239,7 +239,7 @@ def apply_busy_events(
     """Make the source's imported busy time exactly `events`, changing only what differs.
 
     New busy time displaces active bookings it overlaps, as a blackout does."""
-    assert source.id is not None
+    assert source.id is not None and instrument.id is not None
     existing = session.exec(
         select(Blackout).where(
             Blackout.source_id == source.id, Blackout.kind == BlackoutKind.imported
@@ -351,6 +351,7 @@ def calendar_import_file(
     now: datetime | None = None,
 ) -> ImportResult:
     """Import .ics bytes for `instrument` (no permission check: the caller did it)."""
+    assert instrument.id is not None
     now = now or utcnow()
     events = expand_calendar(data, instrument=instrument, now=now)
     if source_id is None:
@@ -408,7 +409,7 @@ def calendar_source_delete(
     source = _source_of(session, instrument_id, source_id)
     result = session.exec(  # type: ignore[call-overload]
         delete(Blackout).where(
-            Blackout.source_id == source_id, Blackout.kind == BlackoutKind.imported
+            col(Blackout.source_id) == source_id, col(Blackout.kind) == BlackoutKind.imported
         )
     )
     session.delete(source)

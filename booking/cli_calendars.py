@@ -108,6 +108,7 @@ def add_url(
 
     with session_scope() as session:
         inst = instrument_by_code(session, instrument)
+        assert inst.id is not None
         source = CalendarSource(
             instrument_id=inst.id, url=normalise_url(url), refresh_minutes=refresh_minutes
         )

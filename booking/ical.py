@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 from sqlalchemy import or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
@@ -127,36 +128,37 @@ def instrument_feed(session: Session, *, instrument_id: int, now: datetime | Non
     instrument = instrument_get(session, instrument_id)
     now = now or utcnow()
     since, until = now - timedelta(days=INSTRUMENT_PAST_DAYS), now + timedelta(days=FUTURE_DAYS)
-    bookings = session.exec(
-        select(
-            Booking.id,
-            Booking.start_at,
-            Booking.end_at,
-            Booking.status,
-            Booking.version,
-            Booking.created_at,
-            Booking.updated_at,
+    # Plain SQLAlchemy selects: sqlmodel's select() is typed for at most four columns.
+    bookings = session.execute(
+        sa_select(
+            col(Booking.id),
+            col(Booking.start_at),
+            col(Booking.end_at),
+            col(Booking.status),
+            col(Booking.version),
+            col(Booking.created_at),
+            col(Booking.updated_at),
         )
         .where(
-            Booking.instrument_id == instrument_id,
+            col(Booking.instrument_id) == instrument_id,
             col(Booking.status).in_(BUSY_STATUSES),
             col(Booking.end_at) > since,
             col(Booking.start_at) < until,
         )
         .order_by(col(Booking.start_at), col(Booking.id))
     ).all()
-    blackouts = session.exec(
-        select(
-            Blackout.id,
-            Blackout.start_at,
-            Blackout.end_at,
-            Blackout.kind,
-            Blackout.source_id,
-            Blackout.source_uid,
-            Blackout.created_at,
+    blackouts = session.execute(
+        sa_select(
+            col(Blackout.id),
+            col(Blackout.start_at),
+            col(Blackout.end_at),
+            col(Blackout.kind),
+            col(Blackout.source_id),
+            col(Blackout.source_uid),
+            col(Blackout.created_at),
         )
         .where(
-            Blackout.instrument_id == instrument_id,
+            col(Blackout.instrument_id) == instrument_id,
             col(Blackout.end_at) > since,
             col(Blackout.start_at) < until,
         )
@@ -222,20 +224,20 @@ def user_feed(
     now = now or utcnow()
     since = now - timedelta(days=USER_PAST_DAYS)
     keep_cancelled = now - timedelta(days=CANCELLED_KEEP_DAYS)
-    rows = session.exec(
-        select(
+    rows = session.execute(
+        sa_select(
             Booking,
-            Instrument.code,
-            Instrument.name,
-            Instrument.location,
-            Lab.name,
-            Institution.name,
+            col(Instrument.code),
+            col(Instrument.name),
+            col(Instrument.location),
+            col(Lab.name),
+            col(Institution.name),
         )
         .join(Instrument, col(Instrument.id) == Booking.instrument_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .join(Institution, col(Institution.id) == Lab.institution_id)
         .where(
-            Booking.user_id == user.id,
+            col(Booking.user_id) == user.id,
             col(Booking.end_at) > since,
             col(Booking.start_at) < now + timedelta(days=FUTURE_DAYS),
             or_(
