@@ -36,14 +36,27 @@ def sync(
     force: Annotated[bool, typer.Option(help="Fetch every URL calendar, due or not")] = False,
 ) -> None:
     """Fetch URL calendars that are due and replace their busy time; errors are recorded."""
-    from booking.calendar_fetch import calendar_sources_sync_due
-
     stop = threading.Event()
     if loop:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    failed = 0
+    try:
+        _sync_passes(loop=loop, interval=interval, force=force, stop=stop)
+    except KeyboardInterrupt:  # Ctrl-C, or the demo stopping us with SIGINT
+        typer.echo("calendar sync stopped")
+
+
+def _sync_passes(*, loop: bool, interval: float, force: bool, stop: threading.Event) -> None:
+    from booking.calendar_fetch import calendar_sources_sync_due
+
     while True:
-        outcomes = calendar_sources_sync_due(force=force)
+        try:
+            outcomes = calendar_sources_sync_due(force=force)
+        except Exception as exc:
+            if not loop:
+                raise
+            # The database may be away for a moment: the loop waits and tries again.
+            typer.echo(f"calendar sync pass failed: {exc}", err=True)
+            outcomes = []
         for o in outcomes:
             if o.ok:
                 typer.echo(
@@ -54,14 +67,11 @@ def sync(
                 typer.echo(f"calendar {o.source_id}: error: {o.error}", err=True)
         failed = sum(not o.ok for o in outcomes)
         if not loop:
+            # A failed fetch is recorded on its source, not a failure of the command.
             typer.echo(f"synced {len(outcomes) - failed} of {len(outcomes)} due calendar(s)")
-            break
-        try:
-            if stop.wait(interval):
-                break
-        except KeyboardInterrupt:
-            break
-    # A failed fetch is recorded on its source, not a failure of the command.
+            return
+        if stop.wait(interval):
+            return
 
 
 @calendars_app.command("import")
