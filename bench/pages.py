@@ -80,7 +80,7 @@ def setup(backend: str, db: str) -> dict[str, Any]:
     from core.db import make_engine, session_scope
     from instruments.seed import seed_network
 
-    url, dsn = _urls(backend, db)
+    url, _dsn = _urls(backend, db)
     if backend == "sqlite":
         for suffix in ("", "-wal", "-shm"):
             Path(f"/tmp/{db}.db{suffix}").unlink(missing_ok=True)
@@ -315,7 +315,7 @@ def pages(base: str, n: int, settlement_id: int | None) -> dict[str, dict[str, A
         ("lab desk", manager, "GET", "/lab", {}),
         ("lab status board", manager, "GET", "/lab/status", {}),
         ("lab usage (7 days)", manager, "GET", "/lab/usage?days=7", {}),
-        ("lab usage (31 days)", manager, "GET", "/lab/usage?days=31", {}),
+        ("lab usage (14 days)", manager, "GET", "/lab/usage?days=14", {}),
         ("lab instrument editor", manager, "GET", f"/lab/instruments/{busy}", {}),
         ("network dashboard", admin, "GET", f"/admin?period={last_month()}", {}),
         ("settlements", admin, "GET", "/admin/settlements", {}),

@@ -20,6 +20,7 @@ from core.errors import AppError, Invalid
 from core.models import User
 from core.timeutil import utcnow
 from instruments import service as catalog
+from instruments.models import Instrument
 from labshare.pages import domains
 from labshare.pages.web import (
     Csrf,
@@ -28,6 +29,7 @@ from labshare.pages.web import (
     error_page,
     is_htmx,
     parse_local,
+    preload,
     render,
 )
 
@@ -146,10 +148,13 @@ def join_waitlist(
 
 def _rows(session: Session, items: list[Booking]) -> list[dict[str, Any]]:
     names: dict[int, str] = {}
-    return [
+    kept = preload(session, Instrument, {b.instrument_id for b in items})
+    rows = [
         {"b": b, "name": _name_of(session, b.instrument_id, names), "etag": bookings.etag(b)}
         for b in sorted(items, key=lambda b: b.start_at)
     ]
+    del kept
+    return rows
 
 
 @router.get("/me/bookings", response_class=HTMLResponse)

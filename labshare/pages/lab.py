@@ -18,7 +18,7 @@ from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Lab
 from labshare.pages import domains
-from labshare.pages.web import Csrf, PageManager, back_to, error_page, render
+from labshare.pages.web import Csrf, PageManager, back_to, error_page, preload, render
 
 router = APIRouter(include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -34,24 +34,30 @@ def my_lab(session: Session, user: User) -> Lab:
 
 def people(session: Session, ids: set[int]) -> dict[int, User]:
     """The accounts behind bookings a manager may see (names and emails for the lab)."""
-    return {i: u for i in ids if (u := session.get(User, i)) is not None}
+    return preload(session, User, ids)
 
 
-def _pending(session: Session, user: User, lab: Lab) -> list[dict[str, Any]]:
-    rows, _ = bookings.booking_list(
+PENDING_SHOWN = 50
+
+
+def _pending(
+    session: Session, user: User, names: dict[int, str]
+) -> tuple[list[dict[str, Any]], bool]:
+    """The lab's requests waiting for a decision, soonest first; and whether more wait."""
+    rows, more = bookings.booking_list(
         session,
         user=user,
         filters=bookings.BookingFilters(status=BookingStatus.pending, start=utcnow()),
         after=None,
-        limit=200,
+        limit=PENDING_SHOWN,
     )
-    mine = {i.id: i.name for i in _instruments(session, lab)}
-    rows = [b for b in rows if b.instrument_id in mine]
+    rows = [b for b in rows if b.instrument_id in names]
     who = people(session, {b.user_id for b in rows})
-    return [
-        {"b": b, "name": mine[b.instrument_id], "who": who.get(b.user_id)}
+    items = [
+        {"b": b, "name": names[b.instrument_id], "who": who.get(b.user_id)}
         for b in sorted(rows, key=lambda b: b.start_at)
     ]
+    return items, more is not None
 
 
 def _instruments(session: Session, lab: Lab) -> list[Any]:
@@ -78,13 +84,16 @@ def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLRe
         from telemetry import service as telemetry
 
         gateways = telemetry.gateway_list(session, lab_id=lab.id)
+    instruments = _instruments(session, lab)
+    pending, more = _pending(session, user, {i.id: i.name for i in instruments})
     return render(
         request,
         "lab/home.html",
         {
             "lab": lab,
-            "pending": _pending(session, user, lab),
-            "instruments": _instruments(session, lab),
+            "pending": pending,
+            "more_pending": more,
+            "instruments": instruments,
             "statuses": _statuses(session, lab),
             "gateways": gateways,
             "has_telemetry": domains.available("telemetry"),
@@ -145,7 +154,7 @@ def lab_usage(
     request: Request,
     session: SessionDep,
     user: PageManager,
-    days: Annotated[int, Query(ge=1, le=31)] = 7,
+    days: Annotated[int, Query(ge=1, le=14)] = 7,
 ) -> HTMLResponse:
     """Usage against bookings: walk-ups, overtime and no-shows of the last days."""
     lab = my_lab(session, user)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlmodel import Session, col, select
 
 from core.deps import OptionalUser
 from core.errors import AppError, Forbidden, Invalid
@@ -81,6 +83,20 @@ def money(amount: int | None, currency: str | None = None) -> str:
 templates.env.filters["local"] = local
 templates.env.filters["money"] = money
 templates.env.filters["local_input"] = local_input
+
+
+# --- loading what a page shows about many rows --------------------------------------------
+
+
+def preload(session: Session, model: type[Any], ids: Iterable[int | None]) -> dict[int, Any]:
+    """The rows with these ids in one query; later `session.get()`s (ours or a service's)
+    then find them in the session instead of asking the database once per row. Keep the
+    returned dict while they are needed: the session holds its rows only weakly."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = session.exec(select(model).where(col(model.id).in_(wanted))).all()
+    return {row.id: row for row in rows}
 
 
 # --- CSRF: a random cookie, and a form/header token that is an HMAC of it and the session ---
