@@ -30,6 +30,7 @@ from admin.models import (
 from admin.policies import policy_document, policy_resolve
 from admin.policy import Allocation, InstrumentFigures, PolicyDocument, allocate
 from core.audit import audit_record
+from core.db import is_postgres
 from core.errors import Conflict
 from core.timeutil import utcnow
 
@@ -40,6 +41,10 @@ def settlement_inputs(
     session: Session, *, period: fig.Period, policy: PolicyDocument
 ) -> list[InstrumentFigures]:
     """The figures of every instrument active in the period; NothingToSettle when none is."""
+    if is_postgres(session):
+        # The month's sessions are sorted per instrument for the distinct outsiders: in
+        # memory rather than spilled to disk (this transaction only).
+        session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     use = fig.usage(session, period)
     money = fig.revenue(session, period, policy.currency)
     redeemed = fig.vouchers(session, period, policy.currency)
