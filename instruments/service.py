@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, or_
+from sqlalchemy import ColumnElement, delete, func, literal_column, or_
 from sqlmodel import Session, col, select
 
 from core.db import is_postgres
@@ -70,41 +70,64 @@ def _category_ids(session: Session, code: str) -> list[int]:
     return [category_id, *[c for c in children if c is not None]]
 
 
+def _like_pattern(q: str) -> str:
+    """`%q%` with LIKE's own wildcards in `q` escaped, so they are taken literally."""
+    return "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def _contains(session: Session, q: str) -> Callable[[Any], ColumnElement[bool]]:
-    """Case-insensitive substring match, with LIKE's wildcards in `q` taken literally."""
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    pattern = f"%{escaped}%"
+    """Case-insensitive substring match for the small tables."""
+    pattern = _like_pattern(q)
     if is_postgres(session):
         return lambda column: col(column).ilike(pattern, escape="\\")
     # SQLite's LIKE already ignores ASCII case; lower() would only cost time.
     return lambda column: col(column).like(pattern, escape="\\")
 
 
-def _text_match(session: Session, q: str) -> ColumnElement[bool]:
-    """Instruments whose own fields, category (or its group), lab or institution match `q`.
+def _document(postgres: bool) -> ColumnElement[str]:
+    """An instrument's own searchable text: name, code, model and manufacturer.
 
-    The small tables are matched first, so the instrument scan needs no joins.
+    On PostgreSQL this is exactly the expression of the trigram index
+    ix_instrument_search_trgm (migration 0001), so `LIKE '%q%'` uses the index; the
+    separators are literal SQL, not parameters, for the planner to match it.
+    """
+    space = literal_column("' '")
+    text: ColumnElement[str] = col(Instrument.name)
+    for column in (Instrument.code, Instrument.model, Instrument.manufacturer):
+        text = text + space + col(column)  # left-associative, as in the index
+    return func.lower(text) if postgres else text
+
+
+def _text_match(session: Session, q: str) -> ColumnElement[bool]:
+    """Instruments whose own text, category (or its group), lab or institution match `q`.
+
+    The small tables are searched first, so the instrument scan is one indexable LIKE
+    plus, when some matched, lists of category and lab ids.
     """
     match = _contains(session, q)
     groups = select(Category.id).where(or_(match(Category.name), match(Category.name_zh)))
-    categories = select(Category.id).where(
-        or_(
-            match(Category.name),
-            match(Category.name_zh),
-            match(Category.code),
-            col(Category.parent_id).in_(groups),
+    category_ids = session.exec(
+        select(Category.id).where(
+            or_(
+                match(Category.name),
+                match(Category.name_zh),
+                match(Category.code),
+                col(Category.parent_id).in_(groups),
+            )
         )
-    )
+    ).all()
     institutions = select(Institution.id).where(match(Institution.name))
-    labs = select(Lab.id).where(or_(match(Lab.name), col(Lab.institution_id).in_(institutions)))
-    return or_(
-        match(Instrument.name),
-        match(Instrument.code),
-        match(Instrument.model),
-        match(Instrument.manufacturer),
-        col(Instrument.category_id).in_(categories),
-        col(Instrument.lab_id).in_(labs),
-    )
+    lab_ids = session.exec(
+        select(Lab.id).where(or_(match(Lab.name), col(Lab.institution_id).in_(institutions)))
+    ).all()
+    postgres = is_postgres(session)
+    pattern = _like_pattern(q.lower() if postgres else q)
+    arms = [_document(postgres).like(pattern, escape="\\")]
+    if category_ids:
+        arms.append(col(Instrument.category_id).in_(category_ids))
+    if lab_ids:
+        arms.append(col(Instrument.lab_id).in_(lab_ids))
+    return or_(*arms)
 
 
 _SUMMARY_COLUMNS = (
