@@ -255,3 +255,12 @@ def withdraw(request: Request, session: SessionDep, user: PageUser, entry_id: Id
     except AppError as exc:
         return error_page(request, exc, user=user)
     return back_to("/me/bookings", "saved")
+
+
+@router.post("/me/feed/rotate", dependencies=[Csrf])
+def rotate_feed(request: Request, session: SessionDep, user: PageUser) -> Response:
+    """A new secret calendar feed link; the old one stops working (if it leaked)."""
+    from booking import ical
+
+    ical.feed_token_rotate(session, user=user)
+    return back_to("/me/bookings#feed-title", "feed-rotated")

@@ -194,6 +194,7 @@ FLASH = {
     "imported": "Calendar imported.",
     "blackout-added": "Blackout added.",
     "finalized": "The settlement is finalized.",
+    "feed-rotated": "Your calendar feed has a new link; the old one no longer works.",
 }
 
 

@@ -166,3 +166,17 @@ def test_waitlist_move_and_cancel(client: TestClient, session: Session) -> None:
         bob.post(f"/me/bookings/{booking.id}/cancel", data={"csrf_token": bob_token}).status_code
         == 404
     )
+
+
+def test_calendar_feed_link_can_be_renewed(client: TestClient, session: Session) -> None:
+    user = create_user(session)
+    browser, token = _client_for(client, user.email)
+    old = re.search(r'id="feed-url" value="([^"]+)"', browser.get("/me/bookings").text).group(1)
+    assert old.endswith(f"/ical/users/{user.feed_token}.ics")
+    assert browser.get(old.replace("http://testserver", "")).status_code == 200
+    renewed = browser.post("/me/feed/rotate", data={"csrf_token": token}, follow_redirects=False)
+    assert renewed.status_code == 303
+    page = browser.get(renewed.headers["location"])
+    new = re.search(r'id="feed-url" value="([^"]+)"', page.text).group(1)
+    assert new != old and "new link" in page.text
+    assert browser.get(old.replace("http://testserver", "")).status_code == 404
