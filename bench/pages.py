@@ -360,7 +360,12 @@ def main() -> None:
         "benchmark": "pages",
         "database": args.backend,
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # The machine is shared: a high load average inflates every figure.
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        },
         "instruments": 12_600,
         "setup": built,
         "requests_per_page": args.requests,

@@ -186,6 +186,9 @@ def test_lab_manager_approves(
     page.get_by_text("Approved.").wait_for()
     assert "Nothing is waiting." in page.locator("#pending").inner_text()
     shots(page, "approved")
+    page.locator("#board").get_by_role("link", name="Edit").click()
+    page.get_by_role("heading", name="Opening hours").wait_for()
+    shots(page, "instrument-editor")
     context.close()
 
     session.rollback()
