@@ -84,10 +84,10 @@ def _contains(session: Session, q: str) -> Callable[[Any], ColumnElement[bool]]:
     return lambda column: col(column).like(pattern, escape="\\")
 
 
-def _document(postgres: bool) -> ColumnElement[str]:
-    """An instrument's own searchable text: name, code, model and manufacturer.
+def _document() -> ColumnElement[str]:
+    """An instrument's own searchable text on PostgreSQL: name, code, model, manufacturer.
 
-    On PostgreSQL this is exactly the expression of the trigram index
+    This is exactly the expression of the trigram index
     ix_instrument_search_trgm (migration 0001), so `LIKE '%q%'` uses the index; the
     separators are literal SQL, not parameters, for the planner to match it.
     """
@@ -95,7 +95,7 @@ def _document(postgres: bool) -> ColumnElement[str]:
     text: ColumnElement[str] = col(Instrument.name)
     for column in (Instrument.code, Instrument.model, Instrument.manufacturer):
         text = text + space + col(column)  # left-associative, as in the index
-    return func.lower(text) if postgres else text
+    return func.lower(text)
 
 
 def _text_match(session: Session, q: str) -> ColumnElement[bool]:
@@ -120,9 +120,11 @@ def _text_match(session: Session, q: str) -> ColumnElement[bool]:
     lab_ids = session.exec(
         select(Lab.id).where(or_(match(Lab.name), col(Lab.institution_id).in_(institutions)))
     ).all()
-    postgres = is_postgres(session)
-    pattern = _like_pattern(q.lower() if postgres else q)
-    arms = [_document(postgres).like(pattern, escape="\\")]
+    if is_postgres(session):
+        arms = [_document().like(_like_pattern(q.lower()), escape="\\")]
+    else:  # four LIKEs beat one over a concatenation that SQLite would build per row
+        own = (Instrument.name, Instrument.code, Instrument.model, Instrument.manufacturer)
+        arms = [match(column) for column in own]
     if category_ids:
         arms.append(col(Instrument.category_id).in_(category_ids))
     if lab_ids:
