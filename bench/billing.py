@@ -94,7 +94,7 @@ VALUES ('IV2026', 'Innovation vouchers 2026', 'cny', 2000000000, 5000, 5000000,
 INSERT INTO booking (instrument_id, user_id, start_at, end_at, status, purpose, version,
                      created_at, updated_at, cancelled_at)
 SELECT (SELECT min(id) FROM instrument) + g %% %(instruments)s,
-       (SELECT min(id) FROM "user") + (g * 7919) %% %(users)s,
+       (SELECT min(id) FROM "user") + (g::bigint * 7919) %% %(users)s,
        timestamptz %(month_start)s + (g / %(instruments)s) * interval '16 hours',
        timestamptz %(month_start)s + (g / %(instruments)s) * interval '16 hours'
            + (2 + g %% 3) * interval '1 hour',
@@ -118,7 +118,7 @@ FROM booking b WHERE b.status = 'completed';
 INSERT INTO usage_session (instrument_id, user_id, start_at, end_at, last_event_at, booking_id,
                            kind, overtime_minutes, samples, kwh, created_at)
 SELECT (SELECT min(id) FROM instrument) + g %% %(instruments)s,
-       (SELECT min(id) FROM "user") + (g * 104729) %% %(users)s,
+       (SELECT min(id) FROM "user") + (g::bigint * 104729) %% %(users)s,
        timestamptz %(month_start)s + (g %% 40) * interval '16 hours' + interval '5 hours',
        timestamptz %(month_start)s + (g %% 40) * interval '16 hours' + interval '6 hours',
        timestamptz %(month_start)s + (g %% 40) * interval '16 hours' + interval '6 hours',

@@ -1,4 +1,4 @@
-"""Charges from bookings and usage, set-based: one INSERT ... SELECT per kind of source.
+"""Charges from bookings and usage, set-based: a few INSERT ... SELECT statements a month.
 
 Each source (a booking, or a walk-up usage session) is charged at most once: the
 statements skip sources already charged, and `uq_charge_kind_source` guards it in
@@ -123,8 +123,10 @@ def _used_cte(sql: _Sql) -> str:
     )"""
 
 
-def _priced_sql(sql: _Sql, src: str, kind: str) -> str:
-    """Price the sources of CTE `src` (minutes, samples, assisted, apply_minimum) by rate."""
+def _priced_sql(sql: _Sql, src: str) -> str:
+    """Price the rows of CTE `src` (kind, minutes, samples, assisted, apply_minimum) by rate.
+
+    An overtime row shares its booking's source id and rate: only the others pick rates."""
     window = "rc.effective_from <= cls.s_start AND (rc.effective_to IS NULL OR rc.effective_to > cls.s_start)"
     card_cols = (
         "cls.source_id, rc.id AS rate_card_id, rc.unit, rc.amount, rc.minimum_charge, "
@@ -136,7 +138,7 @@ def _priced_sql(sql: _Sql, src: str, kind: str) -> str:
         SELECT source_id, instrument_id, lab_id, category_id, payer_class, s_start,
                CASE payer_class WHEN 'internal' THEN 'academic'
                     WHEN 'small_company' THEN 'company' ELSE payer_class END AS fallback_class
-        FROM {src}
+        FROM {src} WHERE kind <> 'overtime'
     ),
     cand AS (
         SELECT {card_cols}, CASE WHEN rc.payer_class = cls.payer_class THEN 0 ELSE 2 END AS prio
@@ -178,7 +180,7 @@ def _priced_sql(sql: _Sql, src: str, kind: str) -> str:
         FROM qty
     )
     INSERT INTO charge_new ({_CHARGE_COLUMNS})
-    SELECT '{kind}', pr.source_id, :period, pr.payer_id, pr.provider_id, pr.lab_id,
+    SELECT pr.kind, pr.source_id, :period, pr.payer_id, pr.provider_id, pr.lab_id,
            pr.instrument_id, pr.user_id, pr.booking_id, pr.usage_session_id, pr.payer_class,
            CASE WHEN pr.rate_unit = 'sample' THEN 'sample' ELSE 'minute' END, pr.quantity,
            pr.rate_amount, pr.surcharge,
@@ -189,10 +191,16 @@ def _priced_sql(sql: _Sql, src: str, kind: str) -> str:
 
 
 def _booking_charges(sql: _Sql) -> str:
+    """Completed bookings by the lab's basis, and (basis `booked`) the overtime past them."""
     billed = (
         "CASE basis WHEN 'used' THEN used_minutes "
         f"WHEN 'larger' THEN {sql.greatest('used_minutes', 'booked_minutes')} "
         "ELSE booked_minutes END"
+    )
+    columns = (
+        "source_id, instrument_id, lab_id, category_id, provider_id, payer_id, user_id, "
+        "booking_id, CAST(NULL AS INTEGER) AS usage_session_id, s_start, s_end, payer_class, "
+        "eligible"
     )
     return (
         "WITH "
@@ -201,37 +209,20 @@ def _booking_charges(sql: _Sql) -> str:
         + _used_cte(sql)
         + f""",
     src AS (
-        SELECT source_id, instrument_id, lab_id, category_id, provider_id, payer_id, user_id,
-               booking_id, CAST(NULL AS INTEGER) AS usage_session_id, s_start, s_end,
-               payer_class, eligible, {billed} AS minutes, samples, assisted,
+        SELECT 'booking' AS kind, {columns}, {billed} AS minutes, samples, assisted,
                1 AS apply_minimum
         FROM bu
-    )"""
-        + _priced_sql(sql, "src", "booking")
-    )
-
-
-def _overtime_charges(sql: _Sql) -> str:
-    return (
-        "WITH "
-        + _bookings_cte(sql, "completed", "overtime")
-        + ","
-        + _used_cte(sql)
-        + """,
-    src AS (
-        SELECT source_id, instrument_id, lab_id, category_id, provider_id, payer_id, user_id,
-               booking_id, CAST(NULL AS INTEGER) AS usage_session_id, s_start, s_end,
-               payer_class, eligible, over_minutes AS minutes, 0 AS samples, 0 AS assisted,
-               0 AS apply_minimum
+        UNION ALL
+        SELECT 'overtime', {columns}, over_minutes, 0, 0, 0
         FROM bu WHERE basis = 'booked' AND bill_overtime AND over_minutes > 0
     )"""
-        + _priced_sql(sql, "src", "overtime")
+        + _priced_sql(sql, "src")
     )
 
 
 def _walk_up_charges(sql: _Sql) -> str:
     return f"""WITH src AS (
-        SELECT s.id AS source_id, s.instrument_id, i.lab_id, i.category_id,
+        SELECT 'walk_up' AS kind, s.id AS source_id, s.instrument_id, i.lab_id, i.category_id,
                l.institution_id AS provider_id, pi.id AS payer_id, s.user_id,
                CAST(NULL AS INTEGER) AS booking_id, s.id AS usage_session_id,
                s.start_at AS s_start, s.end_at AS s_end,
@@ -248,7 +239,7 @@ def _walk_up_charges(sql: _Sql) -> str:
           AND s.start_at >= :start AND s.start_at < :end
           AND NOT EXISTS (
               SELECT 1 FROM charge c WHERE c.kind = 'walk_up' AND c.source_id = s.id)
-    )""" + _priced_sql(sql, "src", "walk_up")
+    )""" + _priced_sql(sql, "src")
 
 
 def _fee_charges(sql: _Sql, kind: str) -> str:
@@ -303,7 +294,10 @@ def _execute(session: Session, statement: str, params: dict[str, object]) -> int
         bindparam("end", type_=UTCDateTime),
         bindparam("now", type_=UTCDateTime),
     )
-    result = session.execute(query, params)
+    return _rowcount(session, session.execute(query, params))
+
+
+def _rowcount(session: Session, result: object) -> int:
     if session.get_bind().dialect.name == "sqlite":
         # sqlite3 reports no rowcount for a statement that begins with WITH.
         return int(session.execute(text("SELECT changes()")).scalar_one())
@@ -341,40 +335,51 @@ def charges_create(
     }
     sql = _Sql(session.get_bind().dialect.name)
     _staging_create(session, sql)
-    counts: dict[str, int] = {}
     steps = (
-        ("booking", _booking_charges(sql)),
-        ("overtime", _overtime_charges(sql)),
-        ("no_show", _fee_charges(sql, "no_show")),
-        ("late_cancel", _fee_charges(sql, "late_cancel")),
-        ("walk_up", _walk_up_charges(sql)),
+        ("bookings and overtime", _booking_charges(sql)),
+        ("no-show fees", _fee_charges(sql, "no_show")),
+        ("late cancellation fees", _fee_charges(sql, "late_cancel")),
+        ("walk-ups", _walk_up_charges(sql)),
     )
-    for kind, statement in steps:
-        counts[kind] = _execute(session, statement, params)
+    for label, statement in steps:
+        added = _execute(session, statement, params)
         if progress:
-            progress(f"charges: {counts[kind]:,} {kind.replace('_', ' ')}")
+            progress(f"charges: {added:,} {label}")
+    counts = {
+        str(kind): int(n)
+        for kind, n in session.execute(
+            text("SELECT kind, COUNT(*) FROM charge_new GROUP BY kind")
+        ).all()
+    }
     return ChargeCounts(**counts)
 
 
 def charges_to_invoices(session: Session, *, period: str) -> int:
     """Move the run's new charges onto their draft invoices, numbered after existing lines."""
+    # Number the lines on narrow rows (the sort stays in memory), then join the rest back.
     query = text(
         f"""
+        WITH numbered AS (
+            SELECT n.kind, n.source_id, v.id AS invoice_id,
+                   COALESCE(m.last_line, 0) + ROW_NUMBER() OVER (
+                       PARTITION BY v.id ORDER BY n.service_start_at, n.kind, n.source_id
+                   ) AS line_no
+            FROM charge_new n
+            JOIN invoice v ON v.payer_institution_id = n.payer_institution_id
+             AND v.period = :period AND v.currency = n.currency
+            LEFT JOIN (SELECT invoice_id, MAX(line_no) AS last_line FROM charge
+                       WHERE period = :period GROUP BY invoice_id) m ON m.invoice_id = v.id
+            WHERE v.status = 'draft'
+        )
         INSERT INTO charge ({_CHARGE_COLUMNS}, invoice_id, line_no)
-        SELECT {", ".join("n." + c.strip() for c in _CHARGE_COLUMNS.split(","))}, v.id,
-               COALESCE(m.last_line, 0) + ROW_NUMBER() OVER (
-                   PARTITION BY v.id ORDER BY n.service_start_at, n.kind, n.source_id)
-        FROM charge_new n
-        JOIN invoice v ON v.payer_institution_id = n.payer_institution_id
-         AND v.period = :period AND v.currency = n.currency
-        LEFT JOIN (SELECT invoice_id, MAX(line_no) AS last_line FROM charge
-                   WHERE period = :period GROUP BY invoice_id) m ON m.invoice_id = v.id
-        WHERE v.status = 'draft'
+        SELECT {", ".join("n." + c.strip() for c in _CHARGE_COLUMNS.split(","))},
+               x.invoice_id, x.line_no
+        FROM numbered x JOIN charge_new n ON n.kind = x.kind AND n.source_id = x.source_id
+        ORDER BY x.invoice_id, x.line_no
         ON CONFLICT (kind, source_id) DO NOTHING
         """
     )
-    result = session.execute(query, {"period": period})
-    moved = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    moved = _rowcount(session, session.execute(query, {"period": period}))
     session.execute(text("DROP TABLE charge_new"))
     return moved
 

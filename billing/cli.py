@@ -6,6 +6,7 @@ import time
 from datetime import date, datetime
 from typing import Annotated
 
+import stripe
 import typer
 from pydantic import ValidationError
 from sqlmodel import col, select
@@ -88,10 +89,14 @@ def _send(period: str, clock: _Clock) -> None:
     with session_scope(write=False) as session:
         ids = invoices_to_send(session, period=period)
     for n, invoice_id in enumerate(ids, 1):
-        with session_scope() as session:
-            invoice = session.get(Invoice, invoice_id)
-            assert invoice is not None
-            invoice_send(session, client, invoice)
+        try:
+            with session_scope() as session:
+                invoice = session.get(Invoice, invoice_id)
+                assert invoice is not None
+                invoice_send(session, client, invoice)
+        except stripe.StripeError as exc:
+            # What was sent carries idempotency keys: `labshare invoices send` resumes safely.
+            raise fail(f"stripe: {exc.user_message or exc} (sent {n - 1} of {len(ids)})")
         clock(f"sent {n:,}/{len(ids):,} {invoice.number} -> {invoice.stripe_invoice_id}")
     typer.echo(f"{period}: {len(ids):,} invoices sent to Stripe")
 

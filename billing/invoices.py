@@ -111,7 +111,7 @@ def _update_totals(session: Session, period: str) -> None:
 def invoice_run(session: Session, *, period: str, progress: Progress = None) -> RunReport:
     """Charge the month's sources once and gather the charges into draft invoices."""
     started = time.perf_counter()
-    row = period_lock(session, period)
+    period_lock(session, period)
     if session.get_bind().dialect.name == "postgresql":
         # Sorts and hash aggregates of half a million rows stay in memory, not on disk.
         session.execute(text("SET LOCAL work_mem = '128MB'"))
@@ -127,11 +127,11 @@ def invoice_run(session: Session, *, period: str, progress: Progress = None) -> 
     session.expire_all()
     granted = vouchers_apply(session, period=period)
     _say(progress, f"vouchers: {granted:,} minor units granted")
-    row = session.get(BillingPeriod, period)
-    assert row is not None
-    row.runs += 1
-    row.last_run_at = now
-    session.add(row)
+    current = session.get(BillingPeriod, period)
+    assert current is not None
+    current.runs += 1
+    current.last_run_at = now
+    session.add(current)
     session.flush()
     invoices = session.exec(
         select(func.count()).select_from(Invoice).where(Invoice.period == period)

@@ -123,7 +123,7 @@ def entries_post_many(
     ]
     session.add_all(rows)
     session.flush()
-    postings = []
+    postings: list[dict[str, object]] = []
     for row, (_ref, _memo, lines, _invoice) in zip(rows, todo, strict=True):
         merged: dict[int, tuple[int, str]] = {}
         for ref, amount in lines:

@@ -235,7 +235,7 @@ def rates_sync(
         )
         session.add_all(
             Rate(
-                instrument_id=instrument.id,
+                instrument_id=instrument.id or 0,
                 payer_class=card.payer_class,
                 unit=card.unit,
                 amount=card.amount,

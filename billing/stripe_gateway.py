@@ -44,6 +44,7 @@ def customer_for(session: Session, client: StripeClient, institution: Institutio
         },
         options={"idempotency_key": f"labshare-customer-{institution.id}"},
     )
+    assert institution.id is not None
     session.add(StripeCustomer(institution_id=institution.id, stripe_customer_id=customer.id))
     session.flush()
     return customer.id
@@ -132,14 +133,13 @@ def invoice_send(session: Session, client: StripeClient, invoice: Invoice) -> In
 
 def invoices_to_send(session: Session, *, period: str) -> list[int]:
     """Ids of the month's final invoices not yet on Stripe."""
-    return list(
-        session.exec(
-            select(Invoice.id)
-            .where(
-                Invoice.period == period,
-                Invoice.status == InvoiceStatus.finalized,
-                col(Invoice.total) > 0,
-            )
-            .order_by(col(Invoice.id))
-        ).all()
-    )  # type: ignore[arg-type]
+    rows = session.exec(
+        select(Invoice.id)
+        .where(
+            Invoice.period == period,
+            Invoice.status == InvoiceStatus.finalized,
+            col(Invoice.total) > 0,
+        )
+        .order_by(col(Invoice.id))
+    ).all()
+    return [r for r in rows if r is not None]

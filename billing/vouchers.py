@@ -10,6 +10,7 @@ refuse any total past its limit, so concurrent runs cannot overspend.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -77,7 +78,7 @@ def programmes_list(session: Session) -> list[VoucherProgramme]:
     return list(session.exec(select(VoucherProgramme).order_by(col(VoucherProgramme.id).desc())))
 
 
-def _lock(session: Session, statement: str, params: dict[str, object]) -> None:
+def _lock(session: Session, statement: str, params: Mapping[str, object]) -> None:
     # Row locks on PostgreSQL; on SQLite the transaction already holds the write lock.
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(statement + " FOR UPDATE"), params)
@@ -133,7 +134,7 @@ def _grant_programme(
     }
     budget_left = programme.budget - programme.spent
     used_now: dict[int, int] = {}
-    grants = []
+    grants: list[dict[str, int]] = []
     for invoice_id, payer, _currency, eligible in rows:
         on_invoice = covered.setdefault(invoice_id, {})
         already = on_invoice.get(programme.id or 0, 0)
@@ -148,7 +149,14 @@ def _grant_programme(
         budget_left -= amount
         on_invoice[programme.id or 0] = already + amount
         grants.append(
-            {"p": programme.id, "v": invoice_id, "i": payer, "y": year, "e": eligible, "a": amount}
+            {
+                "p": programme.id or 0,
+                "v": invoice_id,
+                "i": payer,
+                "y": year,
+                "e": eligible,
+                "a": amount,
+            }
         )
     if not grants:
         return 0
