@@ -67,6 +67,7 @@ def test_instrument_feed_is_valid_busy_time_without_personal_data(
     assert str(cal["VERSION"]) == "2.0"
     assert "labshare" in str(cal["PRODID"])
     assert "Orbitrap Exploris" in str(cal["X-WR-CALNAME"])
+    assert "X-PUBLISHED-TTL:PT15M\r\n" in text and "REFRESH-INTERVAL;VALUE=DURATION:PT15M" in text
     zones = cal.walk("VTIMEZONE")
     assert [str(z["TZID"]) for z in zones] == [get_settings().timezone]
 
@@ -231,3 +232,31 @@ def test_daylight_saving_zone_gets_vtimezone_and_exact_instants(
     offsets = {e["DTSTART"].dt.utcoffset() for e in cal.walk("VEVENT")}
     assert offsets == {timedelta(hours=1), timedelta(hours=2)}
     assert {str(e["SUMMARY"]) for e in cal.walk("VEVENT")} == {"Internal use"}
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "Europe/Berlin", "America/St_Johns", "UTC"])
+def test_fast_vevent_writer_matches_the_icalendar_library_byte_for_byte(zone: str):
+    """The feed writes VEVENTs from icalendar's escaping and folding; the component
+    machinery must give the very same bytes."""
+    from zoneinfo import ZoneInfo
+
+    from booking.ical import FeedEvent, _vevent, _vevent_bytes
+
+    now = datetime(2027, 3, 28, 0, 30, 15, 123456, tzinfo=UTC)
+    texts = ["Booked", "a; b, c\\d\nline two", "Ü" * 80, "x" * 74, "混合 text, 很长" * 12, ""]
+    for i, text in enumerate(texts):
+        event = FeedEvent(
+            uid=f"booking-{i}@labshare",
+            start=now + timedelta(hours=i * 5),
+            end=now + timedelta(hours=i * 5 + 1, minutes=30),
+            summary=text or "Busy",
+            status=("CONFIRMED", "TENTATIVE", "CANCELLED")[i % 3],
+            sequence=i,
+            stamp=now - timedelta(days=i),
+            created=now - timedelta(days=30),
+            location=text,
+            description=text + "\nhttps://labshare.example/instruments/1" if text else "",
+            url="https://labshare.example/instruments/1" if i % 2 else "",
+        )
+        tz = UTC if zone == "UTC" else ZoneInfo(zone)
+        assert _vevent_bytes(event, zone) == _vevent(event, tz).to_ical()
