@@ -104,6 +104,23 @@ def setup(url: str, dsn: str, db: str, instruments: int) -> dict[str, object]:
     }
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its children, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ppid = int(fields[1])
+        if int(entry.name) == pid or ppid == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -231,7 +248,9 @@ def run_clients(base: str, jobs: list, clients: int, call) -> tuple[list, float]
     return results, time.monotonic() - started
 
 
-def bench_throughput(base: str, url: str, requests: int, clients: int) -> dict[str, object]:
+def bench_throughput(
+    base: str, url: str, requests: int, clients: int, server_pid: int
+) -> dict[str, object]:
     rng = random.Random(1)
     unique = plan_slots(url, requests * 2 // 3, (2, 9), seed=1)
     jobs = with_conflicts(unique, rng)[:requests]
@@ -254,7 +273,10 @@ def bench_throughput(base: str, url: str, requests: int, clients: int) -> dict[s
     # Warm both workers and their pools on other slots first.
     warm = plan_slots(url, 200, (10, 12), seed=9)
     run_clients(base, warm, clients, book)
+    server_cpu, client_cpu = tree_cpu_seconds(server_pid), time.process_time()
     results, wall = run_clients(base, jobs, clients, book)
+    server_cpu = tree_cpu_seconds(server_pid) - server_cpu
+    client_cpu = time.process_time() - client_cpu
     codes = [c for c, _ in results]
     ok = codes.count(201)
     latencies = [t for _, t in results]
@@ -270,6 +292,9 @@ def bench_throughput(base: str, url: str, requests: int, clients: int) -> dict[s
         "bookings_per_s": round(ok / wall, 1),
         **ms(latencies),
         "created_latency": ms([t for c, t in results if c == 201]),
+        "server_cpu_ms_per_request": round(server_cpu / len(jobs) * 1000, 2),
+        "client_cpu_ms_per_request": round(client_cpu / len(jobs) * 1000, 2),
+        "load_average": os.getloadavg(),
     }
     print(
         f"1. API: {out['bookings_per_s']} bookings/s ({out['requests_per_s']} requests/s, "
@@ -418,7 +443,7 @@ def main() -> None:
     server = serve(url, port, args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
-        report["throughput"] = bench_throughput(base, url, args.requests, args.clients)
+        report["throughput"] = bench_throughput(base, url, args.requests, args.clients, server.pid)
         report["reads"] = bench_reads(base, dsn, args.reads)
     finally:
         server.terminate()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -37,7 +37,9 @@ router = APIRouter(tags=["booking"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 TimeParam = Annotated[str, Query(max_length=64, description="RFC 3339 with an offset")]
 OptionalTime = Annotated[str | None, Query(max_length=64, description="RFC 3339 with an offset")]
-CONFLICT_DOC = {409: {"description": "not free: conflicts and alternatives"}}
+CONFLICT_DOC: dict[int | str, dict[str, Any]] = {
+    409: {"description": "not free: conflicts and alternatives"}
+}
 
 
 def _booking_response(

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import cast
 
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from booking.errors import RuleViolation
@@ -84,17 +85,17 @@ class _Candidate:
 def _candidates(
     session: Session, *, category: str, institution: str | None, minutes: int
 ) -> list[Instrument]:
-    query = select(
-        Instrument.id,
-        Instrument.code,
-        Instrument.name,
-        Instrument.slot_step_minutes,
-        Instrument.lead_minutes,
-        Instrument.horizon_days,
-        Instrument.updated_at,
+    query = sa_select(
+        col(Instrument.id),
+        col(Instrument.code),
+        col(Instrument.name),
+        col(Instrument.slot_step_minutes),
+        col(Instrument.lead_minutes),
+        col(Instrument.horizon_days),
+        col(Instrument.updated_at),
     ).where(
         col(Instrument.category_id).in_(_category_ids(session, category)),
-        Instrument.status == InstrumentStatus.active,
+        col(Instrument.status) == InstrumentStatus.active,
         col(Instrument.min_minutes) <= minutes,
         col(Instrument.max_minutes) >= minutes,
     )
@@ -105,9 +106,9 @@ def _candidates(
         if institution_id is None:
             raise UnknownCode("institution", institution)
         query = query.join(Lab, col(Lab.id) == Instrument.lab_id).where(
-            Lab.institution_id == institution_id
+            col(Lab.institution_id) == institution_id
         )
-    rows = [_Candidate(*row) for row in session.exec(query).all()]
+    rows = [_Candidate(*row) for row in session.execute(query).all()]
     # Timelines only read these fields; the cast keeps one Timeline type for both uses.
     return [cast(Instrument, c) for c in rows if minutes % c.slot_step_minutes == 0]
 

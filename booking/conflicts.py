@@ -103,7 +103,8 @@ def same_time_elsewhere(
         col(Blackout.end_at) > start,
     )
     qualified = exists().where(
-        col(Qualification.instrument_id) == col(Instrument.id), Qualification.user_id == user_id
+        col(Qualification.instrument_id) == col(Instrument.id),
+        col(Qualification.user_id) == user_id,
     )
     rows = session.exec(
         select(Instrument)

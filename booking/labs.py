@@ -180,7 +180,7 @@ def qualification_grant(
     else:
         email = (data.email or "").strip().lower()
         person = session.exec(select(User).where(User.email == email)).first()
-    if person is None:
+    if person is None or person.id is None:
         raise NotFound("no such user")
     existing = session.exec(
         select(Qualification).where(

@@ -105,7 +105,7 @@ def booking_list(
     if user.role == Role.lab_manager and user.lab_id is not None:
         lab_instruments = select(Instrument.id).where(Instrument.lab_id == user.lab_id)
         query = query.where(
-            or_(Booking.user_id == user.id, col(Booking.instrument_id).in_(lab_instruments))
+            or_(col(Booking.user_id) == user.id, col(Booking.instrument_id).in_(lab_instruments))
         )
     elif user.role != Role.network_admin:
         query = query.where(Booking.user_id == user.id)

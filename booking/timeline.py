@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
@@ -206,7 +207,7 @@ CACHE_FROM = 20
 
 
 def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) -> dict[int, Hours]:
-    bind = str(session.get_bind().url)
+    bind = str(session.get_bind().engine.url)
     out: dict[int, Hours] = {}
     missing: list[int] = []
     use_cache = len(instruments) >= CACHE_FROM
@@ -219,12 +220,12 @@ def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) ->
             out[i.id] = found
     if not missing:
         return out
-    rows = session.exec(
-        select(
-            OpeningHours.instrument_id,
-            OpeningHours.weekday,
-            OpeningHours.opens,
-            OpeningHours.closes,
+    rows = session.execute(
+        sa_select(
+            col(OpeningHours.instrument_id),
+            col(OpeningHours.weekday),
+            col(OpeningHours.opens),
+            col(OpeningHours.closes),
         )
         .where(col(OpeningHours.instrument_id).in_(missing))
         .order_by(
@@ -274,14 +275,14 @@ def load_busy(
     ).all()
     for instrument_id, s, e in blackouts:
         busy[instrument_id].append(Busy(s, e, "blackout"))
-    bookings = session.exec(
-        select(
-            Booking.instrument_id,
-            Booking.id,
-            Booking.start_at,
-            Booking.end_at,
-            Booking.status,
-            Booking.expires_at,
+    bookings = session.execute(
+        sa_select(
+            col(Booking.instrument_id),
+            col(Booking.id),
+            col(Booking.start_at),
+            col(Booking.end_at),
+            col(Booking.status),
+            col(Booking.expires_at),
         ).where(
             col(Booking.instrument_id).in_(ids),
             col(Booking.status).in_(ACTIVE_STATUSES),
