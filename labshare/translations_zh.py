@@ -315,6 +315,7 @@ ZH.update(
         "Quantity": "数量",
         "Amount": "金额",
         "No invoices.": "没有账单。",
+        "The newest {n} of {total}.": "共 {total} 条中最新的 {n} 条。",
         "Make a new link (the old one stops working)": "生成新链接（旧链接将失效）",
         "Your calendar feed has a new link; the old one no longer works.": "日历订阅已生成新链接，旧链接已失效。",
     }

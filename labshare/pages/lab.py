@@ -38,6 +38,7 @@ def people(session: Session, ids: set[int]) -> dict[int, User]:
 
 
 PENDING_SHOWN = 50
+USAGE_SHOWN = 100
 
 
 def _pending(
@@ -185,6 +186,8 @@ def lab_usage(
             "lab": lab,
             "days": days,
             "usage": usage,
+            # The newest sessions in the table; the counts above it cover them all.
+            "recent": usage[-USAGE_SHOWN:][::-1],
             "no_shows": no_shows,
             "names": names,
             "who": who,
