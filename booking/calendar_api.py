@@ -51,8 +51,11 @@ def _feed_response(request: Request, feed: ical.Feed, *, public: bool) -> Respon
         "Last-Modified": format_datetime(feed.last_modified, usegmt=True),
         "Cache-Control": f"{'public' if public else 'private'}, max-age=300",
     }
-    wanted = request.headers.get("if-none-match", "")
-    if wanted and (wanted.strip() == "*" or feed.etag in (t.strip() for t in wanted.split(","))):
+    # If-None-Match compares weakly (RFC 9110): W/"x" matches "x".
+    wanted = {
+        t.strip().removeprefix("W/") for t in request.headers.get("if-none-match", "").split(",")
+    }
+    if "*" in wanted or feed.etag in wanted:
         return Response(status_code=304, headers=headers)
     headers["Content-Disposition"] = 'inline; filename="labshare.ics"'
     return Response(feed.body, media_type="text/calendar; charset=utf-8", headers=headers)

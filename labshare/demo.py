@@ -114,7 +114,11 @@ def process(name: str, *args: str) -> Component:
 
 def components(ctx: DemoContext) -> list[Component]:
     """What the demo runs, in start order; they stop in reverse."""
-    return [Component("web", web)]
+    return [
+        Component("web", web),
+        # Labs' calendars subscribed by URL, fetched when due (booking.calendar_fetch).
+        process("calendars", "calendars", "sync", "--loop"),
+    ]
 
 
 def _check_port_free(host: str, port: int) -> None:

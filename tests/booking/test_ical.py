@@ -100,6 +100,8 @@ def test_feed_etag_304_and_reschedule_bumps_sequence_with_a_stable_uid(
     etag = first.headers["ETag"]
     assert first.headers["Last-Modified"].endswith("GMT")
     assert client.get(path, headers={"If-None-Match": etag}).status_code == 304
+    assert client.get(path, headers={"If-None-Match": f'"x", W/{etag}'}).status_code == 304
+    assert client.get(path, headers={"If-None-Match": '"other"'}).status_code == 200
     again = client.get(path)
     assert again.content == first.content and again.headers["ETag"] == etag  # refresh: stable
 
