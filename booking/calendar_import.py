@@ -18,6 +18,7 @@ import recurring_ical_events
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
+from booking.ical import UID_DOMAIN
 from booking.labs import displace_overlapping
 from booking.models import ACTIVE_STATUSES, Booking, CalendarSource
 from core.errors import AppError, Invalid, NotFound
@@ -32,6 +33,7 @@ MAX_EVENTS = 5000
 # Rough count of recurrence steps we are willing to walk (dateutil starts at DTSTART):
 # a few hundred thousand is about a second.
 MAX_EXPANSION_STEPS = 300_000
+OWN_UID_SUFFIX = f"@{UID_DOMAIN}"
 # Imported busy time reaches from a day back (so today's events stay) to the booking horizon.
 PAST_DAYS = 1
 _FREQ_SECONDS = {
@@ -193,6 +195,10 @@ def busy_events(
         if finish <= begin or finish <= start or begin >= end:
             continue
         uid = str(occurrence.get("UID", "")).strip()[:500] or _anonymous_uid(begin)
+        if uid.endswith(OWN_UID_SUFFIX):
+            # Our own feed echoed back through the lab's calendar: importing it would
+            # turn every booking into busy time that displaces itself.
+            continue
         # One occurrence per (UID, start): duplicates would give a feed two equal UIDs.
         found.setdefault((uid, begin), BusyEvent(start=begin, end=finish, uid=uid))
         if len(found) > max_events:

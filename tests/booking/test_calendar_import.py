@@ -53,6 +53,8 @@ def lab_calendar() -> bytes:
         f"UID:called-off\nDTSTART:{stamp(at(4, 11))}\nDTEND:{stamp(at(4, 12))}\nSTATUS:CANCELLED",
         f"UID:holiday\nDTSTART;VALUE=DATE:{day(6):%Y%m%d}\nDTEND;VALUE=DATE:{day(7):%Y%m%d}",
         f"UID:floating\nDTSTART:{local(at(8, 13))}\nDURATION:PT90M",
+        # Our own feed, subscribed in the lab's calendar and exported back: not busy time.
+        f"UID:booking-77@labshare\nDTSTART:{stamp(at(9, 9))}\nDTEND:{stamp(at(9, 10))}",
     )
 
 
