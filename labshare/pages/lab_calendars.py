@@ -18,7 +18,7 @@ MAX_UPLOAD = 5 * 1024 * 1024
 
 
 @router.post("/lab/instruments/{instrument_id}/calendars", dependencies=[Csrf])
-async def upload_calendar(
+def upload_calendar(
     request: Request,
     session: SessionDep,
     user: PageManager,
@@ -26,7 +26,8 @@ async def upload_calendar(
     file: Annotated[UploadFile, File()],
 ) -> Response:
     """Import an uploaded .ics: its busy events block booking; bookings they hit are displaced."""
-    data = await file.read(MAX_UPLOAD + 1)
+    # A sync route (the import is database work): read the spooled upload directly.
+    data = file.file.read(MAX_UPLOAD + 1)
     if not data:
         return error_page(request, Invalid("choose an .ics file to import"), user=user)
     if len(data) > MAX_UPLOAD:
