@@ -91,8 +91,13 @@ def users_create(
                 raise fail(f"lab {lab} does not belong to institution {institution}")
             institution_id = inst.id
         user = user_create(
-            session, email=email, password=password, role=role, name=name,
-            institution_id=institution_id, lab_id=lab_row.id if lab_row else None,
+            session,
+            email=email,
+            password=password,
+            role=role,
+            name=name,
+            institution_id=institution_id,
+            lab_id=lab_row.id if lab_row else None,
         )
         typer.echo(f"created user {user.id} {user.email} ({user.role})")
 
@@ -107,7 +112,11 @@ def serve(
     import uvicorn
 
     uvicorn.run(
-        "labshare.app:create_app", factory=True, host=host, port=port, workers=workers,
+        "labshare.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
         log_level="info",
     )
 
@@ -144,8 +153,27 @@ def demo(
 
 
 def main() -> None:
+    """The console script: a bad option or argument ends in one line, `error: ...`, exit 2."""
+    import sys
+
+    try:  # recent Typer vendors click; older Typer uses click itself
+        from typer._click import exceptions as click_errors
+    except ImportError:  # pragma: no cover
+        import click.exceptions as click_errors  # type: ignore[no-redef]
+
     _mount_domains()
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.UsageError as exc:
+        if exc.format_message():  # empty when no_args_is_help has printed the help
+            where = exc.ctx.command_path if exc.ctx else "labshare"
+            fail(f"{where}: {exc.format_message()}")
+        raise SystemExit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        raise SystemExit(fail(exc.format_message(), exc.exit_code).exit_code)
+    except typer.Abort:  # Ctrl-C
+        raise SystemExit(fail("aborted", 130).exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -96,3 +96,20 @@ def test_users_create_bad_input_is_one_line_and_changes_nothing(
         assert len(result.stderr.strip().splitlines()) == 1
     session.rollback()
     assert session.exec(select(func.count()).select_from(User)).one() == before
+
+
+def test_bad_options_end_in_one_line_from_the_console_script(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "labshare.cli", "seed", "--instruments", "many"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ")
+    assert "Invalid value for '--instruments'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
