@@ -9,8 +9,11 @@ from fastapi import Request
 from core.errors import Invalid
 
 
-def only_params(*allowed: str) -> Callable[[Request], None]:
-    """A dependency that turns an unknown query parameter into a 422 rather than ignoring it."""
+def only_params(*allowed: str, repeatable: tuple[str, ...] = ()) -> Callable[[Request], None]:
+    """A dependency that turns an unknown or repeated query parameter into a 422.
+
+    Silently using one of `lab=A&lab=B` would answer a question nobody asked.
+    """
     allowed_set = set(allowed)
 
     def check(request: Request) -> None:
@@ -20,5 +23,11 @@ def only_params(*allowed: str) -> Callable[[Request], None]:
                 f"unknown query parameter {', '.join(unknown)}; "
                 f"allowed: {', '.join(sorted(allowed_set)) or 'none'}"
             )
+        params = request.query_params
+        repeated = sorted(
+            k for k in set(params) if k not in repeatable and len(params.getlist(k)) > 1
+        )
+        if repeated:
+            raise Invalid(f"query parameter {', '.join(repeated)} given more than once")
 
     return check

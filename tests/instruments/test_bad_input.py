@@ -42,3 +42,11 @@ def test_opening_hours_with_an_offset_are_422(client: TestClient, session: Sessi
     )
     assert response.status_code == 422
     assert "without offset" in response.text
+
+
+def test_unknown_or_repeated_filters_are_422(client: TestClient, session: Session) -> None:
+    create_instrument(session)
+    unknown = client.get("/api/v1/instruments", params={"colour": "red"})
+    assert unknown.status_code == 422 and "unknown query parameter colour" in unknown.text
+    repeated = client.get("/api/v1/instruments?lab=A&lab=B")
+    assert repeated.status_code == 422 and "lab given more than once" in repeated.text
