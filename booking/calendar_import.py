@@ -165,7 +165,9 @@ def _check_expansion_cost(cal: icalendar.Calendar, end: datetime, zone: tzinfo) 
 def _is_free(component: icalendar.Component) -> bool:
     transp = str(component.get("TRANSP", "OPAQUE")).upper()
     status = str(component.get("STATUS", "")).upper()
-    return transp == "TRANSPARENT" or status == "CANCELLED"
+    # Outlook marks "show as free" in its own property too.
+    busy = str(component.get("X-MICROSOFT-CDO-BUSYSTATUS", "BUSY")).upper()
+    return transp == "TRANSPARENT" or status == "CANCELLED" or busy == "FREE"
 
 
 def busy_events(

@@ -253,3 +253,57 @@ def test_imported_uids_survive_source_recreation(client: TestClient, session: Se
     client.put(f"{url}/{source['id']}", content=data, headers={**auth(manager), **ICS})
     feed = client.get(f"/ical/instruments/{instrument.id}.ics").content
     assert [str(e["UID"]) for e in icalendar.Calendar.from_ical(feed).walk("VEVENT")] == [uid]
+
+
+OUTLOOK = b"""BEGIN:VCALENDAR\r
+PRODID:-//Microsoft Corporation//Outlook 16.0 MIMEDIR//EN\r
+VERSION:2.0\r
+BEGIN:VTIMEZONE\r
+TZID:W. Europe Standard Time\r
+BEGIN:STANDARD\r
+DTSTART:16011028T030000\r
+RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=10\r
+TZOFFSETFROM:+0200\r
+TZOFFSETTO:+0100\r
+END:STANDARD\r
+BEGIN:DAYLIGHT\r
+DTSTART:16010325T020000\r
+RRULE:FREQ=YEARLY;BYDAY=-1SU;BYMONTH=3\r
+TZOFFSETFROM:+0100\r
+TZOFFSETTO:+0200\r
+END:DAYLIGHT\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+UID:outlook-weekly\r
+DTSTAMP:20261101T000000Z\r
+DTSTART;TZID=W. Europe Standard Time:20270318T090000\r
+DTEND;TZID=W. Europe Standard Time:20270318T110000\r
+RRULE:FREQ=WEEKLY;COUNT=3\r
+END:VEVENT\r
+BEGIN:VEVENT\r
+UID:outlook-free\r
+DTSTAMP:20261101T000000Z\r
+DTSTART:20270320T090000Z\r
+DTEND:20270320T100000Z\r
+X-MICROSOFT-CDO-BUSYSTATUS:FREE\r
+END:VEVENT\r
+END:VCALENDAR\r
+"""
+
+
+def test_outlook_zones_across_daylight_saving_and_free_time():
+    """Outlook names its own VTIMEZONE; occurrences either side of the change keep 09:00."""
+    from datetime import UTC
+
+    from booking.calendar_import import busy_events, parse_calendar
+
+    events = busy_events(
+        parse_calendar(OUTLOOK),
+        start=datetime(2027, 3, 1, tzinfo=UTC),
+        end=datetime(2027, 5, 1, tzinfo=UTC),
+    )
+    assert [(e.uid, e.start.hour, e.end.hour) for e in events] == [
+        ("outlook-weekly", 8, 10),  # 09:00 CET
+        ("outlook-weekly", 8, 10),
+        ("outlook-weekly", 7, 9),  # 09:00 CEST, after 28 March
+    ]
