@@ -219,7 +219,9 @@ def _centres(rng: random.Random, inst: InstitutionSpec) -> list[LabSpec]:
     code, kind = inst.code, inst.kind
     if kind == InstitutionKind.university:
         centres = [
-            LabSpec(f"{code}-ATC", "Analytical and Testing Center", code, False, 10.0, ()),
+            LabSpec(
+                f"{code}-ATC", "Analytical and Testing Center", code, False, 3.0 + inst.key_labs, ()
+            ),
         ]
         schools = rng.sample(_SCHOOLS, k=min(len(_SCHOOLS), 2 + inst.key_labs // 2))
         centres += [
