@@ -95,7 +95,9 @@ def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLRe
             "pending": pending,
             "more_pending": more,
             "instruments": instruments,
-            "statuses": _statuses(session, lab),
+            # Live states arrive with the board's first refresh (/lab/status), so the desk
+            # itself answers without waiting for telemetry.
+            "statuses": {},
             "gateways": gateways,
             "has_telemetry": domains.available("telemetry"),
         },
