@@ -159,16 +159,23 @@ def timed(args: list[str], url: str) -> dict[str, object]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     out = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "labshare"), *args], env=env, capture_output=True,
-        text=True, cwd=ROOT,
+        [str(ROOT / ".venv" / "bin" / "labshare"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     seconds = time.perf_counter() - started
     # ru_maxrss of children is the largest of them so far: each step runs after a smaller one.
     maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if out.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
-    return {"seconds": round(seconds, 2), "maxrss_mb": round(max(maxrss, before) / 1024, 1),
-            "stdout": out.stdout.strip(), "progress": out.stderr.strip().splitlines()}
+    return {
+        "seconds": round(seconds, 2),
+        "maxrss_mb": round(max(maxrss, before) / 1024, 1),
+        "stdout": out.stdout.strip(),
+        "progress": out.stderr.strip().splitlines(),
+    }
 
 
 def counts(db: str) -> dict[str, int]:
@@ -181,8 +188,16 @@ def counts(db: str) -> dict[str, int]:
                       (SELECT coalesce(sum(amount), 0) FROM posting)"""
         ).fetchone()
     assert row is not None
-    keys = ("instruments", "bookings", "usage_sessions", "charges", "invoices", "invoiced_total",
-            "vouchers_total", "ledger_sum")
+    keys = (
+        "instruments",
+        "bookings",
+        "usage_sessions",
+        "charges",
+        "invoices",
+        "invoiced_total",
+        "vouchers_total",
+        "ledger_sum",
+    )
     return dict(zip(keys, (int(v) for v in row), strict=True))
 
 
@@ -196,12 +211,17 @@ def main() -> None:
     parser.add_argument("--db", default="labshare_bench_billing")
     args = parser.parse_args()
     params = {
-        "bookings": args.bookings, "instruments": args.instruments,
-        "institutions": args.institutions, "users": args.users, "walk_ups": args.walk_ups,
+        "bookings": args.bookings,
+        "instruments": args.instruments,
+        "institutions": args.institutions,
+        "users": args.users,
+        "walk_ups": args.walk_ups,
         "month_start": MONTH_START,
     }
-    print(f"building {args.db}: {args.bookings:,} bookings on {args.instruments:,} instruments",
-          file=sys.stderr)
+    print(
+        f"building {args.db}: {args.bookings:,} bookings on {args.instruments:,} instruments",
+        file=sys.stderr,
+    )
     build_s = build(args.db, params)
     url = _conninfo(args.db).replace("postgresql://", "postgresql+psycopg://")
     print(f"built in {build_s:.1f} s; running the month", file=sys.stderr)
@@ -226,8 +246,9 @@ def main() -> None:
         **after,
         "targets": {"run_s": 30, "maxrss_mb": 500},
     }
-    result["ok"] = bool(first["seconds"] < 30 and first["maxrss_mb"] < 500
-                        and after["ledger_sum"] == 0)
+    result["ok"] = bool(
+        first["seconds"] < 30 and first["maxrss_mb"] < 500 and after["ledger_sum"] == 0
+    )
     print(json.dumps(result, indent=2))
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

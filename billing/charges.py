@@ -271,7 +271,8 @@ def _staging_create(session: Session, sql: _Sql) -> None:
     """A temporary table for this run's new charges, without the checks the real one pays for
     per row; the lines go to `charge` once, already on their invoices."""
     stamp = "TIMESTAMPTZ" if sql.pg else "TIMESTAMP"
-    session.execute(text("DROP TABLE IF EXISTS charge_new"))
+    schema = "pg_temp" if sql.pg else "temp"
+    session.execute(text(f"DROP TABLE IF EXISTS {schema}.charge_new"))
     session.execute(
         text(
             f"""CREATE TEMPORARY TABLE charge_new (
@@ -357,6 +358,8 @@ def charges_create(
 def charges_to_invoices(session: Session, *, period: str) -> int:
     """Move the run's new charges onto their draft invoices, numbered after existing lines."""
     # Number the lines on narrow rows (the sort stays in memory), then join the rest back.
+    # A plain INSERT: the staged rows exclude what is charged, runs of a month queue on its
+    # lock, and should anything slip through, uq_charge_kind_source fails the whole run.
     query = text(
         f"""
         WITH numbered AS (
@@ -375,8 +378,6 @@ def charges_to_invoices(session: Session, *, period: str) -> int:
         SELECT {", ".join("n." + c.strip() for c in _CHARGE_COLUMNS.split(","))},
                x.invoice_id, x.line_no
         FROM numbered x JOIN charge_new n ON n.kind = x.kind AND n.source_id = x.source_id
-        ORDER BY x.invoice_id, x.line_no
-        ON CONFLICT (kind, source_id) DO NOTHING
         """
     )
     moved = _rowcount(session, session.execute(query, {"period": period}))
