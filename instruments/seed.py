@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 
 from sqlalchemy import func, text
 from sqlmodel import Session, select
@@ -34,7 +34,7 @@ from instruments.models import (
     Qualification,
     RateUnit,
 )
-from instruments.seed_network import INSTITUTIONS, LabSpec, labs, small_companies
+from instruments.seed_network import INSTITUTIONS, InstitutionSpec, LabSpec, labs, small_companies
 from instruments.seed_taxonomy import LEAVES, TAXONOMY, Leaf
 
 DEFAULT_INSTRUMENTS = 12_600
@@ -222,7 +222,7 @@ def _instruments(
     lab_specs: list[LabSpec],
     lab_ids: list[int],
     leaf_ids: dict[str, int],
-    institutions: list,
+    institutions: list[InstitutionSpec],
 ) -> list[InstrumentRecord]:
     campuses = {s.code: s.campuses for s in institutions}
     currency = get_settings().currency
@@ -326,7 +326,7 @@ _FAMILY = ("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Zhao", "Huang", "Zhou"
 
 def _users(
     rng: random.Random,
-    institutions: list,
+    institutions: list[InstitutionSpec],
     lab_specs: list[LabSpec],
     lab_ids: list[int],
     inst_ids: dict[str, int],
@@ -378,7 +378,7 @@ def _qualifications(
     instrument_ids: list[int],
     users: list[dict],
     user_ids: list[int],
-    now: object,
+    now: datetime,
 ) -> list[dict]:
     """The demo researchers hold the demo lab's qualifications; others a few at random."""
     needing = [
