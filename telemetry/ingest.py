@@ -72,6 +72,7 @@ class IngestWorker:
         self._stop = threading.Event()
         self._generation = 0
         self._connected = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker confirmed our subscriptions
         self.broker = parse_mqtt_url(config.mqtt_url)
         self.client = self._make_client()
 
@@ -89,6 +90,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = lambda *_args: self.subscribed.set()
         return client
 
     # -- MQTT callbacks (paho's network thread) --------------------------------------------
@@ -174,30 +176,36 @@ class IngestWorker:
         delay = 0.5
         while True:
             try:
-                return write_batch(self.engine, self.directory, batch, root=self.config.root)
+                try:
+                    return write_batch(self.engine, self.directory, batch, root=self.config.root)
+                except (OperationalError, InterfaceError):
+                    raise
+                except Exception:
+                    # Not an outage: some message the database (or our code) refuses.
+                    log.exception("batch refused; storing its messages one by one")
+                    return self._write_one_by_one(batch)
             except (OperationalError, InterfaceError) as exc:
                 # An outage, a lost connection, a deadlock or a busy SQLite: nothing was
                 # stored and nothing acknowledged, so waiting and retrying is always safe.
                 self.metrics.inc("db_retries")
                 reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc) else "?"
                 log.warning("database unavailable (%s); retrying in %.1fs", reason, delay)
-                if self._stop.wait(delay) and delay >= 4:
-                    return None
+                if self._stop.is_set():
+                    return None  # shutting down: the broker keeps the messages unacknowledged
+                self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
-            except SQLAlchemyError:
-                return self._write_one_by_one(batch)
 
     def _write_one_by_one(self, batch: list[Incoming]) -> BatchResult:
-        """A batch the database refused (not an outage): find the message and dead-letter it."""
+        """Find the messages that cannot be stored and dead-letter them; store the rest."""
         total = BatchResult()
         for item in batch:
             try:
                 r = write_batch(self.engine, self.directory, [item], root=self.config.root)
             except (OperationalError, InterfaceError):
                 raise
-            except SQLAlchemyError as exc:
-                log.warning("message refused by the database (%s); dead-lettering it", exc)
-                dead_letter_raw(self.engine, item, f"store: {type(exc.orig or exc).__name__}")
+            except Exception as exc:
+                log.warning("message refused (%s); dead-lettering it", exc)
+                dead_letter_raw(self.engine, item, f"store: {type(exc).__name__}")
                 total.dead += 1
                 continue
             total.stored += r.stored

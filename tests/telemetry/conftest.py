@@ -109,7 +109,7 @@ def worker_factory(engine: Engine, broker: str, root: str) -> Iterator[Callable[
     started: list[tuple[IngestWorker, threading.Thread]] = []
     group = f"g-{uuid.uuid4().hex[:8]}"
 
-    def start(**overrides: object) -> IngestWorker:
+    def start(*, engine: Engine = engine, **overrides: object) -> IngestWorker:
         config = IngestConfig(
             mqtt_url=broker, client_id=f"w-{uuid.uuid4().hex[:10]}", group=group, root=root,
             batch_wait=0.05, reconcile_every=0, session_expiry=60,
@@ -119,8 +119,7 @@ def worker_factory(engine: Engine, broker: str, root: str) -> Iterator[Callable[
         worker = IngestWorker(engine, config)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
-        assert worker._connected.wait(10), "the worker did not connect"
-        time.sleep(0.2)  # let the subscription land
+        assert worker.subscribed.wait(15), "the worker did not subscribe"
         started.append((worker, thread))
         return worker
 
