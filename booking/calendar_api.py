@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from booking import calendar_import, ical, notifications
-from booking.calendar_import import MAX_BODY_BYTES, CalendarTooLarge
+from booking.calendar_parse import MAX_BODY_BYTES, CalendarTooLarge
 from booking.calendar_schemas import (
     CalendarImported,
     CalendarSourcePublic,
@@ -20,6 +20,7 @@ from booking.calendar_schemas import (
     NotificationPage,
     NotificationPublic,
 )
+from booking.ical_format import Feed
 from core.deps import CurrentUser, SessionDep
 from core.errors import AppError
 from core.models import User
@@ -45,7 +46,7 @@ _CALENDAR_BODY = {
 # --------------------------------------------------------------------------------- the feeds
 
 
-def _feed_response(request: Request, feed: ical.Feed, *, public: bool) -> Response:
+def _feed_response(request: Request, feed: Feed, *, public: bool) -> Response:
     headers = {
         "ETag": feed.etag,
         "Last-Modified": format_datetime(feed.last_modified, usegmt=True),

@@ -18,13 +18,12 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from booking.calendar_import import (
+from booking.calendar_import import apply_busy_events, lock_source
+from booking.calendar_parse import (
     MAX_BODY_BYTES,
     CalendarRejected,
     CalendarTooLarge,
-    apply_busy_events,
     expand_calendar,
-    lock_source,
 )
 from booking.models import CalendarSource
 from core.db import session_scope

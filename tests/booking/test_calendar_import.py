@@ -295,7 +295,7 @@ def test_outlook_zones_across_daylight_saving_and_free_time():
     """Outlook names its own VTIMEZONE; occurrences either side of the change keep 09:00."""
     from datetime import UTC
 
-    from booking.calendar_import import busy_events, parse_calendar
+    from booking.calendar_parse import busy_events, parse_calendar
 
     events = busy_events(
         parse_calendar(OUTLOOK),
