@@ -8,6 +8,7 @@ from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, func, literal_column, or_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from core.db import is_postgres
@@ -91,8 +92,8 @@ def _document() -> ColumnElement[str]:
     ix_instrument_search_trgm (migration 0001), so `LIKE '%q%'` uses the index; the
     separators are literal SQL, not parameters, for the planner to match it.
     """
-    space = literal_column("' '")
-    text: ColumnElement[str] = col(Instrument.name)
+    space: ColumnElement[str] = literal_column("' '")
+    text: Any = col(Instrument.name)
     for column in (Instrument.code, Instrument.model, Instrument.manufacturer):
         text = text + space + col(column)  # left-associative, as in the index
     return func.lower(text)
@@ -120,6 +121,7 @@ def _text_match(session: Session, q: str) -> ColumnElement[bool]:
     lab_ids = session.exec(
         select(Lab.id).where(or_(match(Lab.name), col(Lab.institution_id).in_(institutions)))
     ).all()
+    arms: list[ColumnElement[bool]]
     if is_postgres(session):
         arms = [_document().like(_like_pattern(q.lower()), escape="\\")]
     else:  # four LIKEs beat one over a concatenation that SQLite would build per row
@@ -173,13 +175,14 @@ def instrument_search(
     ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]
     # Plain columns rather than ORM objects: a page is read-only and this is the hot path.
     query = (
-        select(*_SUMMARY_COLUMNS)
+        sa_select(*_SUMMARY_COLUMNS)
         .join(Category, col(Category.id) == Instrument.category_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .join(Institution, col(Institution.id) == Lab.institution_id)
         .where(col(Instrument.id).in_(ids[:limit]))
         .order_by(col(Instrument.id))
     )
+    rows: Any = session.connection().execute(query)  # plain tuples, in _SUMMARY_COLUMNS order
     items = [
         InstrumentSummary(
             id=row[0],
@@ -192,7 +195,7 @@ def instrument_search(
             lab=Ref(id=row[7], code=row[8], name=row[9]),
             institution=Ref(id=row[10], code=row[11], name=row[12]),
         )
-        for row in session.connection().execute(query)
+        for row in rows
     ]
     more = len(ids) > limit
     return items, (items[-1].id if more and items else None)
