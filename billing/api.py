@@ -15,6 +15,7 @@ from billing.schemas import (
     ChargingPolicyIn,
     ChargingPolicyPublic,
     InvoicePublic,
+    LabCharge,
     ProgrammeCreate,
     ProgrammePublic,
     RateCardEnd,
@@ -80,6 +81,21 @@ def put_policy(
 ) -> ChargingPolicyPublic:
     """Set the lab's charging policy (its manager)."""
     return rates.policy_set(session, user=user, lab_code=lab_code, data=data)
+
+
+@router.get(
+    "/labs/{lab_code}/charges",
+    response_model=list[LabCharge],
+    dependencies=[Depends(only_params("period"))],
+)
+def get_lab_charges(
+    session: SessionDep,
+    user: CurrentUser,
+    lab_code: LabCode,
+    period: Annotated[str, Query(max_length=7, description="YYYY-MM")],
+) -> list[LabCharge]:
+    """Who used the lab's instruments in a month and what it cost them (the lab's manager)."""
+    return views.lab_charges(session, user=user, lab_code=lab_code, period=period)
 
 
 @router.put("/billing/bookings/{booking_id}/assisted", response_model=AssistedIn)

@@ -166,6 +166,14 @@ class InvoiceLine(BaseModel):
     voucher_eligible: bool
 
 
+class LabCharge(InvoiceLine):
+    """A charge for a lab's instrument, as the lab sees it: who pays, on which invoice."""
+
+    payer: str
+    payer_class: str
+    invoice: str | None
+
+
 class VoucherLine(BaseModel):
     programme: str
     name: str

@@ -10,12 +10,13 @@ from sqlmodel import Session, col, select
 from billing.errors import InvoiceNotFound, NotYourInvoice
 from billing.models import Charge, ChargeKind, Invoice
 from billing.periods import parse_period
-from billing.schemas import InvoiceLine, InvoicePublic, VoucherLine
+from billing.schemas import InvoiceLine, InvoicePublic, LabCharge, VoucherLine
 from billing.vouchers import redemptions_by_programme
 from core.errors import Forbidden
 from core.models import Role, User
 from core.money import format_money
 from core.settings import get_settings
+from instruments.errors import UnknownCode
 from instruments.models import Institution, Instrument, Lab
 
 _KIND_LABEL = {
@@ -41,6 +42,8 @@ def _describe(charge: Charge, instrument: Instrument, currency: str) -> str:
     start = charge.service_start_at.astimezone(zone)
     end = charge.service_end_at.astimezone(zone)
     when = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M}"
+    if charge.kind == ChargeKind.overtime:
+        when = f"{start:%Y-%m-%d}, past the booking's end at {end:%H:%M}"
     head = f"{_KIND_LABEL[charge.kind]}, {instrument.name} ({instrument.code}), {when}"
     if charge.unit.value == "fee":
         return head
@@ -85,6 +88,49 @@ def invoice_lines(
             voucher_eligible=charge.voucher_eligible,
         )
         for charge, instrument, lab, person in session.exec(query).all()
+    ]
+
+
+def lab_charges(session: Session, *, user: User, lab_code: str, period: str) -> list[LabCharge]:
+    """A month's charges on a lab's instruments, for its manager and network admins."""
+    parse_period(period)
+    lab = session.exec(select(Lab).where(Lab.code == lab_code)).first()
+    if lab is None:
+        raise UnknownCode("lab", lab_code)
+    if not (
+        user.role == Role.network_admin or (user.role == Role.lab_manager and user.lab_id == lab.id)
+    ):
+        raise Forbidden("only the lab's manager sees its charges")
+    rows = session.exec(
+        select(Charge, Instrument, User, Institution, Invoice)
+        .join(Instrument, col(Instrument.id) == Charge.instrument_id)
+        .join(Institution, col(Institution.id) == Charge.payer_institution_id)
+        .join(User, col(User.id) == Charge.user_id, isouter=True)
+        .join(Invoice, col(Invoice.id) == Charge.invoice_id, isouter=True)
+        .where(Charge.lab_id == lab.id, Charge.period == period)
+        .order_by(col(Charge.service_start_at), col(Charge.id))
+    ).all()
+    return [
+        LabCharge(
+            line_no=charge.line_no or 0,
+            description=_describe(charge, instrument, charge.currency),
+            kind=charge.kind.value,
+            instrument=instrument.code,
+            lab=lab.code,
+            user=person.email if person else None,
+            start=charge.service_start_at,
+            end=charge.service_end_at,
+            quantity=charge.quantity,
+            unit=charge.unit.value,
+            unit_amount=charge.unit_amount,
+            surcharge_amount=charge.surcharge_amount,
+            amount=charge.amount,
+            voucher_eligible=charge.voucher_eligible,
+            payer=payer.code,
+            payer_class=charge.payer_class.value,
+            invoice=invoice.number if invoice else None,
+        )
+        for charge, instrument, person, payer, invoice in rows
     ]
 
 

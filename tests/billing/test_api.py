@@ -127,3 +127,18 @@ def test_invoices_for_payers_and_admins(client, session, net) -> None:
     page = client.get(f"/billing/invoices/{invoice['id']}", headers=auth(net.academic_admin))
     assert page.status_code == 200 and "INV-2026-11-UNIV-B" in page.text
     assert "Total due" in page.text and "900.00 CNY" in page.text
+
+
+def test_lab_sees_who_used_what(client, session, net) -> None:
+    book(session, instrument=net.instrument, user=net.researcher, minutes=60)
+    with session_scope() as s:
+        invoice_run(s, period="2026-11")
+    url = f"/api/v1/labs/{net.lab.code}/charges?period=2026-11"
+    assert client.get(url, headers=auth(net.researcher)).status_code == 403
+    assert (
+        client.get(url.replace("2026-11", "11-2026"), headers=auth(net.manager)).status_code == 422
+    )
+    lines = client.get(url, headers=auth(net.manager)).json()
+    assert [(c["payer"], c["payer_class"], c["invoice"], c["amount"]) for c in lines] == [
+        ("UNIV-B", "academic", "INV-2026-11-UNIV-B", 30000)
+    ]
