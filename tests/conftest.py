@@ -76,9 +76,7 @@ def _empty_all_tables(engine: Engine) -> None:
 
 
 @pytest.fixture
-def engine(
-    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[Engine]:
+def engine(database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Engine]:
     """The engine of a database emptied after the test; the app and services use it too."""
     _use_database(monkeypatch, database_url, tmp_path)
     engine = get_engine()

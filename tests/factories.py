@@ -27,12 +27,18 @@ PASSWORD = "correct horse battery"
 
 
 def create_institution(
-    session: Session, *, code: str | None = None, kind: InstitutionKind = InstitutionKind.university,
-    name: str | None = None, is_small_company: bool = False,
+    session: Session,
+    *,
+    code: str | None = None,
+    kind: InstitutionKind = InstitutionKind.university,
+    name: str | None = None,
+    is_small_company: bool = False,
 ) -> Institution:
     n = next(_seq)
     inst = Institution(
-        code=code or f"INST{n}", name=name or f"Institution {n}", kind=kind,
+        code=code or f"INST{n}",
+        name=name or f"Institution {n}",
+        kind=kind,
         is_small_company=is_small_company,
     )
     session.add(inst)
@@ -40,8 +46,13 @@ def create_institution(
     return inst
 
 
-def create_lab(session: Session, *, institution: Institution | None = None,
-               code: str | None = None, name: str | None = None) -> Lab:
+def create_lab(
+    session: Session,
+    *,
+    institution: Institution | None = None,
+    code: str | None = None,
+    name: str | None = None,
+) -> Lab:
     n = next(_seq)
     institution = institution or create_institution(session)
     assert institution.id is not None
@@ -51,8 +62,9 @@ def create_lab(session: Session, *, institution: Institution | None = None,
     return lab
 
 
-def get_or_create_category(session: Session, code: str = "ms-lc", *, group: str = "ms",
-                           name: str = "LC-MS") -> Category:
+def get_or_create_category(
+    session: Session, code: str = "ms-lc", *, group: str = "ms", name: str = "LC-MS"
+) -> Category:
     existing = session.exec(select(Category).where(Category.code == code)).first()
     if existing:
         return existing
@@ -68,8 +80,13 @@ def get_or_create_category(session: Session, code: str = "ms-lc", *, group: str 
 
 
 def create_instrument(
-    session: Session, *, lab: Lab | None = None, category: Category | None = None,
-    code: str | None = None, name: str | None = None, open_all_week: bool = True,
+    session: Session,
+    *,
+    lab: Lab | None = None,
+    category: Category | None = None,
+    code: str | None = None,
+    name: str | None = None,
+    open_all_week: bool = True,
     **fields: object,
 ) -> Instrument:
     """An instrument, by default open 00:00-23:59 every day so tests can book any time."""
@@ -77,30 +94,47 @@ def create_instrument(
     lab = lab or create_lab(session)
     category = category or get_or_create_category(session)
     instrument = Instrument(
-        code=code or f"INS{n}", name=name or f"Instrument {n}", lab_id=lab.id,
-        category_id=category.id, **fields,
+        code=code or f"INS{n}",
+        name=name or f"Instrument {n}",
+        lab_id=lab.id,
+        category_id=category.id,
+        **fields,
     )
     session.add(instrument)
     session.flush()
     if open_all_week:
         session.add_all(
-            OpeningHours(instrument_id=instrument.id, weekday=d, opens=time(0, 0),
-                         closes=time(23, 59, 59))
+            OpeningHours(
+                instrument_id=instrument.id, weekday=d, opens=time(0, 0), closes=time(23, 59, 59)
+            )
             for d in range(7)
         )
-    session.add(Rate(instrument_id=instrument.id, payer_class=PayerClass.academic,
-                     amount=30000, currency="cny"))
+    session.add(
+        Rate(
+            instrument_id=instrument.id,
+            payer_class=PayerClass.academic,
+            amount=30000,
+            currency="cny",
+        )
+    )
     session.commit()
     return instrument
 
 
 def create_user(
-    session: Session, *, role: Role = Role.researcher, email: str | None = None,
-    lab: Lab | None = None, institution: Institution | None = None,
+    session: Session,
+    *,
+    role: Role = Role.researcher,
+    email: str | None = None,
+    lab: Lab | None = None,
+    institution: Institution | None = None,
 ) -> User:
     n = next(_seq)
     user = user_create(
-        session, email=email or f"user{n}@example.org", password=PASSWORD, role=role,
+        session,
+        email=email or f"user{n}@example.org",
+        password=PASSWORD,
+        role=role,
         lab_id=lab.id if lab else None,
         institution_id=(institution.id if institution else lab.institution_id if lab else None),
     )
