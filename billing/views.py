@@ -102,7 +102,7 @@ def lab_charges(session: Session, *, user: User, lab_code: str, period: str) -> 
     ):
         raise Forbidden("only the lab's manager sees its charges")
     rows = session.exec(
-        select(Charge, Instrument, User, Institution, Invoice)
+        select(Charge, Instrument, User, Institution, Invoice)  # type: ignore[call-overload]
         .join(Instrument, col(Instrument.id) == Charge.instrument_id)
         .join(Institution, col(Institution.id) == Charge.payer_institution_id)
         .join(User, col(User.id) == Charge.user_id, isouter=True)
