@@ -7,7 +7,9 @@ sync goes on with the next one: it never stops the loop.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from booking.calendar_parse import (
 )
 from booking.models import CalendarSource
 from core.db import session_scope
+from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments.models import Instrument
 
@@ -64,11 +67,34 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _refuse_private(request: httpx.Request) -> None:
+    """A lab manager's URL must not make the server read its own network (SSRF): every
+    request, redirects included, goes only to public addresses."""
+    host = request.url.host
+    try:
+        infos = socket.getaddrinfo(host, request.url.port or 443, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CalendarFetchError(f"cannot resolve {host}: {exc}")
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise CalendarFetchError(
+                f"{host} is a private or local address ({address}); calendars are fetched "
+                "from the internet only (LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS allows it)"
+            )
+
+
 def fetch_calendar(
-    url: str, *, timeout: float = FETCH_TIMEOUT_SECONDS, max_bytes: int = MAX_BODY_BYTES
+    url: str,
+    *,
+    timeout: float = FETCH_TIMEOUT_SECONDS,
+    max_bytes: int = MAX_BODY_BYTES,
+    allow_private: bool | None = None,
 ) -> bytes:
     """GET the calendar at `url`: at most `max_bytes`, done within `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    if allow_private is None:
+        allow_private = get_settings().calendar_allow_private_urls
     try:
         with (
             httpx.Client(
@@ -76,6 +102,7 @@ def fetch_calendar(
                 follow_redirects=True,
                 max_redirects=5,
                 headers={"User-Agent": USER_AGENT, "Accept": "text/calendar, */*;q=0.5"},
+                event_hooks={"request": [] if allow_private else [_refuse_private]},
             ) as client,
             client.stream("GET", url) as response,
         ):

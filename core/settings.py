@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".labshare")
     token_ttl_minutes: int = 12 * 60
     smtp_url: str | None = None
+    calendar_allow_private_urls: bool = Field(
+        default=False,
+        description="Let imported calendar URLs reach loopback and private addresses.",
+    )
     page_size_max: int = 200
 
     @field_validator("timezone")

@@ -20,6 +20,7 @@ from booking.calendar_fetch import calendar_sources_sync_due, due_source_ids
 from booking.cli_calendars import mount
 from booking.models import CalendarSource
 from core.models import Role
+from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments.models import Blackout
 from tests.booking.helpers import at
@@ -27,6 +28,15 @@ from tests.booking.test_calendar_import import calendar, lab_calendar, stamp
 from tests.factories import auth, create_instrument, create_lab, create_user
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _local_urls(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test's calendar server is on loopback, which production refuses by default."""
+    monkeypatch.setenv("LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS", "true")
+    get_settings.cache_clear()
+
+
 root = typer.Typer()
 mount(root)
 
@@ -231,3 +241,20 @@ def test_webcal_urls_are_fetched_over_https_and_json_body_checked(
         ).status_code
         == 415
     )
+
+
+def test_private_addresses_are_refused_unless_allowed(
+    client: TestClient,
+    session: Session,
+    engine: Engine,
+    calendar_server: CalendarServer,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setenv("LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS", "false")
+    get_settings.cache_clear()
+    calendar_server.routes["/lab.ics"] = (200, lab_calendar())
+    _instrument, _manager, created = _subscribe(client, session, calendar_server.url("/lab.ics"))
+    (outcome,) = calendar_sources_sync_due(engine=engine)
+    assert not outcome.ok and "private or local address (127.0.0.1)" in (outcome.error or "")
+    assert calendar_server.hits == 0
+    assert "private" in (_source(session, created["id"]).last_error or "")
