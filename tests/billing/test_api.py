@@ -142,3 +142,31 @@ def test_lab_sees_who_used_what(client, session, net) -> None:
     assert [(c["payer"], c["payer_class"], c["invoice"], c["amount"]) for c in lines] == [
         ("UNIV-B", "academic", "INV-2026-11-UNIV-B", 30000)
     ]
+
+
+def test_category_default_prices_the_lab_instruments(client, session, net) -> None:
+    h = auth(net.manager)
+    body = {
+        "category": "ms-lc",
+        "payer_class": "small_company",
+        "amount": 9000,
+        "effective_from": "2026-01-01T00:00:00Z",
+    }
+    r = client.post("/api/v1/rate-cards", json=body, headers=h)
+    assert r.status_code == 201 and r.json()["lab"] == "LAB-A", r.text
+    assert (
+        client.post("/api/v1/rate-cards", json={**body, "category": "nope"}, headers=h).status_code
+        == 422
+    )
+    rates = client.get(f"/api/v1/instruments/{net.instrument.id}").json()["rates"]
+    assert {
+        "payer_class": "small_company",
+        "unit": "hour",
+        "amount": 9000,
+        "currency": "cny",
+    } in rates
+    book(session, instrument=net.instrument, user=net.founder, minutes=60)
+    with session_scope() as s:
+        invoice_run(s, period="2026-11")
+    lines = client.get(f"/api/v1/labs/{net.lab.code}/charges?period=2026-11", headers=h).json()
+    assert [(c["payer"], c["amount"]) for c in lines] == [("TINY", 9000)]
