@@ -68,7 +68,32 @@ def booking_create(
         purpose=data.purpose,
         now=now,
     )
+    if booking.status == BookingStatus.pending:
+        _ask_managers(session, instrument, booking)
     return 201, booking_public(booking).model_dump(mode="json")
+
+
+def _ask_managers(session: Session, instrument: Instrument, booking: Booking) -> None:
+    """Tell the lab's managers a request awaits their decision."""
+    managers = session.exec(
+        select(User.id).where(
+            User.lab_id == instrument.lab_id, User.role == Role.lab_manager, User.is_active
+        )
+    ).all()
+    for manager_id in managers:
+        assert manager_id is not None
+        notify(
+            session,
+            user_id=manager_id,
+            kind="approval_requested",
+            subject=f"A booking of {instrument.name} awaits your decision",
+            body=(
+                f"Requested for {to_utc_z(booking.start_at)} to {to_utc_z(booking.end_at)}; "
+                f"it expires at {to_utc_z(booking.expires_at) if booking.expires_at else '-'}."
+            ),
+            data={"booking_id": booking.id, "instrument_id": instrument.id},
+            booking_id=booking.id,
+        )
 
 
 def _booking_and_instrument(

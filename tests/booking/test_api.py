@@ -162,6 +162,8 @@ def test_approval_flow_pending_approve_reject_expire(client, session: Session):
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     kinds = session.exec(select(Notification.kind).where(Notification.user_id == owner.id)).all()
     assert sorted(kinds) == ["booking_approved", "booking_rejected"]
+    asked = session.exec(select(Notification.kind).where(Notification.user_id == manager.id)).all()
+    assert asked == ["approval_requested", "approval_requested"]
 
 
 def test_expiry_pass_frees_the_slot(client, session: Session):
