@@ -197,3 +197,33 @@ def test_cli_send(
     get_settings.cache_clear()
     bad = runner.invoke(root, ["notifications", "send"])
     assert bad.exit_code == 1 and "scheme" in bad.output
+
+
+def test_two_senders_on_postgresql_send_each_message_once(
+    session: Session, engine: Engine, smtp: tuple[Inbox, str], backend: str
+):
+    """Rows are claimed with FOR UPDATE SKIP LOCKED: parallel senders split the outbox.
+    (SQLite has one writer; run one sender there.)"""
+    if backend != "postgresql":
+        pytest.skip("SKIP LOCKED is PostgreSQL's")
+    import threading
+
+    inbox, url = smtp
+    users = [create_user(session) for _ in range(3)]
+    for user in users:
+        _notes(session, user, 10)
+    reports = []
+
+    def run() -> None:
+        reports.append(notifications_send_pending(smtp_url=url, engine=engine, batch=4))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ids = [message["Message-ID"] for _, message in inbox.messages]
+    assert len(ids) == 30 and len(set(ids)) == 30
+    assert sum(r.sent for r in reports) == 30
+    session.rollback()
+    assert all(n.sent_at for n in session.exec(select(Notification)).all())
