@@ -24,7 +24,7 @@ rmSync(vendor, { recursive: true, force: true });
 const versions = {};
 for (const [pkg, file, name] of FILES) {
   const source = join(modules, pkg, file);
-  if (!existsSync(source)) throw new Error(`missing ${source}: run npm ci first`);
+  if (!existsSync(source)) throw new Error(`missing ${source}: run npm install first`);
   const target = join(vendor, DIRS[pkg], name);
   mkdirSync(dirname(target), { recursive: true });
   copyFileSync(source, target);
