@@ -110,17 +110,20 @@ def put_assisted(
 @router.get(
     "/invoices",
     response_model=list[InvoicePublic],
-    dependencies=[Depends(only_params("period", "institution"))],
+    dependencies=[Depends(only_params("period", "institution", "lines"))],
 )
 def list_invoices(
     session: SessionDep,
     user: CurrentUser,
     period: Annotated[str | None, Query(max_length=7)] = None,
     institution: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
+    lines: Annotated[bool, Query(description="false: totals only (a month can be large)")] = True,
 ) -> list[InvoicePublic]:
     """Invoices with lines: all for network admins, the institution's for its admins, and a
     researcher's own lines on their institution's invoices."""
-    return views.invoices_list(session, user=user, period=period, institution=institution)
+    return views.invoices_list(
+        session, user=user, period=period, institution=institution, with_lines=lines
+    )
 
 
 @router.get("/invoices/{invoice_id:int}.csv", response_class=Response)

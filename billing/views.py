@@ -135,7 +135,7 @@ def lab_charges(session: Session, *, user: User, lab_code: str, period: str) -> 
 
 
 def invoice_public(
-    session: Session, invoice: Invoice, *, scope: str, user: User | None
+    session: Session, invoice: Invoice, *, scope: str, user: User | None, with_lines: bool = True
 ) -> InvoicePublic:
     payer = session.get(Institution, invoice.payer_institution_id)
     assert payer is not None and invoice.id is not None
@@ -156,7 +156,7 @@ def invoice_public(
             VoucherLine(programme=p.code, name=p.name, amount=amount)
             for p, amount in redemptions_by_programme(session, invoice.id)
         ],
-        lines=invoice_lines(session, invoice, user_id=own),
+        lines=invoice_lines(session, invoice, user_id=own) if with_lines else [],
         lines_scope=scope,
         stripe_invoice_id=invoice.stripe_invoice_id,
         finalized_at=invoice.finalized_at,
@@ -173,7 +173,12 @@ def invoice_get(session: Session, *, user: User, invoice_id: int) -> tuple[Invoi
 
 
 def invoices_list(
-    session: Session, *, user: User, period: str | None, institution: str | None = None
+    session: Session,
+    *,
+    user: User,
+    period: str | None,
+    institution: str | None = None,
+    with_lines: bool = True,
 ) -> list[InvoicePublic]:
     """The invoices `user` may see: admins all, institution admins their institution's,
     others the lines they caused on their institution's invoices."""
@@ -191,9 +196,13 @@ def invoices_list(
     result = []
     for invoice in session.exec(query).all():
         scope = _scope(user, invoice)
-        view = invoice_public(session, invoice, scope=scope, user=user)
+        # A researcher's view is only worth showing with lines of theirs on it.
+        lines_needed = with_lines or scope == "own"
+        view = invoice_public(session, invoice, scope=scope, user=user, with_lines=lines_needed)
         if scope == "own" and not view.lines:
             continue
+        if not with_lines:
+            view.lines = []
         result.append(view)
     return result
 

@@ -105,6 +105,8 @@ def test_invoices_for_payers_and_admins(client, session, net) -> None:
     assert client.get("/api/v1/invoices?period=2026-11").status_code == 401
     everything = client.get("/api/v1/invoices?period=2026-11", headers=auth(net.admin)).json()
     assert [i["number"] for i in everything] == ["INV-2026-11-BIGCO", "INV-2026-11-UNIV-B"]
+    totals = client.get("/api/v1/invoices?period=2026-11&lines=false", headers=auth(net.admin))
+    assert [(i["line_count"], i["lines"]) for i in totals.json()] == [(1, []), (2, [])]
     mine = client.get("/api/v1/invoices?period=2026-11", headers=auth(net.academic_admin)).json()
     assert len(mine) == 1 and mine[0]["lines_scope"] == "all"
     invoice = mine[0]
