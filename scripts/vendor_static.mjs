@@ -1,5 +1,5 @@
 // Copies the browser libraries the pages use from node_modules into labshare/static/vendor/,
-// each with its licence, so the pages need no CDN. Run: npm ci && npm run vendor
+// each with its licence, so the pages need no CDN. Run: npm install && npm run vendor
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
