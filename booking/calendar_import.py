@@ -123,7 +123,9 @@ def _displace(
     ).all()
     count = 0
     for _uid, start, end in added:
-        if any(b_start < end and b_end > start for b_start, b_end in bookings):
+        # Time already past displaces nothing: a booking there was used, or not, already.
+        start = max(start, now)
+        if end > start and any(b_start < end and b_end > start for b_start, b_end in bookings):
             count += len(
                 displace_overlapping(
                     session,

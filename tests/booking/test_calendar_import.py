@@ -307,3 +307,31 @@ def test_outlook_zones_across_daylight_saving_and_free_time():
         ("outlook-weekly", 8, 10),
         ("outlook-weekly", 7, 9),  # 09:00 CEST, after 28 March
     ]
+
+
+def test_busy_time_already_past_displaces_nothing(client: TestClient, session: Session):
+    from datetime import UTC, timedelta
+
+    instrument, manager = _manager(session)
+    owner = create_user(session)
+    now = datetime.now(UTC).replace(microsecond=0)
+    past = Booking(
+        instrument_id=instrument.id, user_id=owner.id, start_at=now - timedelta(hours=5),
+        end_at=now - timedelta(hours=3), status=BookingStatus.confirmed,
+    )  # fmt: skip
+    session.add(past)
+    session.commit()
+    data = calendar(
+        f"UID:yesterday\nDTSTART:{stamp(now - timedelta(hours=6))}\n"
+        f"DTEND:{stamp(now - timedelta(hours=2))}"
+    )
+    response = client.post(
+        f"/api/v1/instruments/{instrument.id}/calendars",
+        content=data,
+        headers={**auth(manager), **ICS},
+    )
+    assert response.status_code == 201 and response.json()["displaced"] == 0
+    assert response.json()["events_imported"] == 1
+    session.rollback()
+    session.expire_all()
+    assert session.get(Booking, past.id).status == BookingStatus.confirmed  # type: ignore[union-attr]
