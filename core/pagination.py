@@ -35,7 +35,8 @@ def decode_cursor(token: str | None) -> int | None:
         padded = token + "=" * (-len(token) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
         after = data["after"]
-        if not isinstance(after, int) or after < 0:
+        # Past a signed 64-bit integer no id exists, and SQLite could not even compare it.
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
             raise ValueError
         return after
     except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError):

@@ -50,3 +50,15 @@ def test_unknown_or_repeated_filters_are_422(client: TestClient, session: Sessio
     assert unknown.status_code == 422 and "unknown query parameter colour" in unknown.text
     repeated = client.get("/api/v1/instruments?lab=A&lab=B")
     assert repeated.status_code == 422 and "lab given more than once" in repeated.text
+
+
+def test_forged_pagination_tokens_are_422(client: TestClient, session: Session) -> None:
+    from core.pagination import encode_cursor
+
+    create_instrument(session)
+    for after in (10**20, 2**63):
+        response = client.get("/api/v1/instruments", params={"next": encode_cursor(after)})
+        assert response.status_code == 422
+    # Beyond PostgreSQL's INTEGER ids: an empty page on SQLite, a 422 there; never a 500.
+    wide = client.get("/api/v1/instruments", params={"next": encode_cursor(2**40)})
+    assert wide.status_code in (200, 422)
