@@ -114,3 +114,28 @@ def test_concurrent_overlapping_bookings_never_overlap(engine, session: Session)
         f"({moments} by the database), {elapsed:.1f} s"
     )
     assert elapsed < 30
+
+
+def test_concurrent_retries_with_one_idempotency_key_book_once(engine, session: Session):
+    instrument = create_instrument(session)
+    headers = {**auth(create_user(session)), "Idempotency-Key": "retry-storm"}
+    payload = {
+        "instrument_id": instrument.id,
+        "start": at(3, 9).isoformat(),
+        "end": at(3, 10).isoformat(),
+    }
+    with (
+        _Server() as base,
+        httpx.Client(base_url=base, timeout=60) as http,
+        ThreadPoolExecutor(16) as pool,
+    ):
+        responses = list(
+            pool.map(
+                lambda _: http.post("/api/v1/bookings", json=payload, headers=headers),
+                range(40),
+            )
+        )
+    assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
+    assert len({r.json()["id"] for r in responses}) == 1
+    session.expire_all()
+    assert len(session.exec(select(Booking)).all()) == 1
