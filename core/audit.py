@@ -44,8 +44,12 @@ def audit_record(
 ) -> AuditEntry:
     """Append one entry to the audit log inside the caller's transaction."""
     entry = AuditEntry(
-        actor_id=actor_id, action=action, entity=entity,
-        entity_id=None if entity_id is None else str(entity_id), before=before, after=after,
+        actor_id=actor_id,
+        action=action,
+        entity=entity,
+        entity_id=None if entity_id is None else str(entity_id),
+        before=before,
+        after=after,
     )
     session.add(entry)
     session.flush()
