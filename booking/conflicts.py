@@ -85,8 +85,7 @@ def same_time_elsewhere(
 ) -> list[dict[str, object]]:
     """The same time on active instruments of the same category: same lab first, then same
     institution, then the rest."""
-    lab = session.get(Lab, instrument.lab_id)
-    institution_id = lab.institution_id if lab else None
+    institution_id = select(Lab.institution_id).where(Lab.id == instrument.lab_id).scalar_subquery()
     minutes = int((end - start).total_seconds() // 60)
     # The database drops what is busy or not allowed to this person, so a category of
     # hundreds costs one query; opening hours and the slot grid are checked below.
@@ -134,7 +133,8 @@ def same_time_elsewhere(
         except RuleViolation:
             continue
         fits.append(other)
-    timelines = load_timelines(session, fits, start, end)
+    # Busy ones are gone already (the anti-joins above): only opening hours remain to check.
+    timelines = load_timelines(session, fits, start, end, with_busy=False)
     out: list[dict[str, object]] = []
     for other in fits:
         assert other.id is not None
