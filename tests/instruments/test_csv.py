@@ -145,6 +145,7 @@ def test_export_then_import_round_trips(
     result = runner.invoke(app, ["export", str(first)])
     assert result.exit_code == 0 and "wrote 2 instruments" in result.stdout
     session.rollback()  # end the test session's read transaction before emptying
+    session.expunge_all()  # and forget rows whose ids the database will reuse
     _empty_all_tables(engine)
     get_or_create_category(session)
     create_lab(session, code="CORE")
