@@ -138,13 +138,22 @@ def test_researcher_books_is_refused_and_takes_an_alternative(
     assert page.get_by_role("heading", name="My bookings").is_visible()
     assert page.locator("#feed-url").input_value().endswith(".ics")
     shots(page, "my-bookings")
+
+    # Cancel the first one from the list, by keyboard.
+    row = page.locator("table tbody tr[id^=booking-]").first
+    row.locator("summary").focus()
+    page.keyboard.press("Enter")
+    row.get_by_role("button", name="Cancel booking").focus()
+    page.keyboard.press("Enter")
+    page.get_by_text("The booking is cancelled.").wait_for()
+    shots(page, "cancelled")
     context.close()
 
     session.rollback()
     mine = session.exec(
         select(Booking).where(Booking.user_id == bob.id).order_by(col(Booking.start_at))
     ).all()
-    assert len(mine) == 2 and all(b.status == BookingStatus.confirmed for b in mine)
+    assert sorted(b.status for b in mine) == [BookingStatus.cancelled, BookingStatus.confirmed]
 
 
 def test_lab_manager_approves(
