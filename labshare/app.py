@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -63,4 +64,18 @@ def create_app() -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_pages(app)
+    _freeze_startup_objects()
     return app
+
+
+_frozen = False
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process, hide what start-up made (modules, routes, templates) from the
+    garbage collector: its full collections otherwise pause a request for 100 ms or more
+    now and then (bench/pages.py: page p95 126 ms -> 32 ms)."""
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
