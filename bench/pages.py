@@ -340,6 +340,17 @@ def pages(base: str, n: int, settlement_id: int | None) -> dict[str, dict[str, A
     return results
 
 
+def counts() -> dict[str, int]:
+    """What the measured database holds."""
+    import sqlalchemy as sa
+
+    from core.db import get_engine
+
+    tables = ("instrument", "booking", "usage_session", "settlement", "audit_entry")
+    with get_engine().connect() as conn:
+        return {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
@@ -351,6 +362,7 @@ def main() -> None:
     built = None if args.skip_setup else setup(args.backend, args.db)
     server, thread, base = serve(url)
     try:
+        data = counts()
         results = pages(base, args.requests, built["settlement_id"] if built else None)
     finally:
         server.should_exit = True
@@ -368,6 +380,7 @@ def main() -> None:
         },
         "instruments": 12_600,
         "setup": built,
+        "data": data,
         "requests_per_page": args.requests,
         "server": "uvicorn, 1 worker, loopback; times measured by the client",
         "target_ms": TARGET_MS,
