@@ -71,6 +71,7 @@ def test_admin_previews_finalizes_and_exports_a_settlement(
     assert detail.status_code == 200
     assert "Northwest University" in detail.text and "3.0" in detail.text
     assert "status-preview" in detail.text and "Finalize" in detail.text
+    assert "SettlementInstitution" not in detail.text  # counts, not objects, in the cards
     settlement_id = int(url.rsplit("/", 1)[1])
     csv = client.get(f"/api/v1/admin/settlements/{settlement_id}.csv")
     assert csv.status_code == 200 and "Northwest University" in csv.text
