@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SERVER = os.environ.get("LABSHARE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "bench-secret-key-bench-secret-key-0123456789"
+# Each run books on its own sample of instruments, so reruns on one database find free time.
+RUN_SEED = int(time.time())
 
 HISTORY = """
 WITH u AS (SELECT array_agg(id ORDER BY id) AS ids FROM "user" WHERE role = 'researcher'),
@@ -252,7 +254,7 @@ def bench_throughput(
     base: str, url: str, requests: int, clients: int, server_pid: int
 ) -> dict[str, object]:
     rng = random.Random(1)
-    unique = plan_slots(url, requests * 2 // 3, (2, 9), seed=1)
+    unique = plan_slots(url, requests * 2 // 3, (2, 9), seed=RUN_SEED)
     jobs = with_conflicts(unique, rng)[:requests]
     heads = [{"Authorization": f"Bearer {t}"} for t in tokens(url, clients)]
 
@@ -271,7 +273,7 @@ def bench_throughput(
         return r.status_code, time.perf_counter() - t
 
     # Warm both workers and their pools on other slots first.
-    warm = plan_slots(url, 200, (10, 12), seed=9)
+    warm = plan_slots(url, 200, (10, 12), seed=RUN_SEED + 1)
     run_clients(base, warm, clients, book)
     server_cpu, client_cpu = tree_cpu_seconds(server_pid), time.process_time()
     results, wall = run_clients(base, jobs, clients, book)
@@ -307,7 +309,7 @@ def bench_throughput(
 def bench_ceiling(url: str, dsn: str, requests: int, clients: int) -> dict[str, object]:
     """The same mix of inserts straight into the constrained table over psycopg."""
     rng = random.Random(2)
-    unique = plan_slots(url, requests * 2 // 3, (10, 13), seed=2)
+    unique = plan_slots(url, requests * 2 // 3, (10, 13), seed=RUN_SEED + 2)
     jobs = with_conflicts(unique, rng)[:requests]
     with psycopg.connect(dsn) as conn:
         users = [
@@ -434,6 +436,7 @@ def main() -> None:
     os.environ["LABSHARE_DATABASE_URL"] = url
     report: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(),
+        "seed": RUN_SEED,
         "cores": os.cpu_count(),
         "workers": args.workers,
     }
