@@ -7,6 +7,7 @@ import queue
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -19,7 +20,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from core.db import session_scope
 from telemetry.metrics import IngestMetrics
 from telemetry.protocol import SHARED_GROUP, TOPIC_ROOT
-from telemetry.store import BatchResult, Directory, Incoming, dead_letter_raw, write_batch
+from telemetry.store import (
+    BatchResult,
+    Directory,
+    Incoming,
+    Prepared,
+    commit_batch,
+    dead_letter_raw,
+    prepare_batch,
+    write_batch,
+)
 from telemetry.usage import usage_reconcile
 
 log = logging.getLogger(__name__)
@@ -68,7 +78,9 @@ class IngestWorker:
         self.config = config
         self.metrics = metrics or IngestMetrics()
         self.directory = Directory()
-        self.inbox: queue.Queue[Incoming] = queue.Queue()
+        # paho's thread appends, the worker pops in bulk (deque operations are thread-safe).
+        self.inbox: deque[Incoming] = deque()
+        self._arrived = threading.Event()
         self._stop = threading.Event()
         self._generation = 0
         self._connected = threading.Event()
@@ -121,12 +133,12 @@ class IngestWorker:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
-        self.metrics.inc("received")
-        self.inbox.put(
-            Incoming(
-                message.mid, message.qos, message.topic, bytes(message.payload), self._generation
-            )
+        self.metrics.values["received"] += 1  # only this thread writes it
+        self.inbox.append(
+            Incoming(message.mid, message.qos, message.topic, message.payload, self._generation)
         )
+        if not self._arrived.is_set():
+            self._arrived.set()
 
     # -- the worker's own thread -----------------------------------------------------------
     def connect(self) -> None:
@@ -154,29 +166,26 @@ class IngestWorker:
         self._stop.set()
 
     def _take(self) -> list[Incoming]:
-        batch: list[Incoming] = []
-        try:
-            batch.append(self.inbox.get(timeout=0.5))
-        except queue.Empty:
-            return batch
+        """Up to batch_max messages, waiting batch_wait for a partial batch to fill."""
+        if not self.inbox:
+            self._arrived.wait(0.5)
+            self._arrived.clear()
+            if not self.inbox:
+                return []
         deadline = time.monotonic() + self.config.batch_wait
-        while len(batch) < self.config.batch_max:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining > 0:
-                    batch.append(self.inbox.get(timeout=remaining))
-                else:
-                    batch.append(self.inbox.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+        while len(self.inbox) < self.config.batch_max and time.monotonic() < deadline:
+            time.sleep(0.005)
+        inbox = self.inbox
+        return [inbox.popleft() for _ in range(min(len(inbox), self.config.batch_max))]
 
-    def _write(self, batch: list[Incoming]) -> BatchResult | None:
+    def _write(self, batch: list[Incoming], prepared: Prepared | None) -> BatchResult | None:
         """Write until it succeeds; None if asked to stop while the database was away."""
         delay = 0.5
         while True:
             try:
                 try:
+                    if prepared is not None:
+                        return commit_batch(self.engine, prepared)
                     return write_batch(self.engine, self.directory, batch, root=self.config.root)
                 except (OperationalError, InterfaceError):
                     raise
@@ -222,9 +231,9 @@ class IngestWorker:
             if item.qos > 0 and item.generation == self._generation:
                 self.client.ack(item.mid, item.qos)
 
-    def flush(self, batch: list[Incoming]) -> bool:
+    def flush(self, batch: list[Incoming], prepared: Prepared | None = None) -> bool:
         """Store and acknowledge one batch; False if it could not be stored."""
-        result = self._write(batch)
+        result = self._write(batch, prepared)
         if result is None:
             return False
         self._ack(batch)
@@ -237,7 +246,8 @@ class IngestWorker:
         m.batch_size.observe(len(batch))
         for lag in result.lags:
             m.lag.observe(lag)
-        m.queue_depth = self.inbox.qsize()
+        m.recent_lags.values.extend(result.lags)
+        m.queue_depth = len(self.inbox)
         return True
 
     def reconcile(self) -> None:
@@ -250,28 +260,53 @@ class IngestWorker:
         except SQLAlchemyError as exc:
             log.warning("reconcile failed: %s", exc)
 
+    def _prepare(self, batch: list[Incoming]) -> Prepared | None:
+        try:
+            return prepare_batch(self.engine, self.directory, batch, root=self.config.root)
+        except Exception:
+            return None  # the writer prepares it again, with its retries and fallbacks
+
+    def _writer(self) -> None:
+        """The second stage: commits batches in order while the first parses the next."""
+        gave_up = False
+        while True:
+            item = self._pending.get()
+            if item is None:
+                return
+            if item == "reconcile":
+                if not gave_up:
+                    self.reconcile()
+                continue
+            batch, prepared = item
+            # After giving up (stopping while the database is away) nothing more is written
+            # or acknowledged: the broker keeps those messages for the next run.
+            if not gave_up and not self.flush(batch, prepared):
+                gave_up = True
+
     def run(self) -> None:
         """Run until stop(): connect, then write batches; on stop, flush and disconnect."""
         self.connect()
+        # One batch is parsed while the previous one is being committed (psycopg releases
+        # the GIL while it waits on the server), so CPU and database overlap.
+        self._pending: queue.Queue = queue.Queue(maxsize=1)
+        writer = threading.Thread(target=self._writer, name="ingest-writer", daemon=True)
+        writer.start()
         next_reconcile = time.monotonic() + random.uniform(1, 5)
         try:
             while not self._stop.is_set():
                 batch = self._take()
-                if batch and not self.flush(batch):
-                    break
+                if batch:
+                    self._pending.put((batch, self._prepare(batch)))
                 if self.config.reconcile_every and time.monotonic() >= next_reconcile:
-                    self.reconcile()
+                    self._pending.put("reconcile")
                     next_reconcile = time.monotonic() + self.config.reconcile_every
             # Clean shutdown: what has arrived is stored and acknowledged before we leave.
-            rest: list[Incoming] = []
-            while True:
-                try:
-                    rest.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
+            rest = [self.inbox.popleft() for _ in range(len(self.inbox))]
             for i in range(0, len(rest), self.config.batch_max):
-                if not self.flush(rest[i : i + self.config.batch_max]):
-                    break
+                chunk = rest[i : i + self.config.batch_max]
+                self._pending.put((chunk, self._prepare(chunk)))
         finally:
+            self._pending.put(None)
+            writer.join()
             self.client.disconnect()
             self.client.loop_stop()

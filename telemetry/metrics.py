@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -35,6 +36,19 @@ class Histogram:
         return lines
 
 
+class Reservoir:
+    """The most recent observations, for exact quantiles (a Prometheus summary)."""
+
+    def __init__(self, size: int = 100_000) -> None:
+        self.values: deque[float] = deque(maxlen=size)
+
+    def quantile(self, q: float) -> float:
+        if not self.values:
+            return float("nan")
+        ordered = sorted(self.values)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 class IngestMetrics:
     """What one ingest worker has done since it started."""
 
@@ -54,6 +68,7 @@ class IngestMetrics:
         self.values = dict.fromkeys(self.COUNTERS, 0)
         self.batch_size = Histogram(BATCH_BUCKETS)
         self.lag = Histogram(LAG_BUCKETS)
+        self.recent_lags = Reservoir()
         self.queue_depth = 0
 
     def inc(self, name: str, n: int = 1) -> None:
@@ -74,6 +89,13 @@ class IngestMetrics:
             lines += self.lag.render(
                 "labshare_ingest_lag_seconds", "From the message's ts to its commit"
             )
+            name = "labshare_ingest_recent_lag_seconds"
+            lines += [
+                f"# HELP {name} Lag of the latest 100,000 stored events",
+                f"# TYPE {name} summary",
+            ]
+            for q in (0.5, 0.9, 0.99):
+                lines.append(f'{name}{{quantile="{q}"}} {self.recent_lags.quantile(q):.6f}')
             lines += [
                 "# HELP labshare_ingest_queue_depth Messages received, not yet committed",
                 "# TYPE labshare_ingest_queue_depth gauge",

@@ -64,10 +64,16 @@ class Directory:
         self._gateways: dict[str, tuple[float, GatewayInfo | None]] = {}
         self._instruments: dict[str, tuple[float, tuple[int, int] | None]] = {}
 
-    def gateway(self, conn: Connection, uid: str) -> GatewayInfo | None:
+    def gateway(self, engine: Engine, uid: str) -> GatewayInfo | None:
         hit = self._gateways.get(uid)
         if hit and time.monotonic() - hit[0] < self.ttl:
             return hit[1]
+        with engine.connect() as conn:
+            info = self._load_gateway(conn, uid)
+        self._gateways[uid] = (time.monotonic(), info)
+        return info
+
+    def _load_gateway(self, conn: Connection, uid: str) -> GatewayInfo | None:
         row = conn.execute(
             sa.select(Gateway.id, Gateway.lab_id, Gateway.revoked_at).where(Gateway.uid == uid)
         ).first()
@@ -80,14 +86,17 @@ class Directory:
             ).scalars()
             ids = frozenset(served)
             info = GatewayInfo(row.id, row.lab_id, row.revoked_at is not None, ids or None)
-        self._gateways[uid] = (time.monotonic(), info)
         return info
 
-    def instrument(self, conn: Connection, code: str) -> tuple[int, int] | None:
+    def instrument(self, engine: Engine, code: str) -> tuple[int, int] | None:
         """(instrument id, lab id) for a code."""
         hit = self._instruments.get(code)
         if hit and time.monotonic() - hit[0] < self.ttl * 10:
             return hit[1]
+        with engine.connect() as conn:
+            return self._load_instrument(conn, code)
+
+    def _load_instrument(self, conn: Connection, code: str) -> tuple[int, int] | None:
         if not self._instruments:
             # The first look-up loads the whole catalog: one query instead of thousands.
             now = time.monotonic()
@@ -114,68 +123,91 @@ def _dead(topic: str, payload: bytes, reason: str, uid: str | None, now: datetim
     }
 
 
-def write_batch(
+@dataclass(slots=True)
+class Prepared:
+    """A parsed and checked batch, ready to be written."""
+
+    events: dict[tuple[int, str], StoredEvent]
+    dead: list[dict]
+    presence: list[tuple[int, str]]
+    duplicates: int
+    now: datetime
+
+
+def prepare_batch(
     engine: Engine, directory: Directory, batch: list[Incoming], *, root: str = TOPIC_ROOT
-) -> BatchResult:
-    """Store one batch in one transaction; raises on database errors (nothing then changed)."""
+) -> Prepared:
+    """Parse and check every message (no writes; the database only on a directory miss)."""
     now = datetime.now(UTC)
-    result = BatchResult()
-    with Session(writer(engine), expire_on_commit=False) as session:
-        conn = session.connection()
-        events: dict[tuple[int, str], StoredEvent] = {}
-        dead: list[dict] = []
-        presence: list[tuple[int, str]] = []
-        for item in batch:
-            uid = None
-            try:
-                topic = parse_topic(item.topic, root)
-                uid = topic.gateway_uid
-                gateway = directory.gateway(conn, uid)
-                if gateway is None:
-                    raise ProtocolError(f"gateway: unknown gateway {uid!r}")
-                if gateway.revoked:
-                    raise ProtocolError(f"gateway: {uid!r} is revoked")
-                if not isinstance(topic, EventTopic):
-                    presence.append((gateway.id, parse_presence(item.payload)))
-                    continue
-                instrument = directory.instrument(conn, topic.instrument_code)
-                serves = instrument is not None and (
-                    instrument[0] in gateway.instruments
-                    if gateway.instruments is not None
-                    else instrument[1] == gateway.lab_id
+    prepared = Prepared({}, [], [], 0, now)
+    events = prepared.events
+    for item in batch:
+        uid = None
+        try:
+            topic = parse_topic(item.topic, root)
+            uid = topic.gateway_uid
+            gateway = directory.gateway(engine, uid)
+            if gateway is None:
+                raise ProtocolError(f"gateway: unknown gateway {uid!r}")
+            if gateway.revoked:
+                raise ProtocolError(f"gateway: {uid!r} is revoked")
+            if not isinstance(topic, EventTopic):
+                prepared.presence.append((gateway.id, parse_presence(item.payload)))
+                continue
+            instrument = directory.instrument(engine, topic.instrument_code)
+            serves = instrument is not None and (
+                instrument[0] in gateway.instruments
+                if gateway.instruments is not None
+                else instrument[1] == gateway.lab_id
+            )
+            if instrument is None or not serves:
+                raise ProtocolError(
+                    f"instrument: gateway {uid!r} does not serve {topic.instrument_code!r}"
                 )
-                if instrument is None or not serves:
-                    raise ProtocolError(
-                        f"instrument: gateway {uid!r} does not serve {topic.instrument_code!r}"
-                    )
-                message = parse_payload(item.payload, now=now)
-            except ProtocolError as exc:
-                dead.append(_dead(item.topic, item.payload, str(exc), uid, now))
-                continue
-            key = (gateway.id, message.id)
-            if key in events:
-                result.duplicates += 1
-                continue
-            events[key] = StoredEvent(
-                gateway.id, message.id, instrument[0], message.ts, message.type,
-                message.user, message.data,
-            )  # fmt: skip
+            message = parse_payload(item.payload, now=now)
+        except ProtocolError as exc:
+            prepared.dead.append(_dead(item.topic, item.payload, str(exc), uid, now))
+            continue
+        key = (gateway.id, message.id)
+        if key in events:
+            prepared.duplicates += 1
+            continue
+        events[key] = StoredEvent(
+            gateway.id, message.id, instrument[0], message.ts, message.type,
+            message.user, message.data,
+        )  # fmt: skip
+    return prepared
+
+
+def commit_batch(engine: Engine, prepared: Prepared) -> BatchResult:
+    """Write a prepared batch in one transaction; raises on database errors (nothing changed)."""
+    now = prepared.now
+    events = prepared.events
+    result = BatchResult(duplicates=prepared.duplicates)
+    with Session(writer(engine), expire_on_commit=False) as session:
         inserted = _insert_events(session, list(events.values()), now)
         result.stored = len(inserted)
         result.duplicates += len(events) - len(inserted)
-        if dead:
-            session.execute(sa.insert(DeadLetter), dead)
-        result.dead = len(dead)
+        if prepared.dead:
+            session.execute(sa.insert(DeadLetter), prepared.dead)
+        result.dead = len(prepared.dead)
         fresh = [events[k] for k in inserted]
         apply_events(session, fresh)
         _touch_gateways(session, {e.gateway_id for e in events.values()}, now)
-        for gateway_id, state in presence:
+        for gateway_id, state in prepared.presence:
             _apply_presence(session, gateway_id, state, now)
-        result.presence = len(presence)
+        result.presence = len(prepared.presence)
         session.commit()
     done = datetime.now(UTC)
     result.lags = [(done - e.ts).total_seconds() for e in fresh]
     return result
+
+
+def write_batch(
+    engine: Engine, directory: Directory, batch: list[Incoming], *, root: str = TOPIC_ROOT
+) -> BatchResult:
+    """Store one batch in one transaction; raises on database errors (nothing then changed)."""
+    return commit_batch(engine, prepare_batch(engine, directory, batch, root=root))
 
 
 def _insert_events(

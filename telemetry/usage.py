@@ -44,38 +44,69 @@ class StoredEvent:
     data: dict[str, Any] | None = field(default=None)
 
 
-def _user_id(session: Session, badge: str | None) -> int | None:
-    if not badge:
-        return None
-    user_id = session.exec(select(User.id).where(User.badge == badge)).first()
-    if user_id is None and badge.isdigit():
+@dataclass
+class _Context:
+    """What one batch's state events need, fetched with a few queries instead of many."""
+
+    open_sessions: dict[int, UsageSession | None]
+    users: dict[str, int | None]
+    bookings: dict[int, list[Booking]]
+
+
+def _prefetch(session: Session, events: list[StoredEvent], instrument_ids: list[int]) -> _Context:
+    open_sessions: dict[int, UsageSession | None] = dict.fromkeys(instrument_ids)
+    for usage in session.exec(
+        select(UsageSession)
+        .where(col(UsageSession.instrument_id).in_(instrument_ids))
+        .where(col(UsageSession.end_at).is_(None))
+    ):
+        open_sessions[usage.instrument_id] = usage
+    badges = {e.user_badge for e in events if e.user_badge}
+    users: dict[str, int | None] = dict.fromkeys(badges)
+    if badges:
+        for user_id, badge in session.exec(
+            select(User.id, User.badge).where(col(User.badge).in_(badges))
+        ):
+            users[badge] = user_id
         # Gateways may send the user id itself instead of a badge.
-        user_id = session.exec(select(User.id).where(User.id == int(badge))).first()
-    return user_id
+        numeric = {
+            int(b) for b, uid in users.items() if uid is None and b.isdigit() and len(b) < 10
+        }
+        if numeric:
+            for (user_id,) in session.exec(select(User.id).where(col(User.id).in_(numeric))).all():
+                users[str(user_id)] = user_id
+    first, last = min(e.ts for e in events), max(e.ts for e in events)
+    bookings: dict[int, list[Booking]] = {i: [] for i in instrument_ids}
+    for booking in session.exec(
+        select(Booking)
+        .where(col(Booking.instrument_id).in_(instrument_ids))
+        .where(col(Booking.status).in_([BookingStatus.confirmed, BookingStatus.pending]))
+        .where(Booking.start_at <= last + EARLY_START)
+        .where(Booking.end_at > first)
+        .order_by(col(Booking.start_at))
+    ):
+        bookings[booking.instrument_id].append(booking)
+    return _Context(open_sessions, users, bookings)
 
 
 def _match_booking(
-    session: Session, instrument_id: int, user_id: int | None, at: datetime
+    ctx: _Context, instrument_id: int, user_id: int | None, at: datetime
 ) -> Booking | None:
     """The booking that a use starting at `at` belongs to, if any."""
-    query = (
-        select(Booking)
-        .where(Booking.instrument_id == instrument_id)
-        .where(col(Booking.status).in_([BookingStatus.confirmed, BookingStatus.pending]))
-        .where(Booking.start_at <= at + EARLY_START)
-        .where(Booking.end_at > at)
-        .order_by(col(Booking.start_at))
-    )
-    candidates = list(session.exec(query))
+    candidates = [
+        b
+        for b in ctx.bookings.get(instrument_id, [])
+        if b.start_at <= at + EARLY_START and b.end_at > at
+    ]
     if user_id is not None:
         # Where we know who used it, only their own booking counts.
         candidates = [b for b in candidates if b.user_id == user_id]
     return candidates[0] if candidates else None
 
 
-def _open(session: Session, event: StoredEvent) -> UsageSession:
-    user_id = _user_id(session, event.user_badge)
-    booking = _match_booking(session, event.instrument_id, user_id, event.ts)
+def _open(session: Session, ctx: _Context, event: StoredEvent) -> UsageSession:
+    user_id = ctx.users.get(event.user_badge) if event.user_badge else None
+    booking = _match_booking(ctx, event.instrument_id, user_id, event.ts)
     usage = UsageSession(
         instrument_id=event.instrument_id,
         gateway_id=event.gateway_id,
@@ -87,12 +118,12 @@ def _open(session: Session, event: StoredEvent) -> UsageSession:
         kind=UsageKind.booked if booking else UsageKind.walk_up,
     )
     session.add(usage)
-    session.flush()
+    ctx.open_sessions[event.instrument_id] = usage
     return usage
 
 
 def close_session(session: Session, usage: UsageSession, *, at: datetime, reason: str) -> None:
-    """Close an open session at `at`, and note any overtime past its booking."""
+    """Close an open session at `at`, and note any overtime past its booking (not flushed)."""
     usage.end_at = max(at, usage.start_at)
     usage.closed_reason = reason
     if usage.booking_id is not None:
@@ -100,15 +131,6 @@ def close_session(session: Session, usage: UsageSession, *, at: datetime, reason
         if booking is not None and usage.end_at > booking.end_at:
             usage.overtime_minutes = int((usage.end_at - booking.end_at).total_seconds() // 60)
     session.add(usage)
-    session.flush()
-
-
-def _open_session(session: Session, instrument_id: int) -> UsageSession | None:
-    return session.exec(
-        select(UsageSession)
-        .where(UsageSession.instrument_id == instrument_id)
-        .where(col(UsageSession.end_at).is_(None))
-    ).first()
 
 
 def _locked_states(session: Session, instrument_ids: list[int], at: datetime) -> dict[int, Any]:
@@ -131,32 +153,32 @@ def _locked_states(session: Session, instrument_ids: list[int], at: datetime) ->
     return {s.instrument_id: s for s in session.exec(query)}
 
 
-def _apply_one(session: Session, state: InstrumentState, event: StoredEvent) -> None:
-    usage = _open_session(session, event.instrument_id)
+def _apply_one(session: Session, ctx: _Context, state: InstrumentState, event: StoredEvent) -> None:
+    usage = ctx.open_sessions.get(event.instrument_id)
     new_state: InstrumentLiveState | None = None
     if event.type == EventType.session_start:
         if usage is not None and usage.user_badge != event.user_badge:
             close_session(session, usage, at=event.ts, reason="superseded")
             usage = None
         if usage is None:
-            usage = _open(session, event)
+            usage = _open(session, ctx, event)
         new_state = InstrumentLiveState.in_use
     elif event.type == EventType.session_end:
         if usage is not None and event.ts >= usage.start_at:
             close_session(session, usage, at=event.ts, reason="session_end")
-            usage = None
+            ctx.open_sessions[event.instrument_id] = usage = None
         new_state = InstrumentLiveState.idle
     elif event.type == EventType.status:
         new_state = InstrumentLiveState((event.data or {}).get("state", "idle"))
         if new_state == InstrumentLiveState.in_use and usage is None:
-            usage = _open(session, event)
+            usage = _open(session, ctx, event)
         elif (
             new_state != InstrumentLiveState.in_use
             and usage is not None
             and event.ts >= usage.start_at
         ):
             close_session(session, usage, at=event.ts, reason=f"status_{new_state.value}")
-            usage = None
+            ctx.open_sessions[event.instrument_id] = usage = None
     elif event.type == EventType.meter and usage is not None:
         data = event.data or {}
         usage.samples += int(data.get("samples", 0) or 0)
@@ -189,9 +211,10 @@ def apply_events(session: Session, events: list[StoredEvent]) -> None:
     if detailed:
         first = min(e.ts for i in detailed for e in by_instrument[i])
         states = _locked_states(session, detailed, first)
+        ctx = _prefetch(session, [e for i in detailed for e in by_instrument[i]], detailed)
         for instrument_id in detailed:
             for event in sorted(by_instrument[instrument_id], key=lambda e: e.ts):
-                _apply_one(session, states[instrument_id], event)
+                _apply_one(session, ctx, states[instrument_id], event)
         session.flush()
     # Instruments with only meters and heartbeats: one statement for all of them.
     bulk = []
@@ -201,25 +224,46 @@ def apply_events(session: Session, events: list[StoredEvent]) -> None:
             continue
         meters = [e.data or {} for e in evs if e.type == EventType.meter]
         samples = sum(int(d.get("samples", 0) or 0) for d in meters)
-        kwh = sum(float(d.get("kwh", 0) or 0) for d in meters)
+        kwh = sum((float(d.get("kwh", 0) or 0) for d in meters), 0.0)
         bulk.append({"i": instrument_id, "ts": max(e.ts for e in evs), "s": samples, "k": kwh})
     if bulk:
-        table = UsageSession.__table__  # type: ignore[attr-defined]
-        ts_param = sa.bindparam("ts", type_=UTCDateTime())
-        stmt = (
-            sa.update(table)
-            .where(table.c.instrument_id == sa.bindparam("i"))
-            .where(table.c.end_at.is_(None))
-            .values(
-                samples=table.c.samples + sa.bindparam("s"),
-                kwh=table.c.kwh + sa.bindparam("k"),
-                last_event_at=sa.case(
-                    (table.c.last_event_at < ts_param, ts_param),
-                    else_=table.c.last_event_at,
-                ),
-            )
+        _bulk_update(session, sorted(bulk, key=lambda r: r["i"]))
+
+
+def _bulk_update(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add meter readings to, and keep alive, the open sessions of many instruments at once."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # One statement for the whole batch; the partial unique index finds open sessions.
+        conn.exec_driver_sql(
+            "UPDATE usage_session AS u SET samples = u.samples + v.s, kwh = u.kwh + v.k,"
+            " last_event_at = GREATEST(u.last_event_at, to_timestamp(v.ts))"
+            " FROM unnest(%(i)s::int[], %(s)s::int[], %(k)s::float8[], %(ts)s::float8[])"
+            " AS v(i, s, k, ts) WHERE u.instrument_id = v.i AND u.end_at IS NULL",
+            {
+                "i": [r["i"] for r in rows],
+                "s": [r["s"] for r in rows],
+                "k": [r["k"] for r in rows],
+                # Epoch seconds: psycopg dumps a float array much faster than datetimes.
+                "ts": [r["ts"].timestamp() for r in rows],
+            },
         )
-        session.connection().execute(stmt, sorted(bulk, key=lambda r: r["i"]))
+        return
+    table = UsageSession.__table__  # type: ignore[attr-defined]
+    ts_param = sa.bindparam("ts", type_=UTCDateTime())
+    stmt = (
+        sa.update(table)
+        .where(table.c.instrument_id == sa.bindparam("i"))
+        .where(table.c.end_at.is_(None))
+        .values(
+            samples=table.c.samples + sa.bindparam("s"),
+            kwh=table.c.kwh + sa.bindparam("k"),
+            last_event_at=sa.case(
+                (table.c.last_event_at < ts_param, ts_param), else_=table.c.last_event_at
+            ),
+        )
+    )
+    conn.execute(stmt, rows)
 
 
 def gateway_went_offline(session: Session, *, gateway_id: int, at: datetime) -> int:
