@@ -85,6 +85,11 @@ def instrument_page(
     except AppError as exc:
         return error_page(request, exc, user=user)
     view = catalog.instrument_public(session, instrument)
+    hours = view.opening_hours
+    # The calendar shows the hours the instrument is ever open (whole hours around them).
+    first = min((o.opens.hour for o in hours), default=6)
+    last = max((o.closes.hour + (1 if o.closes.minute or o.closes.second else 0) for o in hours),
+               default=23)  # fmt: skip
     return render(
         request,
         "catalog/instrument.html",
@@ -94,6 +99,8 @@ def instrument_page(
             "can_book": domains.available("booking"),
             "has_status": domains.available("telemetry"),
             "has_waitlist": domains.available("waitlist"),
+            "day_from": f"{first:02d}:00:00",
+            "day_to": f"{min(last, 24):02d}:00:00",
         },
         user=user,
     )

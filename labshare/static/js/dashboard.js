@@ -9,6 +9,8 @@
   Chart.defaults.animation = false;
   const lang = document.documentElement.lang;
   const percent = new Intl.NumberFormat(lang, { style: "percent", maximumFractionDigits: 1 });
+  // Axis ticks of small shares (0.02%) must not all read "0%".
+  const share = new Intl.NumberFormat(lang, { style: "percent", maximumSignificantDigits: 2 });
   const number = new Intl.NumberFormat(lang, { maximumFractionDigits: 1 });
   const money = new Intl.NumberFormat(lang, { style: "currency", currency: d.currency.toUpperCase(), maximumFractionDigits: 0 });
   // Minor units (fen, cents) to major; the network's currencies have two decimals but yen.
@@ -48,8 +50,8 @@
     new Chart(document.getElementById("chart-trend"), {
       type: "line",
       data: { labels: months, datasets: [{ label: d.labelUtilisation, data: values, borderColor: "#1e7b3a", backgroundColor: "#e3f4e8", fill: true, tension: 0 }] },
-      options: { maintainAspectRatio: false, responsive: true, scales: { y: { beginAtZero: true, ticks: { callback: (v) => percent.format(v) } } },
-                 plugins: { tooltip: { callbacks: { label: (c) => percent.format(c.parsed.y) } } } },
+      options: { maintainAspectRatio: false, responsive: true, scales: { y: { beginAtZero: true, ticks: { callback: (v) => share.format(v) } } },
+                 plugins: { tooltip: { callbacks: { label: (c) => share.format(c.parsed.y) } } } },
     });
   }
 
