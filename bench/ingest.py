@@ -52,6 +52,8 @@ def run_publisher(host: str, port: int, plan_file: str, root: str, messages: int
     )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
+    acked = [0]
+    client.on_publish = lambda *_a: acked.__setitem__(0, acked[0] + 1)
     client.connect(host, port)
     client.loop_start()
     run = uuid.uuid4().hex[:6]
@@ -73,6 +75,9 @@ def run_publisher(host: str, port: int, plan_file: str, root: str, messages: int
             )
         else:
             payload = encode(id=f"{run}-{i}", ts=now, type="heartbeat")
+        # MQTT packet ids are 16 bits: keep fewer than 65,535 messages unacknowledged.
+        while i - acked[0] > 30_000:
+            time.sleep(0.001)
         info = client.publish(topics[k], payload, qos=1)
     if info is not None:
         info.wait_for_publish(timeout=600)

@@ -112,12 +112,34 @@ def process(name: str, *args: str) -> Component:
     return Component(name, start)
 
 
+# The demo's gateways: 20 labs' worth, 50 messages a second, for a year (until Ctrl-C).
+SIMULATOR_ARGS = ("--gateways", "20", "--rate", "50", "--duration", str(365 * 24 * 3600))
+
+
+def mqtt_broker(ctx: DemoContext) -> Running:
+    """LABSHARE_MQTT_URL's broker if set, else an embedded one (amqtt) for the telemetry."""
+    if ctx.settings.mqtt_url:
+        return Running("mqtt", lambda: True, lambda: None)
+    from telemetry.broker import start_embedded_broker
+
+    broker = start_embedded_broker(ctx.host)
+    ctx.env["LABSHARE_MQTT_URL"] = broker.url  # the ingest and the simulator connect here
+    console.print(f"embedded MQTT broker (amqtt) at {broker.url}")
+    return Running("mqtt", broker.alive, broker.stop)
+
+
 def components(ctx: DemoContext) -> list[Component]:
     """What the demo runs, in start order; they stop in reverse."""
+    # amqtt speaks MQTT 3.1.1 without shared subscriptions: one plain ingest worker there.
+    ingest_args = [] if ctx.settings.mqtt_url else ["--mqtt311"]
     return [
         Component("web", web),
         # Labs' calendars subscribed by URL, fetched when due (booking.calendar_fetch).
         process("calendars", "calendars", "sync", "--loop"),
+        # Telemetry: the broker, the ingest worker, and gateways simulated for a year.
+        Component("mqtt", mqtt_broker),
+        process("ingest", "ingest", "--client-id", "labshare-demo-ingest", *ingest_args),
+        process("simulator", "simulate", *SIMULATOR_ARGS),
     ]
 
 

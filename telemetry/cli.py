@@ -129,6 +129,9 @@ def ingest(
     topic_root: Annotated[str, typer.Option(hidden=True)] = "labshare/v1/gateways",
     group: Annotated[str, typer.Option(hidden=True)] = "labshare-ingest",
     reconcile_every: Annotated[float, typer.Option(hidden=True)] = 60.0,
+    mqtt311: Annotated[
+        bool, typer.Option("--mqtt311", help="MQTT 3.1.1 without a shared subscription (amqtt)")
+    ] = False,
 ) -> None:
     """The MQTT telemetry ingest worker (LABSHARE_MQTT_URL)."""
     from telemetry.ingest import IngestConfig, IngestWorker, parse_mqtt_url
@@ -144,7 +147,7 @@ def ingest(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = IngestConfig(
         mqtt_url=url, client_id=client_id, batch_max=batch_max, root=topic_root, group=group,
-        reconcile_every=reconcile_every,
+        reconcile_every=reconcile_every, mqtt5=not mqtt311, shared=not mqtt311,
     )  # fmt: skip
     worker = IngestWorker(get_engine(), config)
     server = serve_metrics(worker.metrics, metrics_port) if metrics_port else None

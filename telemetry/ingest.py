@@ -68,6 +68,10 @@ class IngestConfig:
     session_expiry: int = 7 * 24 * 3600  # the broker keeps our session (and queue) this long
     reconcile_every: float = 60.0
     keepalive: int = 30
+    # MQTT 5 and a shared subscription (Mosquitto, EMQX); the embedded demo broker (amqtt)
+    # speaks 3.1.1 only and has no shared subscriptions, so it runs one worker without them.
+    mqtt5: bool = True
+    shared: bool = True
 
 
 class IngestWorker:
@@ -89,10 +93,12 @@ class IngestWorker:
         self.client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
+        v5 = self.config.mqtt5
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+            clean_session=None if v5 else False,  # 3.1.1's persistent session
             manual_ack=True,
         )
         if self.broker.username:
@@ -116,12 +122,10 @@ class IngestWorker:
         root = self.config.root
         # Events are shared among the workers; presence is retained, and retained messages
         # are never sent to shared subscriptions, so each worker takes presence itself.
-        client.subscribe(
-            [
-                (f"$share/{self.config.group}/{root}/+/instruments/+/events", 1),
-                (f"{root}/+/status", 1),
-            ]
-        )
+        events = f"{root}/+/instruments/+/events"
+        if self.config.shared:
+            events = f"$share/{self.config.group}/{events}"
+        client.subscribe([(events, 1), (f"{root}/+/status", 1)])
         self._connected.set()
         log.info(
             "connected to %s:%s as %s", self.broker.host, self.broker.port, self.config.client_id
@@ -143,16 +147,23 @@ class IngestWorker:
     # -- the worker's own thread -----------------------------------------------------------
     def connect(self) -> None:
         """Connect with backoff until the broker answers (or stop() is called)."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.config.session_expiry
-        props.ReceiveMaximum = self.config.receive_maximum
+        props = None
+        if self.config.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.config.session_expiry
+            props.ReceiveMaximum = self.config.receive_maximum
         delay = 0.5
         while not self._stop.is_set():
             try:
-                self.client.connect(
-                    self.broker.host, self.broker.port, keepalive=self.config.keepalive,
-                    clean_start=False, properties=props,
-                )  # fmt: skip
+                if props is not None:
+                    self.client.connect(
+                        self.broker.host, self.broker.port, keepalive=self.config.keepalive,
+                        clean_start=False, properties=props,
+                    )  # fmt: skip
+                else:
+                    self.client.connect(
+                        self.broker.host, self.broker.port, keepalive=self.config.keepalive
+                    )
                 break
             except OSError as exc:
                 log.warning("broker %s:%s unreachable (%s); retrying in %.1fs",

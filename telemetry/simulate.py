@@ -226,7 +226,7 @@ class Simulator:
             if mono >= gw.down_until:
                 self._connect(gw)
             return
-        if self.random.random() < 0.0005 * max(1, 200 // max(1, len(self.gateways))):
+        if self.random.random() < 0.0005 * max(1, 50 // max(1, len(self.gateways))):
             # Drop off without a goodbye: the broker publishes the last will (offline).
             sock = gw.client.socket()
             gw.client.loop_stop()

@@ -201,3 +201,18 @@ def test_reconcile_no_show_completed_and_silence(
     assert session.get(Booking, in_grace.id).status == BookingStatus.confirmed
     silent = sessions(session)[-1]
     assert silent.closed_reason == "silence" and silent.end_at == ago(30)
+
+
+def test_meters_alone_add_up_on_the_open_session(
+    engine: Engine, session: Session, net: Net
+) -> None:
+    """Batches of only meters and heartbeats take the one-statement path (ints and floats mixed)."""
+    send(engine, net, 0, ("session_start", 10, "B1"))
+    send(
+        engine, net, 0,
+        ("meter", 9, None, {"samples": 2}), ("meter", 8, None, {"kwh": 0.25}),
+        ("heartbeat", 7), ("meter", 6, None, {"samples": 1, "kwh": 1}),
+    )  # fmt: skip
+    send(engine, net, 1, ("meter", 5, None, {"samples": 7}))  # no open session there: ignored
+    [usage] = sessions(session)
+    assert (usage.samples, usage.kwh, usage.last_event_at) == (3, 1.25, ago(6))
