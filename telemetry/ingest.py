@@ -139,7 +139,9 @@ class IngestWorker:
     def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         self.metrics.values["received"] += 1  # only this thread writes it
         self.inbox.append(
-            Incoming(message.mid, message.qos, message.topic, message.payload, self._generation)
+            Incoming(
+                message.mid, message.qos, message.topic, bytes(message.payload), self._generation
+            )
         )
         if not self._arrived.is_set():
             self._arrived.set()

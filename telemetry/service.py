@@ -79,6 +79,7 @@ def gateway_create(
         if instrument.lab_id != lab.id:
             raise Invalid(f"instrument {code} does not belong to lab {lab.code}")
         instruments.append(instrument)
+    assert lab.id is not None
     uid = f"gw-{secrets.token_hex(6)}"
     password = secrets.token_urlsafe(24)
     gateway = Gateway(
@@ -87,8 +88,9 @@ def gateway_create(
     )  # fmt: skip
     session.add(gateway)
     session.flush()
-    for instrument in {i.id: i for i in instruments}.values():
-        session.add(GatewayInstrument(gateway_id=gateway.id, instrument_id=instrument.id))
+    assert gateway.id is not None
+    for instrument_id in {i.id for i in instruments if i.id is not None}:
+        session.add(GatewayInstrument(gateway_id=gateway.id, instrument_id=instrument_id))
     session.flush()
     return gateway, password
 
@@ -167,11 +169,12 @@ def _require_usage_reader(user: User, lab_id: int) -> None:
 def _usage_public(session: Session, usage: UsageSession) -> UsagePublic:
     booking = session.get(Booking, usage.booking_id) if usage.booking_id else None
     ref = None
-    if booking is not None:
+    if booking is not None and booking.id is not None:
         ref = BookingRef(
             id=booking.id, start=booking.start_at, end=booking.end_at, status=booking.status,
             user_id=booking.user_id,
         )  # fmt: skip
+    assert usage.id is not None
     return UsagePublic(
         id=usage.id, instrument_id=usage.instrument_id, start=usage.start_at, end=usage.end_at,
         user_id=usage.user_id, user_badge=usage.user_badge, kind=usage.kind, booking=ref,
@@ -238,6 +241,7 @@ def lab_usage(
     """All usage sessions of a lab's instruments."""
     lab = lab_by_code(session, lab_code)
     ids = session.exec(select(Instrument.id).where(Instrument.lab_id == lab.id)).all()
+    assert lab.id is not None
     return usage_list(
         session, user=user, instrument_ids=[i for i in ids if i is not None], lab_id=lab.id,
         start=start, end=end,
@@ -267,6 +271,7 @@ def _statuses(session: Session, instruments: list[Instrument]) -> list[Instrumen
     now = utcnow()
     out = []
     for instrument in instruments:
+        assert instrument.id is not None
         state = states.get(instrument.id)
         gateway = by_id.get(state.gateway_id) if state and state.gateway_id else None
         if gateway is None:

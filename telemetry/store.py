@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from core.db import writer
 from instruments.models import Instrument
@@ -75,12 +75,14 @@ class Directory:
 
     def _load_gateway(self, conn: Connection, uid: str) -> GatewayInfo | None:
         row = conn.execute(
-            sa.select(Gateway.id, Gateway.lab_id, Gateway.revoked_at).where(Gateway.uid == uid)
+            sa.select(col(Gateway.id), col(Gateway.lab_id), col(Gateway.revoked_at)).where(
+                col(Gateway.uid) == uid
+            )
         ).first()
         info = None
         if row is not None:
             served = conn.execute(
-                sa.select(GatewayInstrument.instrument_id).where(
+                sa.select(col(GatewayInstrument.instrument_id)).where(
                     GatewayInstrument.gateway_id == row.id
                 )
             ).scalars()
@@ -100,15 +102,19 @@ class Directory:
         if not self._instruments:
             # The first look-up loads the whole catalog: one query instead of thousands.
             now = time.monotonic()
-            rows = conn.execute(sa.select(Instrument.code, Instrument.id, Instrument.lab_id))
+            rows = conn.execute(
+                sa.select(col(Instrument.code), col(Instrument.id), col(Instrument.lab_id))
+            )
             for row in rows:
                 self._instruments[row.code] = (now, (row.id, row.lab_id))
             if code in self._instruments:
                 return self._instruments[code][1]
-        row = conn.execute(
-            sa.select(Instrument.id, Instrument.lab_id).where(Instrument.code == code)
+        found = conn.execute(
+            sa.select(col(Instrument.id), col(Instrument.lab_id)).where(
+                col(Instrument.code) == code
+            )
         ).first()
-        value = (row.id, row.lab_id) if row else None
+        value = (found.id, found.lab_id) if found else None
         self._instruments[code] = (time.monotonic(), value)
         return value
 
@@ -249,6 +255,7 @@ def _insert_events_pg(
     session: Session, events: list[StoredEvent], now: datetime
 ) -> list[tuple[int, str]]:
     raw = session.connection().connection.driver_connection
+    assert raw is not None
     with raw.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _ingest_event (gateway_id int, message_id text,"

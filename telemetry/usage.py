@@ -67,14 +67,15 @@ def _prefetch(session: Session, events: list[StoredEvent], instrument_ids: list[
         for user_id, badge in session.exec(
             select(User.id, User.badge).where(col(User.badge).in_(badges))
         ):
-            users[badge] = user_id
+            if badge:
+                users[badge] = user_id
         # Gateways may send the user id itself instead of a badge.
         numeric = {
             int(b) for b, uid in users.items() if uid is None and b.isdigit() and len(b) < 10
         }
         if numeric:
-            for (user_id,) in session.exec(select(User.id).where(col(User.id).in_(numeric))).all():
-                users[str(user_id)] = user_id
+            for found in session.exec(select(User.id).where(col(User.id).in_(numeric))).all():
+                users[str(found)] = found
     first, last = min(e.ts for e in events), max(e.ts for e in events)
     bookings: dict[int, list[Booking]] = {i: [] for i in instrument_ids}
     for booking in session.exec(
@@ -289,14 +290,14 @@ def gateway_went_offline(session: Session, *, gateway_id: int, at: datetime) -> 
 def _was_used(session: Session, booking: Booking) -> bool:
     """A session matched it, or overlapped it with no one else's badge."""
     overlapping = sa.and_(
-        UsageSession.start_at < booking.end_at,
+        col(UsageSession.start_at) < booking.end_at,
         sa.or_(col(UsageSession.end_at).is_(None), col(UsageSession.end_at) > booking.start_at),
-        sa.or_(col(UsageSession.user_id).is_(None), UsageSession.user_id == booking.user_id),
+        sa.or_(col(UsageSession.user_id).is_(None), col(UsageSession.user_id) == booking.user_id),
     )
     query = (
         select(UsageSession.id)
         .where(UsageSession.instrument_id == booking.instrument_id)
-        .where(sa.or_(UsageSession.booking_id == booking.id, overlapping))
+        .where(sa.or_(col(UsageSession.booking_id) == booking.id, overlapping))
         .limit(1)
     )
     return session.exec(query).first() is not None
@@ -328,8 +329,8 @@ def usage_reconcile(
     horizon = now - timedelta(days=7)
     candidates = session.exec(
         select(Booking, Lab.no_show_grace_minutes)
-        .join(Instrument, Instrument.id == Booking.instrument_id)
-        .join(Lab, Lab.id == Instrument.lab_id)
+        .join(Instrument, col(Instrument.id) == Booking.instrument_id)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
         .where(Booking.status == BookingStatus.confirmed)
         .where(Booking.start_at < now)
         .where(Booking.end_at > horizon)
