@@ -18,6 +18,8 @@ from core.models import User, utcnow
 from instruments.models import Instrument, Lab
 from telemetry.models import (
     EventType,
+    Gateway,
+    GatewayInstrument,
     InstrumentLiveState,
     InstrumentState,
     UsageKind,
@@ -303,6 +305,33 @@ def _was_used(session: Session, booking: Booking) -> bool:
     return session.exec(query).first() is not None
 
 
+def _watched() -> sa.ColumnElement[bool]:
+    """The booking's instrument had a gateway reporting on it when the booking began.
+
+    Without one, nobody could have seen the use: such a booking is neither a no-show nor
+    completed by telemetry.
+    """
+    served_explicitly = (
+        select(GatewayInstrument.gateway_id)
+        .where(GatewayInstrument.gateway_id == Gateway.id)
+        .exists()
+    )
+    serves_it = (
+        select(GatewayInstrument.gateway_id)
+        .where(GatewayInstrument.gateway_id == Gateway.id)
+        .where(GatewayInstrument.instrument_id == Booking.instrument_id)
+        .exists()
+    )
+    return (
+        select(Gateway.id)
+        .where(Gateway.lab_id == Instrument.lab_id)
+        .where(col(Gateway.created_at) <= Booking.start_at)
+        .where(col(Gateway.revoked_at).is_(None))
+        .where(sa.or_(~served_explicitly, serves_it))
+        .exists()
+    )
+
+
 @dataclass(slots=True)
 class Reconciled:
     closed_silent: int = 0
@@ -334,6 +363,7 @@ def usage_reconcile(
         .where(Booking.status == BookingStatus.confirmed)
         .where(Booking.start_at < now)
         .where(Booking.end_at > horizon)
+        .where(_watched())
     ).all()
     for booking, grace in candidates:
         if _was_used(session, booking):

@@ -11,6 +11,7 @@ from booking.models import Booking, BookingStatus
 from core.models import User
 from telemetry.models import (
     DeadLetter,
+    Gateway,
     InstrumentLiveState,
     InstrumentState,
     TelemetryEvent,
@@ -20,7 +21,7 @@ from telemetry.models import (
 from telemetry.protocol import encode, events_topic, presence_topic
 from telemetry.store import Directory, Incoming, write_batch
 from telemetry.usage import usage_reconcile
-from tests.factories import create_user
+from tests.factories import create_instrument, create_user
 from tests.telemetry.conftest import Net
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -179,6 +180,13 @@ def test_reconcile_no_show_completed_and_silence(
     engine: Engine, session: Session, net: Net
 ) -> None:
     alice = badge_user(session, "B-ALICE")
+    gateway = session.get(Gateway, net.gateway.id)
+    gateway.created_at = ago(24 * 60)  # it was reporting before these bookings began
+    session.add(gateway)
+    unwatched_instrument = create_instrument(session)  # another lab, with no gateway
+    unwatched = Booking(instrument_id=unwatched_instrument.id, user_id=alice.id,
+                        start_at=ago(45), end_at=ago(15))  # fmt: skip
+    session.add(unwatched)
     used = book(session, net, alice, ago(120), ago(60), i=0)
     no_show = book(session, net, alice, ago(45), ago(15), i=1)
     in_grace = book(session, net, alice, ago(10), ago(-50), i=2)
@@ -199,6 +207,7 @@ def test_reconcile_no_show_completed_and_silence(
     assert session.get(Booking, used.id).status == BookingStatus.completed
     assert session.get(Booking, no_show.id).status == BookingStatus.no_show
     assert session.get(Booking, in_grace.id).status == BookingStatus.confirmed
+    assert session.get(Booking, unwatched.id).status == BookingStatus.confirmed
     silent = sessions(session)[-1]
     assert silent.closed_reason == "silence" and silent.end_at == ago(30)
 
