@@ -92,7 +92,7 @@ VALUES ('IV2026', 'Innovation vouchers 2026', 'cny', 2000000000, 5000, 5000000,
 
 -- The month's bookings: about 41 per instrument, 2 to 4 hours each, on a 16-hour grid.
 INSERT INTO booking (instrument_id, user_id, start_at, end_at, status, purpose, version,
-                     created_at, updated_at, cancelled_at)
+                     created_at, updated_at, cancelled_at, cancelled_by_id)
 SELECT (SELECT min(id) FROM instrument) + g %% %(instruments)s,
        (SELECT min(id) FROM "user") + (g::bigint * 7919) %% %(users)s,
        timestamptz %(month_start)s + (g / %(instruments)s) * interval '16 hours',
@@ -102,7 +102,9 @@ SELECT (SELECT min(id) FROM instrument) + g %% %(instruments)s,
        '', 1, now(), now(),
        CASE WHEN g %% 20 = 1 THEN timestamptz %(month_start)s + (g / %(instruments)s)
             * interval '16 hours' - (CASE WHEN g %% 40 = 1 THEN 2 ELSE 72 END) * interval '1 hour'
-       END
+       END,
+       -- The booker cancelled (the late ones pay the fee).
+       CASE WHEN g %% 20 = 1 THEN (SELECT min(id) FROM "user") + (g::bigint * 7919) %% %(users)s END
 FROM generate_series(0, %(bookings)s - 1) g;
 
 -- Usage matching each completed booking: starts on time, runs -30..+45 minutes around it.

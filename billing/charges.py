@@ -83,7 +83,7 @@ def _bookings_cte(sql: _Sql, status: str, kind: str) -> str:
         SELECT b.id AS source_id, b.instrument_id, i.lab_id, i.category_id,
                l.institution_id AS provider_id, pi.id AS payer_id, b.user_id,
                b.id AS booking_id, b.start_at AS s_start, b.end_at AS s_end,
-               b.cancelled_at, {_payer_class("l.institution_id")} AS payer_class,
+               b.cancelled_at, b.cancelled_by_id, {_payer_class("l.institution_id")} AS payer_class,
                {_eligible("l.institution_id")} AS eligible,
                {sql.minutes(sql.seconds("b.start_at", "b.end_at"))} AS booked_minutes
         FROM booking b
@@ -247,9 +247,11 @@ def _fee_charges(sql: _Sql, kind: str) -> str:
         status, fee, condition = "no_show", "p.no_show_fee", "p.no_show_fee > 0"
     else:
         status, fee = "cancelled", "p.late_cancel_fee"
-        # Cancelled inside the window before the start (or after it began).
+        # Cancelled by its own booker inside the window before the start (or after it began);
+        # a lab's cancellation, or one nobody recorded, costs the researcher nothing.
         condition = (
             "p.late_cancel_fee > 0 AND p.late_cancel_window_minutes > 0 "
+            "AND bk.cancelled_by_id = bk.user_id "
             "AND bk.cancelled_at IS NOT NULL AND "
             f"{sql.seconds('bk.cancelled_at', 'bk.s_start')} < p.late_cancel_window_minutes * 60"
         )

@@ -68,6 +68,8 @@ class Booking(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Who cancelled: billing charges a late-cancellation fee only when it is the booker.
+    cancelled_by_id: int | None = Field(default=None, foreign_key="user.id")
 
 
 class IdempotencyKey(SQLModel, table=True):

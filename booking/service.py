@@ -169,6 +169,7 @@ def booking_cancel(
     _require_active(booking, "cancelled")
     booking.status = BookingStatus.cancelled
     booking.cancelled_at = now
+    booking.cancelled_by_id = user.id
     _touch(booking, now)
     session.add(booking)
     session.flush()

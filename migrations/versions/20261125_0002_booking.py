@@ -120,7 +120,11 @@ def upgrade() -> None:
         sa.Column("created_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", core.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("cancelled_at", core.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("cancelled_by_id", sa.Integer(), nullable=True),
         sa.CheckConstraint("end_at > start_at", name=op.f("ck_booking_nonempty")),
+        sa.ForeignKeyConstraint(
+            ["cancelled_by_id"], ["user.id"], name=op.f("fk_booking_cancelled_by_id_user")
+        ),
         sa.ForeignKeyConstraint(
             ["decided_by_id"], ["user.id"], name=op.f("fk_booking_decided_by_id_user")
         ),

@@ -27,6 +27,7 @@ def book(
     minutes: int = 120,
     status: BookingStatus = BookingStatus.completed,
     cancelled_at: datetime | None = None,
+    cancelled_by: User | None = None,
 ) -> Booking:
     booking = Booking(
         instrument_id=instrument.id,
@@ -35,6 +36,7 @@ def book(
         end_at=start + timedelta(minutes=minutes),
         status=status,
         cancelled_at=cancelled_at,
+        cancelled_by_id=cancelled_by.id if cancelled_by else None,
     )
     session.add(booking)
     session.commit()

@@ -135,6 +135,7 @@ def test_fees_walk_ups_and_payer_classes(session, net) -> None:
         start=NOV + timedelta(days=1),
         status=BookingStatus.cancelled,
         cancelled_at=NOV + timedelta(hours=20),
+        cancelled_by=net.researcher,
     )
     book(
         session,
@@ -143,6 +144,7 @@ def test_fees_walk_ups_and_payer_classes(session, net) -> None:
         start=NOV + timedelta(days=2),
         status=BookingStatus.cancelled,
         cancelled_at=NOV - timedelta(days=3),
+        cancelled_by=net.researcher,
     )  # in time: free
     insider = use(
         session,
