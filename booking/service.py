@@ -19,7 +19,7 @@ from booking.errors import (
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from booking.notify import notify
 from booking.placement import check_all, expire_booking, initial_status, place, write
-from booking.schemas import BookingCreate, BookingReschedule, booking_public
+from booking.schemas import BookingCreate, BookingPublic, BookingReschedule, booking_public
 from booking.series import series_create
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
@@ -54,9 +54,11 @@ def booking_create(
     instrument = instrument_get(session, data.instrument_id)
     assert user.id is not None
     if data.recurrence:
-        return 201, series_create(
-            session, instrument=instrument, user_id=user.id, data=data, now=now
-        ).model_dump(mode="json")
+        created = series_create(session, instrument=instrument, user_id=user.id, data=data, now=now)
+        pending = [b for b in created.bookings if b.status == BookingStatus.pending]
+        if pending:
+            _ask_managers_for_series(session, instrument, pending)
+        return 201, created.model_dump(mode="json")
     if data.allow_partial:
         raise RuleViolation("allow_partial applies to a series (give recurrence)")
     booking = place(
@@ -73,15 +75,19 @@ def booking_create(
     return 201, booking_public(booking).model_dump(mode="json")
 
 
-def _ask_managers(session: Session, instrument: Instrument, booking: Booking) -> None:
-    """Tell the lab's managers a request awaits their decision."""
-    managers = session.exec(
+def _lab_managers(session: Session, instrument: Instrument) -> list[int]:
+    """The active managers of the instrument's lab: who decides on its requests."""
+    ids = session.exec(
         select(User.id).where(
             User.lab_id == instrument.lab_id, User.role == Role.lab_manager, User.is_active
         )
     ).all()
-    for manager_id in managers:
-        assert manager_id is not None
+    return [i for i in ids if i is not None]
+
+
+def _ask_managers(session: Session, instrument: Instrument, booking: Booking) -> None:
+    """Tell the lab's managers a request awaits their decision."""
+    for manager_id in _lab_managers(session, instrument):
         notify(
             session,
             user_id=manager_id,
@@ -93,6 +99,36 @@ def _ask_managers(session: Session, instrument: Instrument, booking: Booking) ->
             ),
             data={"booking_id": booking.id, "instrument_id": instrument.id},
             booking_id=booking.id,
+        )
+
+
+def _ask_managers_for_series(
+    session: Session, instrument: Instrument, pending: list[BookingPublic]
+) -> None:
+    """Tell the lab's managers a series awaits their decision: one message, not one per
+    occurrence, so a weekly series for a term does not flood their inbox."""
+    first = min(pending, key=lambda b: b.start)
+    expires = first.expires_at
+    for manager_id in _lab_managers(session, instrument):
+        notify(
+            session,
+            user_id=manager_id,
+            kind="approval_requested",
+            subject=(
+                f"A series of {len(pending)} bookings of {instrument.name} awaits your decision"
+            ),
+            body=(
+                f"{len(pending)} occurrences requested, the first for {to_utc_z(first.start)} "
+                f"to {to_utc_z(first.end)}; it expires at {to_utc_z(expires) if expires else '-'}."
+            ),
+            data={
+                "booking_id": first.id,
+                "series_id": first.series_id,
+                "instrument_id": instrument.id,
+                "occurrences": len(pending),
+                "first_start": to_utc_z(first.start),
+            },
+            booking_id=first.id,
         )
 
 

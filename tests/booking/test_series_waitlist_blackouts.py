@@ -177,3 +177,38 @@ def test_blackout_bad_input(client, session: Session):
         == 404
     )
     assert session.exec(select(WaitlistEntry)).all() == []
+
+
+def test_a_pending_series_asks_the_lab_managers_once(client, session: Session):
+    lab = create_lab(session)
+    inst = create_instrument(session, lab=lab, approval_required=True)
+    managers = [create_user(session, role=Role.lab_manager, lab=lab) for _ in range(2)]
+    elsewhere = create_user(session, role=Role.lab_manager, lab=create_lab(session))
+    owner = create_user(session)
+    r = client.post(
+        "/api/v1/bookings",
+        json=body(inst.id, at(2, 9), at(2, 10), recurrence="FREQ=WEEKLY;COUNT=3"),
+        headers=auth(owner),
+    )
+    assert r.status_code == 201, r.text
+    data = r.json()
+    assert [b["status"] for b in data["bookings"]] == ["pending"] * 3
+    notes = session.exec(select(Notification).where(Notification.kind == "approval_requested"))
+    got = sorted(((n.user_id, n.booking_id, n.subject, n.data) for n in notes), key=str)
+    assert [g[0] for g in got] == sorted(m.id for m in managers)
+    for _, booking_id, subject, note in got:
+        assert booking_id == data["id"]
+        assert subject.startswith("A series of 3 bookings of ")
+        assert note["series_id"] == data["series_id"] and note["occurrences"] == 3
+        assert note["first_start"] == z(at(2, 9))
+    assert elsewhere.id not in [g[0] for g in got]
+    # A series that needs no approval asks nobody.
+    free = create_instrument(session, lab=lab)
+    r = client.post(
+        "/api/v1/bookings",
+        json=body(free.id, at(2, 9), at(2, 10), recurrence="FREQ=WEEKLY;COUNT=2"),
+        headers=auth(owner),
+    )
+    assert r.status_code == 201 and r.json()["status"] == "confirmed"
+    count = len(session.exec(select(Notification)).all())
+    assert count == 2
