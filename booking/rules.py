@@ -23,7 +23,10 @@ def check_shape(
 ) -> None:
     """Status, interval, slot grid, length, lead time and horizon: all without the database."""
     if instrument.status != InstrumentStatus.active:
-        raise RuleViolation(f"the instrument is {instrument.status.value}, not bookable")
+        state = {"maintenance": "in maintenance", "retired": "retired"}.get(
+            instrument.status.value, instrument.status.value
+        )
+        raise RuleViolation(f"the instrument is {state} and cannot be booked")
     if end <= start:
         raise RuleViolation("end must be after start")
     step = instrument.slot_step_minutes
