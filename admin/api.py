@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from admin import management as mgmt
 from admin import payouts, policies, reports, service
 from admin import settlement as settle
-from admin.kpis import network_kpis
+from admin.kpis import network_kpis, network_trend
 from admin.models import Payout
 from admin.policy import PolicyDocument
 from admin.schemas import (
@@ -24,6 +24,7 @@ from admin.schemas import (
     InstitutionPublic,
     InstrumentKpiPublic,
     KpisPublic,
+    KpiTrendPublic,
     LabIn,
     LabPatch,
     LabPublic,
@@ -267,6 +268,20 @@ def pay_settlement(
 def get_kpis(session: SessionDep, _user: NetworkAdmin, period: Month) -> KpisPublic:
     """The network's KPIs for a month: size, hours, external share, utilisation, money."""
     return KpisPublic.model_validate(network_kpis(session, period=period))
+
+
+@router.get(
+    "/kpis/trend", response_model=KpiTrendPublic, dependencies=[Depends(only_params("from", "to"))]
+)
+def get_kpi_trend(
+    session: SessionDep,
+    _user: NetworkAdmin,
+    first: Annotated[str, Query(alias="from", description="YYYY-MM")],
+    last: Annotated[str, Query(alias="to", description="YYYY-MM")],
+) -> KpiTrendPublic:
+    """The network's booked, used and external hours and utilisation for each month of a
+    range (at most 24 months), in one request."""
+    return KpiTrendPublic.model_validate({"months": network_trend(session, first=first, last=last)})
 
 
 @router.get(

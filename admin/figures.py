@@ -134,15 +134,18 @@ def _time_seconds(session: Session, column: Any) -> Any:
     return sa.func.strftime("%s", column)
 
 
+def _open_length(session: Session) -> Any:
+    """Seconds one opening-hours row is open on its weekday."""
+    return _time_seconds(session, OpeningHours.closes) - _time_seconds(session, OpeningHours.opens)
+
+
 def open_seconds(session: Session, period: Period) -> dict[int, int]:
     """Seconds each instrument is published open in the period (weekly hours x weekdays)."""
     counts = _weekday_counts(period)
     per_weekday = sa.case(
         *((col(OpeningHours.weekday) == d, counts.get(d, 0)) for d in range(7)), else_=0
     )
-    length = _time_seconds(session, OpeningHours.closes) - _time_seconds(
-        session, OpeningHours.opens
-    )
+    length = _open_length(session)
     query = sa.select(
         col(OpeningHours.instrument_id), sa.cast(sa.func.sum(per_weekday * length), sa.BigInteger)
     ).group_by(col(OpeningHours.instrument_id))
@@ -157,9 +160,9 @@ class Usage:
     outside_users: int
 
 
-def usage(session: Session, period: Period) -> dict[int, Usage]:
-    """Used and external seconds (clipped to the period) and distinct outsiders per instrument."""
-    start, end = _at(period.start), _at(period.end)
+def _usage_query(session: Session, start: Any, end: Any, key: Any) -> sa.Select[Any]:
+    """Sessions overlapping [start, end) grouped by `key`: count, used and external seconds
+    clipped to [start, end), distinct outsiders."""
     session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
     secs = _seconds(
         session, _greatest(session, UsageSession.start_at, start), _least(session, session_end, end)
@@ -168,9 +171,9 @@ def usage(session: Session, period: Period) -> dict[int, Usage]:
     external = sa.and_(
         person.is_not(None), sa.func.coalesce(User.institution_id, -1) != Lab.institution_id
     )
-    query = (
+    return (
         sa.select(
-            col(UsageSession.instrument_id),
+            key,
             sa.func.count(),
             sa.func.sum(secs),
             sa.func.sum(sa.case((external, secs), else_=0)),
@@ -182,7 +185,14 @@ def usage(session: Session, period: Period) -> dict[int, Usage]:
         .outerjoin(Booking, col(Booking.id) == UsageSession.booking_id)
         .outerjoin(User, col(User.id) == person)
         .where(col(UsageSession.start_at) < end, session_end > start)
-        .group_by(col(UsageSession.instrument_id))
+        .group_by(key)
+    )
+
+
+def usage(session: Session, period: Period) -> dict[int, Usage]:
+    """Used and external seconds (clipped to the period) and distinct outsiders per instrument."""
+    query = _usage_query(
+        session, _at(period.start), _at(period.end), col(UsageSession.instrument_id)
     )
     return {
         row[0]: Usage(int(row[1]), int(row[2] or 0), int(row[3] or 0), int(row[4] or 0))
@@ -268,16 +278,16 @@ class Bookings:
 TAKEN = (BookingStatus.confirmed, BookingStatus.completed, BookingStatus.no_show)
 
 
-def bookings(session: Session, period: Period) -> dict[int, Bookings]:
-    """Per instrument: bookings starting in the period, booked seconds (clipped), no-shows."""
-    start, end = _at(period.start), _at(period.end)
+def _bookings_query(session: Session, start: Any, end: Any, key: Any) -> sa.Select[Any]:
+    """Taken bookings overlapping [start, end) grouped by `key`: how many start inside,
+    booked seconds clipped to [start, end), no-shows starting inside."""
     secs = _seconds(
         session, _greatest(session, Booking.start_at, start), _least(session, Booking.end_at, end)
     )
     starts_inside = sa.and_(col(Booking.start_at) >= start, col(Booking.start_at) < end)
-    query = (
+    return (
         sa.select(
-            col(Booking.instrument_id),
+            key,
             sa.func.sum(sa.case((starts_inside, 1), else_=0)),
             sa.func.sum(secs),
             sa.func.sum(
@@ -290,8 +300,13 @@ def bookings(session: Session, period: Period) -> dict[int, Bookings]:
         .where(
             col(Booking.status).in_(TAKEN), col(Booking.start_at) < end, col(Booking.end_at) > start
         )
-        .group_by(col(Booking.instrument_id))
+        .group_by(key)
     )
+
+
+def bookings(session: Session, period: Period) -> dict[int, Bookings]:
+    """Per instrument: bookings starting in the period, booked seconds (clipped), no-shows."""
+    query = _bookings_query(session, _at(period.start), _at(period.end), col(Booking.instrument_id))
     return {
         i: Bookings(int(n or 0), int(s or 0), int(ns or 0))
         for i, n, s, ns in session.execute(query)
@@ -307,3 +322,81 @@ def trained(session: Session, period: Period) -> dict[int, int]:
         .group_by(col(Qualification.instrument_id))
     )
     return {i: int(n) for i, n in session.execute(query)}
+
+
+# --- Month by month over a range: the same definitions, grouped by month in one query each ---
+
+
+@dataclass(frozen=True)
+class MonthFigures:
+    """The whole network's figures for one month of a range."""
+
+    open_seconds: int
+    used_seconds: int
+    external_seconds: int
+    booked_seconds: int
+
+
+def months_range(first: str, last: str) -> list[Period]:
+    """Every month from `first` to `last` (both `YYYY-MM`, inclusive), in order."""
+    start, end = period_parse(first), period_parse(last)
+    year, month = int(start.label[:4]), int(start.label[5:])
+    out = [start]
+    while out[-1].label < end.label:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        out.append(period_parse(f"{year:04d}-{month:02d}"))
+    return out
+
+
+def by_month(session: Session, months: list[Period]) -> dict[str, MonthFigures]:
+    """Network totals per month: each month's bounds are a row of a small derived table the
+    sessions and bookings of the whole range join once, so the range is read in one pass."""
+    table = sa.union_all(
+        *(
+            sa.select(
+                sa.literal(m.label).label("label"),
+                _at(m.start).label("start_at"),
+                _at(m.end).label("end_at"),
+            )
+            for m in months
+        )
+    ).cte("months")
+    first, last = _at(months[0].start), _at(months[-1].end)
+    session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
+    # The range bounds as literals too, so the indexes narrow the scan before the join.
+    used = {
+        row[0]: row
+        for row in session.execute(
+            _usage_query(session, table.c.start_at, table.c.end_at, table.c.label).where(
+                col(UsageSession.start_at) < last, session_end > first
+            )
+        )
+    }
+    booked = {
+        row[0]: int(row[2] or 0)
+        for row in session.execute(
+            _bookings_query(session, table.c.start_at, table.c.end_at, table.c.label).where(
+                col(Booking.start_at) < last, col(Booking.end_at) > first
+            )
+        )
+    }
+    # Open time is weekly: the network's open seconds per weekday, times each month's weekdays.
+    weekly = {
+        int(d): int(s or 0)
+        for d, s in session.execute(
+            sa.select(col(OpeningHours.weekday), sa.func.sum(_open_length(session))).group_by(
+                col(OpeningHours.weekday)
+            )
+        )
+    }
+    out = {}
+    for m in months:
+        counts = _weekday_counts(m)
+        u = used.get(m.label)
+        out[m.label] = MonthFigures(
+            open_seconds=sum(counts.get(d, 0) * s for d, s in weekly.items()),
+            used_seconds=int(u[2] or 0) if u else 0,
+            external_seconds=int(u[3] or 0) if u else 0,
+            booked_seconds=booked.get(m.label, 0),
+        )
+    return out

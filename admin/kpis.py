@@ -10,10 +10,13 @@ from sqlmodel import Session, col
 
 from admin import figures as fig
 from billing.models import Invoice, VoucherRedemption
+from core.errors import Invalid
 from core.settings import get_settings
 from instruments.models import Category, Institution, Lab
 
 HOUR = 3600
+# The longest range the trend answers: two years of months.
+TREND_MAX_MONTHS = 24
 
 
 @dataclass(frozen=True)
@@ -155,3 +158,29 @@ def network_kpis(session: Session, *, period: str) -> dict[str, object]:
         "by_institution": _groups(session, items, "institution_id"),
         "by_lab": _groups(session, items, "lab_id"),
     }
+
+
+def network_trend(session: Session, *, first: str, last: str) -> list[dict[str, object]]:
+    """Month by month from `first` to `last` (`YYYY-MM`, inclusive): the hours and utilisation
+    `network_kpis` gives for each month, from one grouped pass over the range."""
+    start, end = fig.period_parse(first), fig.period_parse(last)
+    if end.start < start.start:
+        raise Invalid(f"the range ends ({last}) before it starts ({first})")
+    months = fig.months_range(first, last)
+    if len(months) > TREND_MAX_MONTHS:
+        raise Invalid(f"the range has {len(months)} months; at most {TREND_MAX_MONTHS}")
+    figures = fig.by_month(session, months)
+    out: list[dict[str, object]] = []
+    for month in months:
+        f = figures[month.label]
+        out.append(
+            {
+                "period": month.label,
+                "booked_hours": _hours(f.booked_seconds),
+                "used_hours": _hours(f.used_seconds),
+                "open_hours": _hours(f.open_seconds),
+                "external_hours": _hours(f.external_seconds),
+                "utilisation": _ratio(f.used_seconds, f.open_seconds),
+            }
+        )
+    return out

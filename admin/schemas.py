@@ -255,6 +255,21 @@ class KpisPublic(BaseModel):
     by_lab: list[KpiGroup]
 
 
+class TrendMonth(BaseModel):
+    period: str
+    booked_hours: float
+    used_hours: float
+    open_hours: float
+    external_hours: float
+    utilisation: float
+
+
+class KpiTrendPublic(BaseModel):
+    """The network's hours and utilisation month by month (oldest first)."""
+
+    months: list[TrendMonth]
+
+
 class InstrumentKpiPublic(BaseModel):
     id: int
     code: str

@@ -278,9 +278,18 @@ def test_admin_previews_a_settlement(
     assert "Northwest University" in lines
     shots(page, "settlement-preview")
 
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/api/v1/admin/kpis" in r.url else None)
     page.goto(f"{live_server}/admin?period=2026-10")
     page.wait_for_function("document.querySelector('[data-kpi=instruments]').textContent !== '…'")
     page.wait_for_function("Chart.getChart('chart-trend') !== undefined")
+    # The month's KPIs and the six-month trend: two requests, not one per month.
+    assert sorted(u.split("/api/v1/admin/")[1] for u in asked) == [
+        "kpis/trend?from=2026-05&to=2026-10",
+        "kpis?period=2026-10",
+    ]
+    trend = page.evaluate("Chart.getChart('chart-trend').data.datasets[0].data")
+    assert len(trend) == 6 and trend[-1] > 0
     assert chart_drawn(page, "chart-external") and chart_drawn(page, "chart-subsidy")
     shots(page, "dashboard")
     context.close()
