@@ -58,7 +58,8 @@ def get_optional_user(
     return _user_from_request(request, session, token)
 
 
-def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -> User:
+# The pure checks below are async so they run on the event loop, not in a threadpool hop.
+async def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -> User:
     if user is None:
         raise Unauthorized("not signed in, or the token is invalid or expired")
     return user
@@ -71,7 +72,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
     """A dependency that admits only users holding one of `roles`."""
 
-    def guard(user: CurrentUser) -> User:
+    async def guard(user: CurrentUser) -> User:
         if user.role not in roles:
             raise Forbidden(f"this needs the role {' or '.join(r.value for r in roles)}")
         return user
