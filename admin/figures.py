@@ -160,9 +160,11 @@ class Usage:
     outside_users: int
 
 
-def _usage_query(session: Session, start: Any, end: Any, key: Any) -> sa.Select[Any]:
+def _usage_query(
+    session: Session, start: Any, end: Any, key: Any, *, outsiders: bool = True
+) -> sa.Select[Any]:
     """Sessions overlapping [start, end) grouped by `key`: count, used and external seconds
-    clipped to [start, end), distinct outsiders."""
+    clipped to [start, end), distinct outsiders (0 without `outsiders`)."""
     session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
     secs = _seconds(
         session, _greatest(session, UsageSession.start_at, start), _least(session, session_end, end)
@@ -177,7 +179,10 @@ def _usage_query(session: Session, start: Any, end: Any, key: Any) -> sa.Select[
             sa.func.count(),
             sa.func.sum(secs),
             sa.func.sum(sa.case((external, secs), else_=0)),
-            sa.func.count(sa.distinct(sa.case((external, person), else_=None))),
+            # The distinct count sorts every row: left out where nobody shows it.
+            sa.func.count(sa.distinct(sa.case((external, person), else_=None)))
+            if outsiders
+            else sa.literal(0),
         )
         .select_from(UsageSession)
         .join(Instrument, col(Instrument.id) == UsageSession.instrument_id)
@@ -367,9 +372,9 @@ def by_month(session: Session, months: list[Period]) -> dict[str, MonthFigures]:
     used = {
         row[0]: row
         for row in session.execute(
-            _usage_query(session, table.c.start_at, table.c.end_at, table.c.label).where(
-                col(UsageSession.start_at) < last, session_end > first
-            )
+            _usage_query(
+                session, table.c.start_at, table.c.end_at, table.c.label, outsiders=False
+            ).where(col(UsageSession.start_at) < last, session_end > first)
         )
     }
     booked = {
