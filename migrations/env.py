@@ -28,12 +28,24 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().database_url
 
 
+# Indexes that migrations create by hand on PostgreSQL only (the models cannot declare a
+# trigram GIN index for both databases); autogenerate must not offer to drop them.
+HAND_MADE_INDEXES = {"ix_instrument_search_trgm"}
+
+
+def _include(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    return not (type_ == "index" and reflected and name in HAND_MADE_INDEXES)
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include,
     )
 
 
