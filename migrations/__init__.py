@@ -9,6 +9,17 @@ from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
 
+# Indexes that migrations create by hand on PostgreSQL only (the models cannot declare a
+# trigram GIN index for both databases); autogenerate must not offer to drop them.
+HAND_MADE_INDEXES = {"ix_instrument_search_trgm"}
+
+
+def include_object(
+    _obj: object, name: str | None, type_: str, reflected: bool, _compare_to: object
+) -> bool:
+    """Alembic's filter: everything but the hand-made PostgreSQL indexes."""
+    return not (type_ == "index" and reflected and name in HAND_MADE_INDEXES)
+
 
 def alembic_config(url: str | None = None) -> Config:
     """Alembic's config for this package; `url` overrides LABSHARE_DATABASE_URL."""

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from core.db import make_engine
 from core.settings import get_settings
+from migrations import include_object
 
 # Every domain's tables, left to right in the import order.
 DOMAINS = ("core", "instruments", "booking", "telemetry", "billing", "admin")
@@ -28,24 +29,13 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().database_url
 
 
-# Indexes that migrations create by hand on PostgreSQL only (the models cannot declare a
-# trigram GIN index for both databases); autogenerate must not offer to drop them.
-HAND_MADE_INDEXES = {"ix_instrument_search_trgm"}
-
-
-def _include(
-    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
-) -> bool:
-    return not (type_ == "index" and reflected and name in HAND_MADE_INDEXES)
-
-
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
-        include_object=_include,
+        include_object=include_object,
     )
 
 

@@ -1,0 +1,60 @@
+"""The kernel's small pieces: money, pagination tokens, passwords and tokens, times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from core.errors import Invalid
+from core.money import format_money, round_to_step
+from core.pagination import decode_cursor, encode_cursor
+from core.security import create_access_token, hash_password, read_access_token, verify_password
+from core.timeutil import parse_aware, to_utc_z
+
+
+@given(st.integers(min_value=0, max_value=2**62))
+def test_cursor_round_trips(last_id: int) -> None:
+    assert decode_cursor(encode_cursor(last_id)) == last_id
+
+
+@pytest.mark.parametrize("token", ["garbage", "e30", "eyJhZnRlciI6LTF9", "eyJhZnRlciI6ImEifQ"])
+def test_foreign_cursors_are_invalid(token: str) -> None:
+    with pytest.raises(Invalid):
+        decode_cursor(token)
+
+
+def test_money_formats_minor_units() -> None:
+    assert format_money(123456, "cny") == "1,234.56 CNY"
+    assert format_money(-5, "usd") == "-0.05 USD"
+    assert format_money(500, "jpy") == "500 JPY"
+    assert round_to_step(149, 100) == 100
+    assert round_to_step(150, 100) == 200
+
+
+def test_passwords_and_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import get_settings
+
+    monkeypatch.setenv("LABSHARE_SECRET_KEY", "k" * 48)
+    get_settings.cache_clear()
+    try:
+        hashed = hash_password("correct horse")
+        assert verify_password(hashed, "correct horse")
+        assert not verify_password(hashed, "wrong horse")
+        assert not verify_password("not a hash", "correct horse")
+        assert read_access_token(create_access_token(7)) == 7
+        assert read_access_token(create_access_token(7, ttl=timedelta(seconds=-1))) is None
+        assert read_access_token("not.a.token") is None
+    finally:
+        get_settings.cache_clear()
+
+
+def test_times_need_an_offset() -> None:
+    assert parse_aware("2026-12-01T09:00:00+08:00") == datetime(2026, 12, 1, 1, tzinfo=UTC)
+    assert to_utc_z(datetime(2026, 12, 1, 1, tzinfo=UTC)) == "2026-12-01T01:00:00Z"
+    with pytest.raises(Invalid):
+        parse_aware("2026-12-01T09:00:00")
+    with pytest.raises(Invalid):
+        parse_aware("yesterday")
