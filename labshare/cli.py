@@ -128,13 +128,20 @@ def seed(
         int, typer.Option(min=0, max=1_000_000, help="How many instruments")
     ] = 12_600,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same network")] = 2018,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history/--no-history",
+            help="Also bookings and usage around today, and last month's draft invoices",
+        ),
+    ] = True,
 ) -> None:
     """Load the demo network into an empty, migrated database."""
     from labshare.demo import require_migrated, seed_database
 
     engine = get_engine()
     require_migrated(engine)
-    seed_database(engine, instruments=instruments, seed=seed)
+    seed_database(engine, instruments=instruments, seed=seed, history=history)
 
 
 @app.command()
@@ -145,11 +152,12 @@ def demo(
     ] = 12_600,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Web server port")] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Random seed of the network and its history")] = 2018,
 ) -> None:
     """The whole network on one machine: migrate, seed if empty, serve; Ctrl-C stops."""
     from labshare.demo import run_demo
 
-    run_demo(instruments=instruments, port=port, host=host)
+    run_demo(instruments=instruments, port=port, host=host, seed=seed)
 
 
 def main() -> None:

@@ -157,7 +157,9 @@ def require_migrated(engine: Engine) -> None:
         raise fail("the database has no labshare tables; run `labshare db upgrade` first")
 
 
-def seed_database(engine: Engine, *, instruments: int, seed: int = DEFAULT_SEED) -> SeedSummary:
+def seed_database(
+    engine: Engine, *, instruments: int, seed: int = DEFAULT_SEED, history: bool = True
+) -> SeedSummary:
     """Seed with progress bars and report what was loaded and how long it took."""
     started = time.perf_counter()
     with rich_reporter() as reporter, session_scope(engine=engine) as session:
@@ -167,7 +169,33 @@ def seed_database(engine: Engine, *, instruments: int, seed: int = DEFAULT_SEED)
         f"seeded {summary.instruments} instruments in {summary.labs} labs of "
         f"{summary.institutions} institutions, {summary.users} users, in {seconds:.1f} s"
     )
+    if history:
+        seed_history_and_invoices(engine, seed=seed)
     return summary
+
+
+def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> None:
+    """Bookings and usage around today, then a draft invoice run for the last full month."""
+    from billing.invoices import invoice_run
+    from labshare.demo_history import previous_month, seed_history
+
+    started = time.perf_counter()
+    with rich_reporter() as reporter, session_scope(engine=engine) as session:
+        history = seed_history(session, seed=seed, reporter=reporter)
+    seconds = time.perf_counter() - started
+    statuses = ", ".join(f"{n:,} {status}" for status, n in sorted(history.by_status.items()))
+    console.print(
+        f"seeded history on {history.instruments:,} instruments: {history.bookings:,} bookings "
+        f"({statuses}), {history.usage_sessions:,} usage sessions "
+        f"({history.walk_ups:,} walk-ups), in {seconds:.1f} s"
+    )
+    period = previous_month()
+    with session_scope(engine=engine) as session:
+        report = invoice_run(session, period=period)
+    console.print(
+        f"invoice run {period}: {report.charges.total:,} charges on {report.invoices:,} "
+        f"draft invoices, in {report.seconds:.1f} s (not finalized)"
+    )
 
 
 def print_logins() -> None:
@@ -180,7 +208,9 @@ def print_logins() -> None:
     console.print(table)
 
 
-def run_demo(*, instruments: int, port: int, host: str = "127.0.0.1") -> None:
+def run_demo(
+    *, instruments: int, port: int, host: str = "127.0.0.1", seed: int = DEFAULT_SEED
+) -> None:
     """Migrate, seed if empty, start the components, and wait for Ctrl-C."""
     import migrations
 
@@ -192,7 +222,7 @@ def run_demo(*, instruments: int, port: int, host: str = "127.0.0.1") -> None:
     with session_scope(engine=engine, write=False) as session:
         empty = database_is_empty(session)
     if empty:
-        seed_database(engine, instruments=instruments)
+        seed_database(engine, instruments=instruments, seed=seed)
     else:
         console.print("the database already holds data; not seeding")
 
