@@ -164,7 +164,9 @@ def prepare(database_url: str) -> list[tuple[str, str]]:
     engine = make_engine(database_url)
     with Session(engine) as s:
         if s.exec(select(func.count()).select_from(Instrument)).one() == 0:
-            subprocess.run([sys.executable, "-m", "labshare.cli", "seed"], cwd=REPO, check=True)
+            # The catalog only, as when the recorded figures were taken (no demo history).
+            seed = [sys.executable, "-m", "labshare.cli", "seed", "--no-history"]
+            subprocess.run(seed, cwd=REPO, check=True)
     with Session(engine) as s:
         uids: dict[int, str] = {}
         for lab in s.exec(select(Lab).order_by(col(Lab.id))):
