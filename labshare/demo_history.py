@@ -325,7 +325,7 @@ class _Builder:
         self, inst: _Inst, start: datetime, end: datetime, user: int, following: datetime
     ) -> None:
         rng, now = self.rng, self.now
-        created = start - timedelta(hours=rng.uniform(2, 14 * 24))
+        created = start - timedelta(minutes=rng.randint(120, 14 * 24 * 60))
         row: dict[str, Any] = {
             "instrument_id": inst.id,
             "user_id": user,
@@ -343,10 +343,11 @@ class _Builder:
         }
         roll = rng.random()
         if roll < 0.08 and (start > now or end <= now):
-            cancelled = start - timedelta(hours=rng.uniform(0.5, 96))
+            cancelled = start - timedelta(minutes=rng.randint(30, 96 * 60))
             row["status"] = BookingStatus.cancelled
             row["cancelled_at"] = max(row["created_at"], min(cancelled, now))
-            row["cancelled_by_id"] = user if rng.random() < 0.9 else row["decided_by_id"]
+            manager = self.people.managers.get(inst.lab_id)
+            row["cancelled_by_id"] = user if rng.random() < 0.9 or manager is None else manager
             row["version"] = 2
         elif start > now and inst.approval and roll < 0.5:
             row["status"] = BookingStatus.pending
