@@ -266,9 +266,12 @@ class _Builder:
         fill = rng.uniform(0.3, 0.8)  # how tightly one use follows another
         typical = max(inst.shortest, min(inst.longest, rng.choice((60, 90, 120, 180, 240))))
         slots: list[tuple[datetime, datetime, int | None]] = []  # start, end, user (None: walk-up)
+        by_weekday: list[list[tuple[int, int]]] = [[] for _ in range(7)]
+        for weekday, opens, closes in inst.hours:
+            by_weekday[weekday].append((opens, closes))
         day = first
         while day <= last:
-            windows = [(a, b) for wd, a, b in inst.hours if wd == day.weekday()]
+            windows = by_weekday[day.weekday()]
             if windows and rng.random() < busy_day:
                 midnight = datetime(day.year, day.month, day.day)
                 opens, closes = rng.choice(windows)
