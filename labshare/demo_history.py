@@ -411,7 +411,8 @@ class _Builder:
             "last_event_at": end,
             "kind": kind,
             "overtime_minutes": overtime,
-            "samples": minutes,
+            # Samples measured (what per-sample rates bill): one per 20 to 90 minutes of use.
+            "samples": max(1, minutes // self.rng.randint(20, 90)),
             "kwh": round(minutes / 60 * self.rng.uniform(0.2, 3.0), 2),
             "closed_reason": "session_end",
             "created_at": end,
