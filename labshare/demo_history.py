@@ -207,10 +207,11 @@ def _people(session: Session) -> _People:
             people.managers.setdefault(lab, uid)
         if role != Role.researcher or inst is None:
             continue
+        if email in DEMO_PEOPLE:  # booked apart, so theirs stay a page, not a thousand
+            people.demo.append(uid)
+            continue
         people.by_institution.setdefault(inst, []).append(uid)
         (people.firms if inst in firms else people.academic).append(uid)
-        if email in DEMO_PEOPLE:
-            people.demo.append(uid)
     for uid, iid in session.exec(
         select(Qualification.user_id, Qualification.instrument_id).order_by(col(Qualification.id))
     ):
@@ -243,7 +244,8 @@ class _Builder:
     def _regulars(self, inst: _Inst) -> list[int]:
         rng, p = self.rng, self.people
         if inst.qualification:
-            return list(p.holders[inst.id])
+            others = [u for u in p.holders[inst.id] if u not in p.demo]
+            return others or list(p.holders[inst.id])  # only the demo logins hold it
         local = p.by_institution.get(inst.institution_id, [])
         regulars = rng.sample(local, k=min(len(local), rng.randint(0, 3)))
         regulars += rng.sample(p.academic, k=min(len(p.academic), rng.randint(2, 6)))
@@ -283,12 +285,15 @@ class _Builder:
             if user is None:
                 self._walk_up(inst, start, end, regulars)
                 continue
-            if demo and rng.random() < p_demo:
-                who = rng.choice(demo)
+            own = user in self.demo_busy  # a regular only where nobody else may book
+            if own or (demo and rng.random() < p_demo):
+                who = user if own else rng.choice(demo)
                 mine = self.demo_busy[who]
                 if len(mine) < DEMO_MAX and all(end <= a or b <= start for a, b in mine):
                     mine.append((start, end))
                     user = who
+                elif own:
+                    continue
             self._booking(inst, start, end, user, following)
 
     def _window(
@@ -387,6 +392,8 @@ class _Builder:
 
     def _walk_up(self, inst: _Inst, start: datetime, end: datetime, regulars: list[int]) -> None:
         user = self.rng.choice(regulars)
+        if user in self.demo_busy:  # the demo logins' history is their bookings alone
+            return
         finish = end - timedelta(minutes=self.rng.randint(0, 15))
         row = self._session(inst, start, max(finish, start), user, UsageKind.walk_up, 0)
         self.usage.append((row, None))

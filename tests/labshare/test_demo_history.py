@@ -19,7 +19,7 @@ from core.settings import get_settings
 from instruments.models import Instrument, OpeningHours
 from instruments.seed import seed_network
 from labshare.cli import app
-from labshare.demo_history import PAST_DAYS, previous_month, seed_history
+from labshare.demo_history import DEMO_MAX, PAST_DAYS, previous_month, seed_history
 from telemetry.models import UsageKind, UsageSession
 from tests.conftest import _empty_all_tables
 
@@ -95,11 +95,15 @@ def test_history_is_plausible_and_never_overlaps(engine: Engine, session: Sessio
 
     # The demo logins have bookings of their own, some past, some ahead.
     mine = session.exec(
-        select(Booking.start_at)
+        select(User.email, Booking.start_at, Booking.end_at)
         .join(User, col(User.id) == Booking.user_id)
         .where(col(User.email).in_(["researcher@demo.labshare", "engineer@demo.labshare"]))
     ).all()
-    assert any(s < NOW for s in mine) and any(s > NOW for s in mine)
+    assert any(s < NOW for _, s, _ in mine) and any(s > NOW for _, s, _ in mine)
+    for email in ("researcher@demo.labshare", "engineer@demo.labshare"):
+        spans = sorted((s, e) for who, s, e in mine if who == email)
+        assert 0 < len(spans) <= DEMO_MAX
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
 
     # Usage: booked sessions belong to completed bookings of the same instrument and person.
     by_id = {b.id: b for b in bookings}
