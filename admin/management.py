@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from admin.models import EvaluationResult, InstrumentEvaluation
@@ -30,6 +31,27 @@ def _snapshot(row: Any, fields: list[str]) -> dict[str, Any]:
         value = getattr(row, name)
         out[name] = value.value if hasattr(value, "value") else value
     return out
+
+
+def _patch_audited(
+    session: Session, row: Any, data: BaseModel, fields: list[str], *, entity: str, actor: User
+) -> None:
+    """Apply the fields a PATCH set (nulls mean "leave it") and audit before and after."""
+    before = _snapshot(row, fields)
+    for name, value in data.model_dump(exclude_unset=True).items():
+        if value is not None:
+            setattr(row, name, value)
+    session.add(row)
+    session.flush()
+    audit_record(
+        session,
+        actor_id=actor.id,
+        action=f"{entity}.update",
+        entity=entity,
+        entity_id=row.id,
+        before=before,
+        after=_snapshot(row, fields),
+    )
 
 
 def _unique_code(session: Session, table: type[Institution] | type[Lab], code: str) -> None:
@@ -71,21 +93,7 @@ def institution_update(
 ) -> Institution:
     """Rename an institution, change its kind or its small-company flag (network admins)."""
     row = institution_get(session, institution_id)
-    before = _snapshot(row, INSTITUTION_FIELDS)
-    for name, value in data.model_dump(exclude_unset=True).items():
-        if value is not None:
-            setattr(row, name, value)
-    session.add(row)
-    session.flush()
-    audit_record(
-        session,
-        actor_id=actor.id,
-        action="institution.update",
-        entity="institution",
-        entity_id=row.id,
-        before=before,
-        after=_snapshot(row, INSTITUTION_FIELDS),
-    )
+    _patch_audited(session, row, data, INSTITUTION_FIELDS, entity="institution", actor=actor)
     return row
 
 
@@ -121,21 +129,7 @@ def lab_update(session: Session, *, lab_id: int, data: LabPatch, actor: User) ->
     row = session.get(Lab, lab_id)
     if row is None:
         raise NotFound(f"no lab {lab_id}")
-    before = _snapshot(row, LAB_FIELDS)
-    for name, value in data.model_dump(exclude_unset=True).items():
-        if value is not None:
-            setattr(row, name, value)
-    session.add(row)
-    session.flush()
-    audit_record(
-        session,
-        actor_id=actor.id,
-        action="lab.update",
-        entity="lab",
-        entity_id=row.id,
-        before=before,
-        after=_snapshot(row, LAB_FIELDS),
-    )
+    _patch_audited(session, row, data, LAB_FIELDS, entity="lab", actor=actor)
     return row
 
 
