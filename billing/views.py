@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -56,6 +57,28 @@ def _describe(charge: Charge, instrument: Instrument, currency: str) -> str:
     return f"{head}: {detail}"
 
 
+def _line_fields(
+    charge: Charge, instrument: Instrument, lab: Lab, person: User | None, currency: str
+) -> dict[str, Any]:
+    """What an invoice line and a lab's charge row both show of one charge."""
+    return dict(
+        line_no=charge.line_no or 0,
+        description=_describe(charge, instrument, currency),
+        kind=charge.kind.value,
+        instrument=instrument.code,
+        lab=lab.code,
+        user=person.email if person else None,
+        start=charge.service_start_at,
+        end=charge.service_end_at,
+        quantity=charge.quantity,
+        unit=charge.unit.value,
+        unit_amount=charge.unit_amount,
+        surcharge_amount=charge.surcharge_amount,
+        amount=charge.amount,
+        voucher_eligible=charge.voucher_eligible,
+    )
+
+
 def invoice_lines(
     session: Session, invoice: Invoice, *, user_id: int | None = None
 ) -> list[InvoiceLine]:
@@ -71,22 +94,7 @@ def invoice_lines(
     if user_id is not None:
         query = query.where(Charge.user_id == user_id)
     return [
-        InvoiceLine(
-            line_no=charge.line_no or 0,
-            description=_describe(charge, instrument, invoice.currency),
-            kind=charge.kind.value,
-            instrument=instrument.code,
-            lab=lab.code,
-            user=person.email if person else None,
-            start=charge.service_start_at,
-            end=charge.service_end_at,
-            quantity=charge.quantity,
-            unit=charge.unit.value,
-            unit_amount=charge.unit_amount,
-            surcharge_amount=charge.surcharge_amount,
-            amount=charge.amount,
-            voucher_eligible=charge.voucher_eligible,
-        )
+        InvoiceLine(**_line_fields(charge, instrument, lab, person, invoice.currency))
         for charge, instrument, lab, person in session.exec(query).all()
     ]
 
@@ -112,20 +120,7 @@ def lab_charges(session: Session, *, user: User, lab_code: str, period: str) -> 
     ).all()
     return [
         LabCharge(
-            line_no=charge.line_no or 0,
-            description=_describe(charge, instrument, charge.currency),
-            kind=charge.kind.value,
-            instrument=instrument.code,
-            lab=lab.code,
-            user=person.email if person else None,
-            start=charge.service_start_at,
-            end=charge.service_end_at,
-            quantity=charge.quantity,
-            unit=charge.unit.value,
-            unit_amount=charge.unit_amount,
-            surcharge_amount=charge.surcharge_amount,
-            amount=charge.amount,
-            voucher_eligible=charge.voucher_eligible,
+            **_line_fields(charge, instrument, lab, person, charge.currency),
             payer=payer.code,
             payer_class=charge.payer_class.value,
             invoice=invoice.number if invoice else None,
