@@ -202,30 +202,27 @@ def invoices_list(
     return result
 
 
+CSV_COLUMNS = [
+    "invoice", "line", "description", "kind", "instrument", "lab", "user", "start", "end",
+    "quantity", "unit", "unit_amount", "surcharge_amount", "amount", "currency",
+    "voucher_eligible",
+]  # fmt: skip
+
+
+def _summary_row(view: InvoicePublic, label: str, amount: int, kind: str = "") -> list[object]:
+    """A row that carries only a label and an amount (subtotal, voucher, total)."""
+    row: list[object] = [""] * len(CSV_COLUMNS)
+    row[0], row[2], row[3] = view.number, label, kind
+    row[CSV_COLUMNS.index("amount")] = amount
+    row[CSV_COLUMNS.index("currency")] = view.currency
+    return row
+
+
 def invoice_csv(view: InvoicePublic) -> str:
     """The invoice as CSV: one row per line, then the voucher and total rows."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(
-        [
-            "invoice",
-            "line",
-            "description",
-            "kind",
-            "instrument",
-            "lab",
-            "user",
-            "start",
-            "end",
-            "quantity",
-            "unit",
-            "unit_amount",
-            "surcharge_amount",
-            "amount",
-            "currency",
-            "voucher_eligible",
-        ]
-    )
+    writer.writerow(CSV_COLUMNS)
     for line in view.lines:
         writer.writerow(
             [
@@ -248,65 +245,9 @@ def invoice_csv(view: InvoicePublic) -> str:
             ]
         )
     if view.lines_scope == "all":
-        writer.writerow(
-            [
-                view.number,
-                "",
-                "Subtotal",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                view.subtotal,
-                view.currency,
-                "",
-            ]
-        )
+        writer.writerow(_summary_row(view, "Subtotal", view.subtotal))
         for voucher in view.vouchers:
-            writer.writerow(
-                [
-                    view.number,
-                    "",
-                    f"Innovation voucher {voucher.programme}: {voucher.name}",
-                    "voucher",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    -voucher.amount,
-                    view.currency,
-                    "",
-                ]
-            )
-        writer.writerow(
-            [
-                view.number,
-                "",
-                "Total due",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                view.total,
-                view.currency,
-                "",
-            ]
-        )
+            label = f"Innovation voucher {voucher.programme}: {voucher.name}"
+            writer.writerow(_summary_row(view, label, -voucher.amount, kind="voucher"))
+        writer.writerow(_summary_row(view, "Total due", view.total))
     return out.getvalue()
