@@ -41,9 +41,10 @@ from admin.schemas import (
 from core.deps import Admin, NetworkAdmin, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
+from core.routing import UnitOfWorkRoute
 from core.timeutil import parse_aware
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(route_class=UnitOfWorkRoute, prefix="/admin", tags=["admin"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 Next = Annotated[str | None, Query(max_length=200)]

@@ -25,11 +25,12 @@ from billing.schemas import (
 from billing.webhooks import webhook_receive
 from core.deps import CurrentUser, NetworkAdmin, SessionDep
 from core.params import only_params
+from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from core.timeutil import parse_aware
 from instruments.models import CODE_PATTERN
 
-router = APIRouter(tags=["billing"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["billing"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 LabCode = Annotated[str, Path(pattern=CODE_PATTERN)]
 

@@ -12,6 +12,7 @@ from billing import views
 from core.deps import OptionalUser, SessionDep
 from core.errors import Unauthorized
 from core.money import format_money
+from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -19,7 +20,7 @@ templates.env.filters["money"] = format_money
 templates.env.filters["local"] = lambda value: value.astimezone(get_settings().zone).strftime(
     "%Y-%m-%d %H:%M"
 )
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 
 
 @router.get("/billing/invoices/{invoice_id:int}", response_class=HTMLResponse)

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 
 from core.deps import CurrentUser, SessionDep
+from core.routing import UnitOfWorkRoute
 from core.schemas import Token, UserPublic
 from core.security import create_access_token
 from core.service import user_authenticate
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["auth"])
 
 
 @router.post("/auth/token", response_model=Token)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,7 +53,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     # Let us issue BEGIN ourselves so writers can take the lock first (BEGIN IMMEDIATE):
     # a deferred transaction that upgrades to a writer fails at once under contention.
     @event.listens_for(engine, "connect")
@@ -62,7 +62,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # Bounded: a writer that cannot get the lock in time is answered 503, not left hanging.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
@@ -73,33 +74,72 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`, configured for labshare's needs on either database."""
+    """An engine for `url`, configured for labshare's needs on either database.
+
+    The pool fits the request gate (core.routing): `db_pool_size` connections for requests
+    plus `db_max_overflow` for background work in the same process. Connections are
+    recycled after half an hour instead of pinged before each use (a round trip a request).
+    """
+    settings = get_settings()
+    kwargs.setdefault("pool_size", settings.db_pool_size)
+    kwargs.setdefault("max_overflow", settings.db_max_overflow)
+    kwargs.setdefault("pool_timeout", settings.db_wait_seconds)
+    kwargs.setdefault("pool_recycle", 1800)
     if url.startswith("sqlite"):
+        busy_ms = int(settings.db_wait_seconds * 1000)
+        if ":memory:" in url or url.rstrip("/") in ("sqlite:", "sqlite://"):
+            for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
+                kwargs.pop(key, None)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": busy_ms / 1000},
+            **kwargs,
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_ms)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    timeout = settings.db_statement_timeout_ms
+    connect_args = kwargs.pop("connect_args", {})
+    if timeout:
+        connect_args.setdefault("options", f"-c statement_timeout={timeout}")
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
-@lru_cache
-def _engine_for(url: str) -> Engine:
-    return make_engine(url)
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
 
 
 def get_engine() -> Engine:
-    """The process's engine for LABSHARE_DATABASE_URL (one per URL, shared)."""
-    return _engine_for(get_settings().database_url)
+    """The process's engine for LABSHARE_DATABASE_URL: one per URL, built once (the first
+    call, at start-up for the server) even when many threads ask at the same moment."""
+    url = get_settings().database_url
+    engine = _engines.get(url)
+    if engine is None:
+        with _engines_lock:
+            engine = _engines.get(url)
+            if engine is None:
+                engine = _engines[url] = make_engine(url)
+    return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests that drop databases, forked workers)."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+_writers: dict[int, tuple[Engine, Engine]] = {}
 
 
 def writer(engine: Engine) -> Engine:
     """The same engine, but transactions take SQLite's write lock when they begin."""
-    if engine.dialect.name == "sqlite":
-        return engine.execution_options(sqlite_begin="IMMEDIATE")
-    return engine
+    if engine.dialect.name != "sqlite":
+        return engine
+    found = _writers.get(id(engine))
+    if found is None or found[0] is not engine:
+        found = _writers[id(engine)] = (engine, engine.execution_options(sqlite_begin="IMMEDIATE"))
+    return found[1]
 
 
 def is_postgres(session: Session) -> bool:
@@ -128,4 +168,42 @@ def enum_type(enum_cls: type[StrEnum]) -> sa.Enum:
         length=32,
         name=enum_cls.__name__.lower(),
         values_callable=lambda members: [m.value for m in members],
+    )
+
+
+# --- what a database error means for the person who asked --------------------------------
+
+# Deadlock and serialization failure: the same work, run again, usually succeeds.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+# Lock wait or statement timeout, too many connections, a server starting or stopping.
+BUSY_SQLSTATES = frozenset({"55P03", "57014", "53300", "57P03", "57P01"})
+_SQLITE_BUSY = ("database is locked", "database is busy", "database table is locked")
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """PostgreSQL's SQLSTATE of a driver error wrapped by SQLAlchemy, if any."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure: roll back and run the unit of work again."""
+    return isinstance(exc, sa.exc.DBAPIError) and sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Contention or a database that cannot be reached right now: the client should retry."""
+    if isinstance(exc, sa.exc.TimeoutError):  # no pooled connection in time
+        return True
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated or sqlstate(exc) in BUSY_SQLSTATES | RETRYABLE_SQLSTATES:
+        return True
+    message = str(exc.orig).lower()
+    if any(text in message for text in _SQLITE_BUSY):
+        return True
+    # psycopg's OperationalError without a SQLSTATE: the connection failed or was lost.
+    return (
+        isinstance(exc, sa.exc.OperationalError)
+        and sqlstate(exc) is None
+        and ("sqlite" not in type(exc.orig).__module__)
     )

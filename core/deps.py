@@ -1,81 +1,109 @@
-"""Typed FastAPI dependencies: the session per request, the current user, role guards."""
+"""Typed FastAPI dependencies: the session per request, the current user, role guards.
+
+None of them touches the database on the event loop: the session connects on first use,
+and the signed-in user is a `Deferred` value that the unit of work (core.routing) loads
+in the request's own thread and transaction, just before the endpoint runs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
-from core.db import get_engine, writer
 from core.errors import Forbidden, Unauthorized
 from core.models import Role, User
+from core.routing import Deferred, request_session
 from core.security import read_access_token
 
-_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+SESSION_COOKIE = "labshare_session"  # the pages' cookie holds the same token the API uses
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: commit on success, roll back on error.
-
-    Writes take SQLite's write lock when the transaction begins (see core.db).
-    """
-    engine = get_engine()
-    if request.method not in _READ_METHODS:
-        engine = writer(engine)
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+async def get_session(request: Request) -> Session:
+    """The request's session; the unit of work commits it before the answer is sent."""
+    return request_session(request)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _user_from_request(request: Request, session: Session, token: str | None) -> User | None:
-    # Pages sign in with a cookie holding the same token the API uses.
-    token = token or request.cookies.get("labshare_session")
-    if not token:
-        return None
-    user_id = read_access_token(token)
-    if user_id is None:
-        return None
-    user = session.get(User, user_id)
-    if user is None or not user.is_active:
-        return None
-    return user
+def _not_signed_in() -> Exception:
+    return Unauthorized("not signed in, or the token is invalid or expired")
 
 
-def get_optional_user(
-    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+@dataclass(frozen=True)
+class WantedUser(Deferred):
+    """The person a token names, to be loaded inside the unit of work: inactive or gone
+    means not signed in; `roles`, when given, must include theirs."""
+
+    user_id: int | None
+    required: bool = True
+    roles: tuple[Role, ...] | None = None
+    missing: Callable[[], Exception] = _not_signed_in
+    wrong_role: Callable[[], Exception] | None = None
+
+    def resolve(self, session: Session) -> User | None:
+        user = session.get(User, self.user_id) if self.user_id is not None else None
+        if user is None or not user.is_active:
+            if self.required:
+                raise self.missing()
+            return None
+        if self.roles is not None and user.role not in self.roles:
+            if self.wrong_role is not None:
+                raise self.wrong_role()
+            wanted = " or ".join(r.value for r in self.roles)
+            raise Forbidden(f"this needs the role {wanted}")
+        return user
+
+    def load(self, session: Session) -> User:
+        """The user, for code outside a route's dependencies (always `required`)."""
+        user = WantedUser(self.user_id, True, self.roles, self.missing, self.wrong_role).resolve(
+            session
+        )
+        assert user is not None
+        return user
+
+
+def token_user_id(request: Request, token: str | None) -> int | None:
+    """The user id a valid bearer token (or, for pages, the session cookie) names."""
+    token = token or request.cookies.get(SESSION_COOKIE)
+    return read_access_token(token) if token else None
+
+
+# The checks below are async and pure (a signature check), so they run on the event loop.
+async def get_optional_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User | None:
-    return _user_from_request(request, session, token)
+    return WantedUser(token_user_id(request, token), required=False)  # type: ignore[return-value]
 
 
-# The pure checks below are async so they run on the event loop, not in a threadpool hop.
-async def get_current_user(user: Annotated[User | None, Depends(get_optional_user)]) -> User:
-    if user is None:
-        raise Unauthorized("not signed in, or the token is invalid or expired")
-    return user
+async def get_current_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    user_id = token_user_id(request, token)
+    if user_id is None:
+        raise _not_signed_in()
+    return WantedUser(user_id)  # type: ignore[return-value]
 
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
+def require_roles(*roles: Role) -> Callable[..., object]:
     """A dependency that admits only users holding one of `roles`."""
+    wanted = tuple(roles)
 
-    async def guard(user: CurrentUser) -> User:
-        if user.role not in roles:
-            raise Forbidden(f"this needs the role {' or '.join(r.value for r in roles)}")
-        return user
+    async def guard(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+        user_id = token_user_id(request, token)
+        if user_id is None:
+            raise _not_signed_in()
+        return WantedUser(user_id, roles=wanted)  # type: ignore[return-value]
 
     return guard
 

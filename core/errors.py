@@ -13,6 +13,7 @@ class AppError(Exception):
     """A domain error with an HTTP status and optional extra response fields."""
 
     status_code = 400
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, status_code: int | None = None, **extra: Any) -> None:
         super().__init__(message)
@@ -48,6 +49,30 @@ class PreconditionFailed(AppError):
     status_code = 412
 
 
+class ServiceBusy(AppError):
+    """Contention, not a fault: the database could not take the work in time. Retry."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
+class NotSaved(AppError):
+    """The database refused to commit: nothing the request asked for was stored."""
+
+    status_code = 500
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
@@ -58,7 +83,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(
-            {"detail": exc.message, **exc.extra}, status_code=exc.status_code, headers=headers
+            {"detail": exc.message, **exc.extra},
+            status_code=exc.status_code,
+            headers=error_headers(exc),
         )
+
+
+def error_headers(exc: AppError) -> dict[str, str] | None:
+    """The headers an error's answer carries: its own (Retry-After), and the challenge."""
+    headers = dict(exc.headers or {})
+    if exc.status_code == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return headers or None

@@ -53,6 +53,34 @@ class Settings(BaseSettings):
     )
     page_size_max: int = 200
 
+    # The request path's capacity, per server process. Each request holds one database
+    # connection from its first query to its commit, inside one worker thread, so the gate
+    # (at most `db_pool_size` requests doing database work at once) never lets a request
+    # wait for a connection; the spare overflow serves background work in the same process.
+    db_pool_size: int = Field(default=20, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    server_threads: int = Field(default=40, ge=1, le=1000)
+    db_wait_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a request waits for a database slot (or SQLite's write lock) "
+        "before it is answered 503 with Retry-After.",
+    )
+    db_statement_timeout_ms: int = Field(
+        default=30_000, ge=0, description="PostgreSQL statement_timeout for every connection."
+    )
+    access_log: bool = Field(default=False, description="uvicorn's access log under serve.")
+    keep_alive_seconds: int = Field(
+        default=30,
+        ge=1,
+        description="How long an idle keep-alive connection stays open. Longer than the "
+        "clients' own idle expiry (httpx: 5 s), so a client never sends a request on a "
+        "connection the server is closing that very moment.",
+    )
+    metrics_token: str | None = Field(
+        default=None, description="Serve /metrics to requests bearing this token (else off)."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from core.deps import CurrentUser, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
+from core.routing import UnitOfWorkRoute
 from instruments import service
 from instruments.models import CODE_PATTERN, InstrumentStatus
 from instruments.schemas import (
@@ -21,7 +22,7 @@ from instruments.schemas import (
     OpeningInterval,
 )
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["catalog"])
 InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Code = Annotated[str | None, Query(pattern=CODE_PATTERN)]
 SEARCH_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters (PostgreSQL refuses NUL)

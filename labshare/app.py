@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 import admin.api
 import billing.api
@@ -19,14 +19,25 @@ import booking.api
 import booking.calendar_api
 import core.api
 import instruments.api
+import labshare.ops
 import telemetry.api
 from core.db import get_engine
 from core.errors import install_error_handlers
+from core.settings import get_settings
 from labshare.pages import install as install_pages
 
 HERE = Path(__file__).resolve().parent
 
 API_PREFIX = "/api/v1"
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    # Worker threads for the units of work (core.routing): at least one per gate slot.
+    settings = get_settings()
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(settings.server_threads, settings.db_pool_size)
+    yield
 
 
 def create_app() -> FastAPI:
@@ -35,7 +46,10 @@ def create_app() -> FastAPI:
         title="labshare",
         version="0.1.0",
         description="Find, book and pay for a city's shared scientific instruments.",
+        lifespan=lifespan,
     )
+    # One engine per process, built now rather than by whichever requests come first.
+    get_engine()
     install_error_handlers(app)
     app.include_router(core.api.router, prefix=API_PREFIX)
     app.include_router(instruments.api.router, prefix=API_PREFIX)
@@ -43,24 +57,11 @@ def create_app() -> FastAPI:
     app.include_router(booking.calendar_api.router, prefix=API_PREFIX)
     app.include_router(booking.calendar_api.ical_router)
     app.include_router(telemetry.api.router, prefix=API_PREFIX)
-    app.include_router(telemetry.api.metrics_router)
+    app.include_router(labshare.ops.router)
+    app.include_router(labshare.ops.metrics_router)
     app.include_router(billing.api.router, prefix=API_PREFIX)
     app.include_router(billing.pages.router)
     app.include_router(admin.api.router, prefix=API_PREFIX)
-
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> Any:
-        """Liveness with the database checked: 503 when it cannot be reached."""
-        engine = get_engine()
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            return JSONResponse(
-                {"status": "error", "database": engine.dialect.name, "detail": str(exc.orig)},
-                status_code=503,
-            )
-        return {"status": "ok", "database": engine.dialect.name}
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_pages(app)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import AppError
+from core.routing import UnitOfWorkRoute
 from labshare.pages import domains
 from labshare.pages.web import (
     CSRF_HEADER,
@@ -37,7 +38,7 @@ MODULES: dict[str, str | None] = {
     "admin": "admin",
 }
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 for _name, _feature in MODULES.items():
     if _feature is None or domains.available(_feature):
         router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
+from core.routing import UnitOfWorkRoute
 from core.security import create_access_token
 from core.service import user_authenticate
 from core.settings import get_settings
@@ -22,7 +23,7 @@ from labshare.pages.web import (
     render,
 )
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 
 
 def _safe_next(target: str | None) -> str:

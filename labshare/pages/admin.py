@@ -17,12 +17,13 @@ from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
 from core.pagination import decode_cursor, encode_cursor
+from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from core.timeutil import utcnow
 from labshare.pages.lab import people
 from labshare.pages.web import Csrf, PageAdmin, back_to, error_page, render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")]
 TREND_MONTHS = 6

@@ -18,6 +18,7 @@ from booking.schemas import BookingCreate, BookingReschedule, WaitlistCreate
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
+from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Instrument
@@ -33,7 +34,7 @@ from labshare.pages.web import (
     render,
 )
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 StartField = Annotated[str, Form(max_length=40)]
 PurposeField = Annotated[str, Form(max_length=1000)]

@@ -10,12 +10,13 @@ from fastapi.responses import HTMLResponse
 from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
 from core.pagination import decode_cursor, encode_cursor
+from core.routing import UnitOfWorkRoute
 from instruments import service as catalog
 from instruments.models import InstrumentStatus
 from labshare.pages import domains
 from labshare.pages.web import error_page, render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PAGE_SIZE = 25
 

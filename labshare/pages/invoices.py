@@ -10,9 +10,10 @@ from fastapi.responses import HTMLResponse
 from billing import views
 from core.deps import SessionDep
 from core.errors import AppError
+from core.routing import UnitOfWorkRoute
 from labshare.pages.web import PageUser, render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 
 
 @router.get("/me/invoices", response_class=HTMLResponse)

@@ -14,13 +14,14 @@ from booking.models import BookingStatus
 from core.deps import SessionDep
 from core.errors import AppError, NotFound
 from core.models import User
+from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Lab
 from labshare.pages import domains
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, preload, render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 

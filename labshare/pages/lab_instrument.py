@@ -16,6 +16,7 @@ from booking.schemas import BlackoutCreate, QualificationGrant
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
+from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Instrument, InstrumentStatus, PayerClass, RateUnit
@@ -24,7 +25,7 @@ from labshare.pages import domains
 from labshare.pages.lab import people
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, parse_local, render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 

@@ -12,10 +12,11 @@ from billing import rates
 from billing.schemas import RateCardIn
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
+from core.routing import UnitOfWorkRoute
 from instruments.models import PayerClass, RateUnit
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, parse_money
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 

@@ -9,10 +9,11 @@ from fastapi.responses import HTMLResponse
 
 from core.deps import SessionDep
 from core.errors import AppError
+from core.routing import UnitOfWorkRoute
 from labshare.pages.web import error_page, render
 from telemetry import service as telemetry
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 
 
 @router.get("/instruments/{instrument_id}/live", response_class=HTMLResponse)

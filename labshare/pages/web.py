@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
-from core.deps import OptionalUser
+from core.deps import WantedUser, oauth2_scheme, token_user_id
 from core.errors import AppError, Forbidden, Invalid
 from core.models import Role, User
 from core.money import format_money
@@ -154,19 +154,31 @@ class SignInRequired(Exception):
     """Raised by page dependencies; the handler redirects to the sign-in page."""
 
 
-def require_user(user: OptionalUser) -> User:
-    if user is None:
+async def require_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    user_id = token_user_id(request, token)
+    if user_id is None:
         raise SignInRequired()
-    return user
+    return WantedUser(user_id, missing=SignInRequired)  # type: ignore[return-value]
 
 
 def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
-    def guard(user: Annotated[User, Depends(require_user)]) -> User:
-        if user.role not in roles:
-            raise Forbidden("this page is for another role")
-        return user
+    wanted = tuple(roles)
+
+    async def guard(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+        user_id = token_user_id(request, token)
+        if user_id is None:
+            raise SignInRequired()
+        return WantedUser(  # type: ignore[return-value]
+            user_id, roles=wanted, missing=SignInRequired, wrong_role=_other_role
+        )
 
     return guard
+
+
+def _other_role() -> Exception:
+    return Forbidden("this page is for another role")
 
 
 PageUser = Annotated[User, Depends(require_user)]

@@ -1,0 +1,288 @@
+"""One request, one transaction, one worker thread: the route class every router uses.
+
+Left to itself FastAPI runs a sync endpoint, each sync dependency and the exit of a yield
+dependency in separate threadpool hops, and commits a yield dependency's session after
+the answer has been sent. Here a route's database work happens in one hop instead:
+
+1. the request waits for a database slot (the gate) on the event loop, holding nothing;
+   on SQLite a writer also waits there for the process's write turn;
+2. one worker thread then loads what the dependencies asked for (`Deferred` values such as
+   the signed-in user), runs the endpoint and commits;
+3. only then does FastAPI build the response from what the endpoint returned.
+
+So a 2xx or a 303 always describes committed work, a commit that fails becomes an error
+answer, a request never holds a connection while it waits for a thread, and the slots
+never outnumber the pooled connections. Deadlocks and serialization failures run the
+unit of work again, a bounded number of times; contention that outlasts the wait is a
+503 with Retry-After, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from fastapi import Request
+from fastapi.dependencies.utils import get_typed_signature
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from core.db import get_engine, is_busy, is_retryable, writer
+from core.errors import AppError, Conflict, Invalid, NotSaved, ServiceBusy
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SESSION_KEY = "labshare.session"
+REQUEST_PARAM = "labshare_unit_of_work_request"
+# Runs of one unit of work when the database reports a deadlock or serialization failure.
+ATTEMPTS = 4
+
+
+class Deferred:
+    """A dependency's value that needs the database: resolved inside the unit of work, in
+    the request's thread and transaction, just before the endpoint runs."""
+
+    def resolve(self, session: Session) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def request_session(request: Request) -> Session:
+    """The request's session (made on first use; it connects only when it first queries).
+
+    Writes (any method but GET, HEAD and OPTIONS) take SQLite's write lock when their
+    transaction begins; PostgreSQL needs no such thing.
+    """
+    session = request.scope.get(SESSION_KEY)
+    if session is None:
+        engine = get_engine()
+        bind = engine if request.method in READ_METHODS else writer(engine)
+        session = request.scope[SESSION_KEY] = Session(bind, expire_on_commit=False)
+    return session
+
+
+# --- the gate ------------------------------------------------------------------------------
+
+
+@dataclass
+class GateStats:
+    """What /metrics shows of the gate: slots in use, requests waiting, time spent waiting."""
+
+    in_use: int = 0
+    waiting: int = 0
+    waits_total: int = 0
+    wait_seconds_total: float = 0.0
+    refused_total: int = 0
+
+
+class _LoopGate:
+    def __init__(self, slots: int) -> None:
+        self.slots = anyio.Semaphore(slots)
+        self.write_turn = anyio.Lock()
+
+
+class Gate:
+    """At most `db_pool_size` requests of this process do database work at once; on SQLite
+    one writer at a time. Waiting happens here, on the event loop, bounded by
+    `db_wait_seconds`."""
+
+    def __init__(self) -> None:
+        self.stats = GateStats()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopGate] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _for_loop(self) -> _LoopGate:
+        loop = asyncio.get_running_loop()
+        found = self._loops.get(loop)
+        if found is None:
+            found = self._loops[loop] = _LoopGate(get_settings().db_pool_size)
+        return found
+
+    @asynccontextmanager
+    async def slot(self, *, write_turn: bool) -> AsyncIterator[None]:
+        gate = self._for_loop()
+        wait = get_settings().db_wait_seconds
+        stats = self.stats
+        began = time.monotonic()
+        stats.waiting += 1
+        took_turn = False
+        try:
+            with anyio.fail_after(wait):
+                if write_turn:
+                    await gate.write_turn.acquire()
+                    took_turn = True
+                await gate.slots.acquire()
+        except TimeoutError:
+            if took_turn:
+                gate.write_turn.release()
+            stats.refused_total += 1
+            raise ServiceBusy(
+                "the database is busy; nothing was changed, retry in a moment",
+                retry_after=max(1, round(wait / 4)),
+            )
+        finally:
+            stats.waiting -= 1
+            waited = time.monotonic() - began
+            stats.waits_total += 1
+            stats.wait_seconds_total += waited
+        stats.in_use += 1
+        try:
+            yield
+        finally:
+            stats.in_use -= 1
+            gate.slots.release()
+            if took_turn:
+                gate.write_turn.release()
+
+
+GATE = Gate()
+
+
+# --- the unit of work ------------------------------------------------------------------------
+
+
+def as_app_error(exc: SQLAlchemyError) -> AppError:
+    """What a database error that escaped the services means for the client."""
+    if is_busy(exc):
+        return ServiceBusy("the database is busy; nothing was changed, retry in a moment")
+    if isinstance(exc, DataError):
+        # The database refused a value the request carried (a NUL byte in text, a number
+        # out of range): the client's input.
+        orig = getattr(exc, "orig", None)
+        reason = str(orig).strip().splitlines()[0] if orig else "invalid value"
+        return Invalid(f"a value in the request is not acceptable: {reason}")
+    if isinstance(exc, IntegrityError):
+        return Conflict("the change conflicts with data stored meanwhile; nothing was saved")
+    return NotSaved("the database did not accept the change; nothing was saved")
+
+
+def _run_in_thread(session: Session, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    try:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                values = {
+                    k: v.resolve(session) if isinstance(v, Deferred) else v
+                    for k, v in kwargs.items()
+                }
+                result = fn(**values)
+                session.commit()
+                return result
+            except SQLAlchemyError as exc:
+                session.rollback()
+                if is_retryable(exc) and attempt < ATTEMPTS:
+                    # Deadlock or serialization failure: the other transaction has gone on;
+                    # run ours again after a short, random pause.
+                    time.sleep(random.uniform(0.005, 0.02) * attempt)
+                    continue
+                error = as_app_error(exc)
+                level = logging.INFO if error.status_code < 500 else logging.ERROR
+                log.log(level, "%s %s: %s", fn.__module__, fn.__name__, exc, exc_info=exc)
+                raise error from exc
+            except BaseException:
+                session.rollback()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        session.close()
+
+
+async def run_unit_of_work(request: Request, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Run a sync endpoint as one unit of work (see the module's docstring)."""
+    session = request_session(request)
+    sqlite_writer = request.method not in READ_METHODS and session.get_bind().dialect.name == (
+        "sqlite"
+    )
+    async with GATE.slot(write_turn=sqlite_writer):
+        return await run_in_threadpool(_run_in_thread, session, fn, kwargs)
+
+
+def _read_only(fn: Callable[[Session], Any]) -> Any:
+    with Session(get_engine(), expire_on_commit=False) as session:
+        try:
+            return fn(session)
+        except SQLAlchemyError as exc:
+            raise as_app_error(exc) from exc
+        finally:
+            session.rollback()
+
+
+async def read_before_unit_of_work(fn: Callable[[Session], Any]) -> Any:
+    """Run `fn(session)` in a read-only transaction of its own, in a worker thread behind
+    the gate: for slow, pure work a dependency does before the unit of work begins (parse
+    and expand an uploaded calendar), so that it never runs while a write lock is held."""
+    async with GATE.slot(write_turn=False):
+        return await run_in_threadpool(_read_only, fn)
+
+
+def _request_parameter(fn: Callable[..., Any]) -> str | None:
+    """The name of `fn`'s own `Request` parameter, if it has one (FastAPI fills only one)."""
+    for parameter in get_typed_signature(fn).parameters.values():
+        if parameter.annotation is Request:
+            return parameter.name
+    return None
+
+
+def _one_hop(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An async endpoint with `fn`'s parameters that runs `fn` as one unit of work."""
+    signature = inspect.signature(fn)
+    own = _request_parameter(fn)
+
+    async def endpoint(**kwargs: Any) -> Any:
+        request = kwargs[own] if own else kwargs.pop(REQUEST_PARAM)
+        return await run_unit_of_work(request, fn, kwargs)
+
+    if own is None:
+        extra = inspect.Parameter(REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        signature = signature.replace(parameters=[*signature.parameters.values(), extra])
+    endpoint.__signature__ = signature  # type: ignore[attr-defined]
+    # FastAPI reads the name, the docstring (the API docs) and, through __wrapped__, the
+    # module globals it resolves `fn`'s string annotations in.
+    for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(endpoint, attribute, getattr(fn, attribute))
+    endpoint.__wrapped__ = fn  # type: ignore[attr-defined]
+    return endpoint
+
+
+class UnitOfWorkRoute(APIRoute):
+    """An APIRoute whose sync endpoint runs as one unit of work, committed before the
+    answer is built. Every labshare router uses it (a test checks)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _one_hop(endpoint)
+        super().__init__(path, endpoint, **kwargs)
+
+
+def request_metrics() -> list[str]:
+    """Prometheus lines for the request path: the pool, and the gate in front of it."""
+    engine = get_engine()
+    pool = engine.pool
+    stats = GATE.stats
+    figures: list[tuple[str, str, float]] = [
+        ("db_pool_size", "gauge", float(getattr(pool, "size", lambda: 0)())),
+        ("db_pool_checked_out", "gauge", float(getattr(pool, "checkedout", lambda: 0)())),
+        ("db_pool_overflow", "gauge", float(getattr(pool, "overflow", lambda: 0)())),
+        ("request_gate_slots", "gauge", float(get_settings().db_pool_size)),
+        ("request_gate_in_use", "gauge", float(stats.in_use)),
+        ("request_gate_waiting", "gauge", float(stats.waiting)),
+        ("request_gate_waits_total", "counter", float(stats.waits_total)),
+        ("request_gate_wait_seconds_total", "counter", stats.wait_seconds_total),
+        ("request_gate_refused_total", "counter", float(stats.refused_total)),
+    ]
+    lines = []
+    for name, kind, value in figures:
+        lines += [f"# TYPE labshare_{name} {kind}", f"labshare_{name} {value:g}"]
+    return lines

@@ -1,0 +1,151 @@
+"""One transaction per request, committed before the answer leaves the server."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from booking.models import Booking
+from core.routing import UnitOfWorkRoute
+from tests.booking.helpers import at, body
+from tests.factories import auth, create_instrument, create_user
+from tests.served import served
+
+# Routes FastAPI itself adds, and the health check, which needs no unit of work.
+OUTSIDE = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz"}
+
+
+def _all_routes(routes: list) -> list[APIRoute]:
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif hasattr(route, "original_router"):  # an included router (FastAPI keeps it whole)
+            found.extend(_all_routes(route.original_router.routes))
+    return found
+
+
+def test_every_route_runs_as_one_unit_of_work(engine: Engine) -> None:
+    from labshare.app import create_app
+
+    routes = _all_routes(create_app().routes)
+    assert len(routes) > 100
+    strays = [
+        r.path for r in routes if not isinstance(r, UnitOfWorkRoute) and r.path not in OUTSIDE
+    ]
+    assert strays == []
+
+
+def test_a_commit_that_fails_is_an_error_not_a_success_postgres(
+    engine: Engine, session: Session, tmp_path: Path, backend: str
+) -> None:
+    """A deferred constraint fails at COMMIT, after the endpoint returned: the client of the
+    served process is told it failed (it used to get a 201 for a booking that was never
+    stored), and nothing is stored."""
+    if backend != "postgresql":
+        pytest.skip("deferred constraint triggers are PostgreSQL's; SQLite's case is below")
+    instrument = create_instrument(session)
+    headers = auth(create_user(session))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE FUNCTION fail_marked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                " IF NEW.purpose = 'fail at commit' THEN"
+                " RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$"
+            )
+        )
+        conn.execute(
+            text(
+                "CREATE CONSTRAINT TRIGGER fail_marked AFTER INSERT ON booking"
+                " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_marked()"
+            )
+        )
+    try:
+        with served(tmp_path, workers=1) as server:
+            answer = httpx.post(
+                f"{server.url}/api/v1/bookings",
+                json=body(instrument.id, at(3, 10), at(3, 11), purpose="fail at commit"),
+                headers=headers,
+            )
+            fine = httpx.post(
+                f"{server.url}/api/v1/bookings",
+                json=body(instrument.id, at(3, 12), at(3, 13)),
+                headers=headers,
+            )
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER fail_marked ON booking"))
+            conn.execute(text("DROP FUNCTION fail_marked()"))
+    assert answer.status_code == 500, answer.text
+    assert "nothing was saved" in answer.json()["detail"]
+    assert fine.status_code == 201
+    session.expire_all()
+    purposes = [b.purpose for b in session.exec(select(Booking)).all()]
+    assert purposes == [""]
+
+
+def test_a_commit_that_fails_is_an_error_not_a_success_sqlite(
+    client: TestClient, engine: Engine, session: Session, backend: str
+) -> None:
+    """SQLite has no deferred triggers: the database refuses the COMMIT itself here."""
+    if backend != "sqlite":
+        pytest.skip("the PostgreSQL case is above")
+    instrument = create_instrument(session)
+    headers = auth(create_user(session))
+
+    def refuse(conn: object) -> None:
+        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    event.listen(engine, "commit", refuse)
+    try:
+        answer = client.post(
+            "/api/v1/bookings", json=body(instrument.id, at(3, 10), at(3, 11)), headers=headers
+        )
+    finally:
+        event.remove(engine, "commit", refuse)
+    assert answer.status_code == 500, answer.text
+    assert "nothing was saved" in answer.json()["detail"]
+    session.expire_all()
+    assert session.exec(select(Booking)).all() == []
+
+
+def test_sqlite_writers_that_cannot_get_the_lock_in_time_get_503(
+    client: TestClient, engine: Engine, session: Session, backend: str, monkeypatch
+) -> None:
+    """Another process holds SQLite's write lock longer than LABSHARE_DB_WAIT_SECONDS: the
+    request is answered 503 with Retry-After, and a read still works meanwhile."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    from core.settings import get_settings
+
+    instrument = create_instrument(session)
+    headers = auth(create_user(session))
+    url = str(engine.url).removeprefix("sqlite:///")
+    monkeypatch.setattr(get_settings(), "db_wait_seconds", 0.5)
+    holder = sqlite3.connect(url, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        # The engine's connections were made with the old busy timeout: make new ones.
+        engine.pool.dispose()
+        from core import db
+
+        monkeypatch.setattr(db, "_engines", {})
+        answer = client.post(
+            "/api/v1/bookings", json=body(instrument.id, at(3, 10), at(3, 11)), headers=headers
+        )
+        read = client.get(f"/api/v1/instruments/{instrument.id}")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answer.status_code == 503, answer.text
+    assert int(answer.headers["Retry-After"]) >= 1
+    assert read.status_code == 200
