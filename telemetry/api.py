@@ -1,23 +1,22 @@
-"""Telemetry's HTTP routes: usage sessions, live status, gateways, and /metrics."""
+"""Telemetry's HTTP routes: usage sessions, live status, gateways."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from fastapi.responses import PlainTextResponse
 
 from core.deps import CurrentUser, SessionDep
 from core.errors import Forbidden
 from core.models import Role
 from core.params import only_params
+from core.routing import UnitOfWorkRoute
 from core.timeutil import parse_aware
 from instruments.models import CODE_PATTERN
 from telemetry import service
 from telemetry.schemas import GatewayPublic, InstrumentStatusPublic, UsagePublic
 
-router = APIRouter(tags=["telemetry"])
-metrics_router = APIRouter(tags=["ops"])
+router = APIRouter(route_class=UnitOfWorkRoute, tags=["telemetry"])
 InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 LabCode = Annotated[str, Path(pattern=CODE_PATTERN)]
 Time = Annotated[str, Query(max_length=64, description="RFC 3339 with an offset")]
@@ -76,13 +75,3 @@ def get_lab_gateways(session: SessionDep, user: CurrentUser, code: LabCode) -> l
     ):
         raise Forbidden("gateways are visible to the lab's managers and network administrators")
     return service.gateway_list(session, lab_id=lab.id)
-
-
-@metrics_router.get("/metrics", response_class=PlainTextResponse)
-def metrics(session: SessionDep) -> PlainTextResponse:
-    """Prometheus text: telemetry figures from the database (each worker also serves its own)."""
-    lines = []
-    for name, value in service.telemetry_counts(session).items():
-        metric = f"labshare_telemetry_{name}"
-        lines += [f"# TYPE {metric} gauge", f"{metric} {value:g}"]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")

@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from booking.models import Booking
 from core.models import Role
+from core.settings import get_settings
 from instruments.models import Lab
 from telemetry.models import Gateway, Presence
 from telemetry.protocol import encode, events_topic, presence_topic
@@ -104,7 +105,7 @@ def test_status(client: TestClient, engine: Engine, session: Session, net: Net) 
 
 
 def test_lab_gateways_and_metrics(
-    client: TestClient, engine: Engine, session: Session, net: Net
+    client: TestClient, engine: Engine, session: Session, net: Net, monkeypatch
 ) -> None:
     write_batch(engine, Directory(), [
         Incoming(0, 1, presence_topic(net.gateway.uid), b"online"),
@@ -122,6 +123,11 @@ def test_lab_gateways_and_metrics(
         ).status_code
         == 403
     )
-    text = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404  # off unless a token is set
+    monkeypatch.setattr(get_settings(), "metrics_token", "scrape-me")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    text = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).text
+    assert "labshare_db_pool_checked_out" in text and "labshare_request_gate_waiting" in text
     assert "labshare_telemetry_dead_letters 1" in text
     assert "labshare_telemetry_gateways_online 1" in text
