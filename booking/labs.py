@@ -116,7 +116,7 @@ def blackout_create(
     session: Session, *, user: User, instrument_id: int, data: BlackoutCreate
 ) -> BlackoutCreated:
     """Block an instrument for maintenance or internal use; overlapping bookings are displaced."""
-    instrument = instrument_get(session, instrument_id)
+    instrument = instrument_get(session, instrument_id, for_update=True)
     _require_manager(user, instrument)
     if (data.end - data.start).days > MAX_BLACKOUT_DAYS:
         raise RuleViolation(f"a blackout lasts at most {MAX_BLACKOUT_DAYS} days")
@@ -156,7 +156,7 @@ def blackout_list(
 
 def blackout_delete(session: Session, *, user: User, instrument_id: int, blackout_id: int) -> None:
     """Lift a maintenance or internal blackout; the time goes to the waitlist."""
-    instrument = instrument_get(session, instrument_id)
+    instrument = instrument_get(session, instrument_id, for_update=True)
     _require_manager(user, instrument)
     blackout = session.get(Blackout, blackout_id)
     if blackout is None or blackout.instrument_id != instrument_id:

@@ -51,7 +51,7 @@ def booking_create(
 ) -> tuple[int, dict[str, object]]:
     """Book one time or, with `recurrence`, a series; returns the status code and the body."""
     now = now or utcnow()
-    instrument = instrument_get(session, data.instrument_id)
+    instrument = instrument_get(session, data.instrument_id, for_update=True)
     assert user.id is not None
     if data.recurrence:
         created = series_create(session, instrument=instrument, user_id=user.id, data=data, now=now)
@@ -133,12 +133,16 @@ def _ask_managers_for_series(
 
 
 def _booking_and_instrument(
-    session: Session, *, user: User, booking_id: int
+    session: Session, *, user: User, booking_id: int, lock: bool = False
 ) -> tuple[Booking, Instrument]:
+    """The booking and its instrument; `lock` (for changes) holds the instrument first and
+    then reads the booking as the last change to that instrument left it."""
     booking = session.get(Booking, booking_id)
     if booking is None:
         raise BookingNotFound(booking_id)
-    instrument = instrument_get(session, booking.instrument_id)
+    instrument = instrument_get(session, booking.instrument_id, for_update=lock)
+    if lock:
+        session.refresh(booking)
     if booking.user_id != user.id and not manages(user, instrument):
         # Someone else's booking is as good as absent: do not confirm that it exists.
         raise BookingNotFound(booking_id)
@@ -201,7 +205,7 @@ def booking_cancel(
 ) -> Booking:
     """Cancel an active booking; the freed time goes to the waitlist."""
     now = now or utcnow()
-    booking, _ = _booking_and_instrument(session, user=user, booking_id=booking_id)
+    booking, _ = _booking_and_instrument(session, user=user, booking_id=booking_id, lock=True)
     _require_active(booking, "cancelled")
     booking.status = BookingStatus.cancelled
     booking.cancelled_at = now
@@ -240,7 +244,9 @@ def booking_reschedule(
 ) -> Booking:
     """Move an active booking; needs If-Match with its current ETag."""
     now = now or utcnow()
-    booking, instrument = _booking_and_instrument(session, user=user, booking_id=booking_id)
+    booking, instrument = _booking_and_instrument(
+        session, user=user, booking_id=booking_id, lock=True
+    )
     if not if_match:
         raise IfMatchRequired()
     if not _etag_matches(if_match, booking):
@@ -273,7 +279,9 @@ def booking_reschedule(
 def _decide(
     session: Session, *, user: User, booking_id: int, approve: bool, reason: str, now: datetime
 ) -> Booking:
-    booking, instrument = _booking_and_instrument(session, user=user, booking_id=booking_id)
+    booking, instrument = _booking_and_instrument(
+        session, user=user, booking_id=booking_id, lock=True
+    )
     if not manages(user, instrument):
         raise NotAllowed("only a manager of the instrument's lab decides on bookings")
     if booking.status != BookingStatus.pending:
@@ -339,7 +347,13 @@ def bookings_expire(
         .order_by(col(Booking.expires_at))
         .limit(limit)
     ).all()
-    for booking in overdue:
+    expired: list[int] = []
+    # Instruments are locked in id order, so two expiry passes never wait on each other.
+    for booking in sorted(overdue, key=lambda b: (b.instrument_id, b.id or 0)):
+        instrument_get(session, booking.instrument_id, for_update=True)
+        session.refresh(booking)
+        if booking.status != BookingStatus.pending:
+            continue  # decided meanwhile
         expire_booking(session, booking, now)
         waitlist.promote(
             session,
@@ -348,4 +362,6 @@ def bookings_expire(
             end=booking.end_at,
             now=now,
         )
-    return [b.id for b in overdue if b.id is not None]
+        if booking.id is not None:
+            expired.append(booking.id)
+    return expired

@@ -111,7 +111,7 @@ def promote(
     ).all()
     if not entries:
         return []
-    instrument = instrument_get(session, instrument_id)
+    instrument = instrument_get(session, instrument_id, for_update=True)
     booked: list[int] = []
     for entry in entries:
         if entry.start_at < now:

@@ -201,9 +201,18 @@ def instrument_search(
     return items, (items[-1].id if more and items else None)
 
 
-def instrument_get(session: Session, instrument_id: int) -> Instrument:
-    """The instrument, or InstrumentNotFound."""
-    instrument = session.get(Instrument, instrument_id)
+def instrument_get(session: Session, instrument_id: int, *, for_update: bool = False) -> Instrument:
+    """The instrument, or InstrumentNotFound.
+
+    `for_update` holds the instrument's row until the transaction ends (PostgreSQL's FOR NO
+    KEY UPDATE, which booking inserts referencing it do not wait for), so the changes to one
+    instrument's calendar happen one transaction at a time and each sees the last one's
+    commit. SQLite needs no row lock: its writers already take turns.
+    """
+    if for_update:
+        instrument = session.get(Instrument, instrument_id, with_for_update={"key_share": True})
+    else:
+        instrument = session.get(Instrument, instrument_id)
     if instrument is None:
         raise InstrumentNotFound(instrument_id)
     return instrument
