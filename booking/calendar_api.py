@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from booking import calendar_import, ical, notifications
+from booking.calendar_import import ExpandedCalendar
 from booking.calendar_parse import MAX_BODY_BYTES, CalendarTooLarge
 from booking.calendar_schemas import (
     CalendarImported,
@@ -21,14 +22,15 @@ from booking.calendar_schemas import (
     NotificationPublic,
 )
 from booking.ical_format import Feed
-from core.deps import CurrentUser, SessionDep
+from core.deps import CurrentUser, SessionDep, WantedUser, oauth2_scheme, token_user_id
 from core.errors import AppError
 from core.models import User
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
 from core.params import only_params
+from core.routing import UnitOfWorkRoute, read_before_unit_of_work
 
-ical_router = APIRouter(tags=["calendars"])
-router = APIRouter()
+ical_router = APIRouter(route_class=UnitOfWorkRoute, tags=["calendars"])
+router = APIRouter(route_class=UnitOfWorkRoute)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 ICS_TYPES = {"text/calendar", "application/ics", "text/x-vcalendar"}
@@ -102,14 +104,7 @@ def rotate_my_calendar(session: SessionDep, request: Request, user: CurrentUser)
 # ---------------------------------------------------------------------------- calendar import
 
 
-async def _calendar_body(request: Request) -> bytes | CalendarUrlIn:
-    """The request body: an .ics calendar (bytes) or a JSON URL subscription, size-capped."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ICS_TYPES and kind != "application/json":
-        raise AppError(
-            'send the calendar as text/calendar, or JSON {"url": ...} as application/json',
-            415,
-        )
+async def _read_capped(request: Request) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise CalendarTooLarge(f"the body is larger than {MAX_BODY_BYTES:,} bytes")
@@ -120,16 +115,37 @@ async def _calendar_body(request: Request) -> bytes | CalendarUrlIn:
         if size > MAX_BODY_BYTES:
             raise CalendarTooLarge(f"the body is larger than {MAX_BODY_BYTES:,} bytes")
         chunks.append(chunk)
-    raw = b"".join(chunks)
-    if kind != "application/json":
-        return raw
-    try:
-        return CalendarUrlIn.model_validate_json(raw or b"null")
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors(include_url=False))
+    return b"".join(chunks)
 
 
-CalendarBody = Annotated[bytes | CalendarUrlIn, Depends(_calendar_body)]
+async def _calendar_body(
+    request: Request,
+    instrument_id: Id,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> ExpandedCalendar | CalendarUrlIn:
+    """The request body: an .ics calendar, checked and expanded here, before the unit of
+    work takes its write lock; or a JSON URL subscription. Size-capped."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in ICS_TYPES and kind != "application/json":
+        raise AppError(
+            'send the calendar as text/calendar, or JSON {"url": ...} as application/json',
+            415,
+        )
+    raw = await _read_capped(request)
+    if kind == "application/json":
+        try:
+            return CalendarUrlIn.model_validate_json(raw or b"null")
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False))
+    wanted = WantedUser(token_user_id(request, token))
+    return await read_before_unit_of_work(  # type: ignore[no-any-return]
+        lambda session: calendar_import.calendar_upload_expand(
+            session, user=wanted.load(session), instrument_id=instrument_id, data=raw
+        )
+    )
+
+
+CalendarBody = Annotated[ExpandedCalendar | CalendarUrlIn, Depends(_calendar_body)]
 
 
 def _imported(result: calendar_import.ImportResult) -> CalendarImported:
@@ -163,11 +179,7 @@ def add_calendar(
             refresh_minutes=body.refresh_minutes,
         )
         return CalendarSourcePublic.of(source)
-    return _imported(
-        calendar_import.calendar_import_body(
-            session, user=user, instrument_id=instrument_id, data=body
-        )
-    )
+    return _imported(calendar_import.calendar_import_body(session, user=user, upload=body))
 
 
 @router.put(
@@ -180,12 +192,10 @@ def replace_calendar(
     session: SessionDep, user: CurrentUser, instrument_id: Id, source_id: Id, body: CalendarBody
 ) -> CalendarImported:
     """Upload a new version of an uploaded calendar; unchanged events keep their busy time."""
-    if not isinstance(body, bytes):
+    if not isinstance(body, ExpandedCalendar):
         raise AppError("send the new calendar as text/calendar", 415)
     return _imported(
-        calendar_import.calendar_import_body(
-            session, user=user, instrument_id=instrument_id, data=body, source_id=source_id
-        )
+        calendar_import.calendar_import_body(session, user=user, upload=body, source_id=source_id)
     )
 
 

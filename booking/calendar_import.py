@@ -63,6 +63,8 @@ def apply_busy_events(
 
     New busy time displaces active bookings it overlaps, as a blackout does."""
     assert source.id is not None and instrument.id is not None
+    # Busy time displaces bookings: this instrument's calendar changes one writer at a time.
+    instrument_get(session, instrument.id, for_update=True)
     existing = session.exec(
         select(Blackout).where(
             Blackout.source_id == source.id, Blackout.kind == BlackoutKind.imported
@@ -149,36 +151,63 @@ def _source_of(session: Session, instrument_id: int, source_id: int) -> Calendar
     return source
 
 
+@dataclass(frozen=True)
+class ExpandedCalendar:
+    """An uploaded calendar, parsed and expanded for one instrument, not yet written."""
+
+    instrument_id: int
+    events: list[BusyEvent]
+    now: datetime
+
+
+def calendar_expand_for(
+    session: Session, *, instrument: Instrument, data: bytes, now: datetime | None = None
+) -> ExpandedCalendar:
+    """Parse and expand .ics bytes over the instrument's import window; reads only.
+
+    Run it before the write transaction: a dense calendar can take a second, and on SQLite
+    nobody else may write while a writer's transaction is open."""
+    assert instrument.id is not None
+    now = now or utcnow()
+    return ExpandedCalendar(
+        instrument.id, expand_calendar(data, instrument=instrument, now=now), now
+    )
+
+
+def calendar_upload_expand(
+    session: Session, *, user: User, instrument_id: int, data: bytes, now: datetime | None = None
+) -> ExpandedCalendar:
+    """An upload checked (a manager of the instrument's lab) and expanded; reads only."""
+    instrument = instrument_get(session, instrument_id)
+    require_manager(user, instrument)
+    return calendar_expand_for(session, instrument=instrument, data=data, now=now)
+
+
 def calendar_import_body(
     session: Session,
     *,
     user: User,
-    instrument_id: int,
-    data: bytes,
+    upload: ExpandedCalendar,
     source_id: int | None = None,
-    now: datetime | None = None,
 ) -> ImportResult:
-    """Import an uploaded .ics as busy time: a new source, or replace an uploaded one."""
-    instrument = instrument_get(session, instrument_id)
+    """Import an expanded upload as busy time: a new source, or replace an uploaded one."""
+    instrument = instrument_get(session, upload.instrument_id)
     require_manager(user, instrument)
-    return calendar_import_file(
-        session, instrument=instrument, data=data, source_id=source_id, user_id=user.id, now=now
+    return calendar_import_events(
+        session, instrument=instrument, upload=upload, source_id=source_id, user_id=user.id
     )
 
 
-def calendar_import_file(
+def calendar_import_events(
     session: Session,
     *,
     instrument: Instrument,
-    data: bytes,
+    upload: ExpandedCalendar,
     source_id: int | None = None,
     user_id: int | None = None,
-    now: datetime | None = None,
 ) -> ImportResult:
-    """Import .ics bytes for `instrument` (no permission check: the caller did it)."""
-    assert instrument.id is not None
-    now = now or utcnow()
-    events = expand_calendar(data, instrument=instrument, now=now)
+    """Write an expanded calendar for `instrument` (no permission check: the caller did it)."""
+    assert instrument.id is not None and instrument.id == upload.instrument_id
     if source_id is None:
         source = CalendarSource(instrument_id=instrument.id, url=None, created_by_id=user_id)
         session.add(source)
@@ -190,7 +219,9 @@ def calendar_import_file(
         source = locked
         if source.url:
             raise CalendarRejected("this calendar is fetched from its URL; upload a new one")
-    return apply_busy_events(session, source=source, instrument=instrument, events=events, now=now)
+    return apply_busy_events(
+        session, source=source, instrument=instrument, events=upload.events, now=upload.now
+    )
 
 
 def calendar_source_add_url(

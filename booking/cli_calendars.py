@@ -84,7 +84,7 @@ def import_file(
     ] = None,
 ) -> None:
     """Import an .ics file as the instrument's busy time."""
-    from booking.calendar_import import calendar_import_file
+    from booking.calendar_import import calendar_expand_for, calendar_import_events
     from instruments.service import instrument_by_code
 
     if str(path) == "-":
@@ -94,9 +94,16 @@ def import_file(
             data = path.read_bytes()
         except OSError as exc:
             raise fail(f"{path}: {exc.strerror or exc}")
+    # Parse and expand first, outside the write transaction (SQLite's writers wait for it).
+    with session_scope(write=False) as session:
+        found = instrument_by_code(session, instrument)
+        upload = calendar_expand_for(session, instrument=found, data=data)
     with session_scope() as session:
-        result = calendar_import_file(
-            session, instrument=instrument_by_code(session, instrument), data=data, source_id=source
+        result = calendar_import_events(
+            session,
+            instrument=instrument_by_code(session, instrument),
+            upload=upload,
+            source_id=source,
         )
         typer.echo(
             f"calendar {result.source.id}: {result.source.events_imported} busy event(s), "

@@ -4,17 +4,43 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
 
 from booking import calendar_import
-from core.deps import SessionDep
+from booking.calendar_import import ExpandedCalendar
+from core.deps import SessionDep, WantedUser, oauth2_scheme, token_user_id
 from core.errors import AppError, Invalid
-from labshare.pages.web import Csrf, PageManager, back_to, error_page
+from core.routing import UnitOfWorkRoute, read_before_unit_of_work
+from labshare.pages.web import Csrf, PageManager, SignInRequired, back_to, error_page
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 MAX_UPLOAD = 5 * 1024 * 1024
+
+
+async def _expanded_upload(
+    request: Request,
+    instrument_id: Id,
+    file: Annotated[UploadFile, File()],
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+) -> ExpandedCalendar | AppError:
+    """The uploaded .ics, checked and expanded before the unit of work takes its write lock
+    (a refusal is handed to the page to show)."""
+    data = await file.read(MAX_UPLOAD + 1)
+    if not data:
+        return Invalid("choose an .ics file to import")
+    if len(data) > MAX_UPLOAD:
+        return Invalid("the calendar is larger than 5 MB")
+    wanted = WantedUser(token_user_id(request, token), missing=SignInRequired)
+    try:
+        return await read_before_unit_of_work(  # type: ignore[no-any-return]
+            lambda session: calendar_import.calendar_upload_expand(
+                session, user=wanted.load(session), instrument_id=instrument_id, data=data
+            )
+        )
+    except AppError as exc:
+        return exc
 
 
 @router.post("/lab/instruments/{instrument_id}/calendars", dependencies=[Csrf])
@@ -23,19 +49,13 @@ def upload_calendar(
     session: SessionDep,
     user: PageManager,
     instrument_id: Id,
-    file: Annotated[UploadFile, File()],
+    upload: Annotated[ExpandedCalendar | AppError, Depends(_expanded_upload)],
 ) -> Response:
     """Import an uploaded .ics: its busy events block booking; bookings they hit are displaced."""
-    # A sync route (the import is database work): read the spooled upload directly.
-    data = file.file.read(MAX_UPLOAD + 1)
-    if not data:
-        return error_page(request, Invalid("choose an .ics file to import"), user=user)
-    if len(data) > MAX_UPLOAD:
-        return error_page(request, Invalid("the calendar is larger than 5 MB"), user=user)
     try:
-        result = calendar_import.calendar_import_body(
-            session, user=user, instrument_id=instrument_id, data=data
-        )
+        if isinstance(upload, AppError):
+            raise upload
+        result = calendar_import.calendar_import_body(session, user=user, upload=upload)
     except AppError as exc:
         return error_page(request, exc, user=user)
     return back_to(
