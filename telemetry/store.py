@@ -22,7 +22,12 @@ from telemetry.protocol import (
     parse_presence,
     parse_topic,
 )
-from telemetry.usage import StoredEvent, apply_events, gateway_went_offline
+from telemetry.usage import (
+    StoredEvent,
+    apply_events,
+    gateway_went_offline,
+    instruments_of_gateway,
+)
 
 DEAD_PAYLOAD_MAX = 16 * 1024
 _COLUMNS = ("gateway_id", "message_id", "instrument_id", "ts", "type", "user_badge", "data")
@@ -198,7 +203,9 @@ def commit_batch(engine: Engine, prepared: Prepared) -> BatchResult:
             session.execute(sa.insert(DeadLetter), prepared.dead)
         result.dead = len(prepared.dead)
         fresh = [events[k] for k in inserted]
-        apply_events(session, fresh)
+        offline = {g for g, state in prepared.presence if state == Presence.offline}
+        also = set().union(*(instruments_of_gateway(session, g) for g in offline))
+        apply_events(session, fresh, also_lock=also)
         _touch_gateways(session, {e.gateway_id for e in events.values()}, now)
         for gateway_id, state in prepared.presence:
             _apply_presence(session, gateway_id, state, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -136,24 +137,47 @@ def close_session(session: Session, usage: UsageSession, *, at: datetime, reason
     session.add(usage)
 
 
-def _locked_states(session: Session, instrument_ids: list[int], at: datetime) -> dict[int, Any]:
-    """The live-state rows of these instruments, created if missing, locked in id order."""
+def _ensure_states(session: Session, instrument_ids: list[int], at: datetime) -> None:
+    """Create the missing live-state rows of these instruments (inserted in id order)."""
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     rows = [
         {"instrument_id": i, "since": at, "last_event_at": at, "updated_at": at}
-        for i in instrument_ids
+        for i in sorted(instrument_ids)
     ]
     session.execute(insert(InstrumentState).values(rows).on_conflict_do_nothing())
-    query = (
-        select(InstrumentState)
-        .where(col(InstrumentState.instrument_id).in_(instrument_ids))
-        .order_by(col(InstrumentState.instrument_id))
-    )
-    if dialect == "postgresql":
-        # Two workers may hold events of the same instrument: take its row in a fixed order.
-        query = query.with_for_update()
+
+
+def _states(session: Session, instrument_ids: list[int]) -> dict[int, InstrumentState]:
+    query = select(InstrumentState).where(col(InstrumentState.instrument_id).in_(instrument_ids))
     return {s.instrument_id: s for s in session.exec(query)}
+
+
+def lock_instruments(session: Session, instrument_ids: set[int]) -> None:
+    """Hold the live-state rows of every instrument a unit of work will touch, in id order.
+
+    Two ingest workers may hold events of the same instruments, and the meters' bulk
+    update, the state events' updates and a gateway going offline each touch usage rows:
+    taking every instrument's state row first, always in the same order, means two workers
+    queue instead of each waiting for the other (a deadlock). SQLite's writers take turns.
+    """
+    if not instrument_ids or session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(
+        select(InstrumentState.instrument_id)
+        .where(col(InstrumentState.instrument_id).in_(sorted(instrument_ids)))
+        .order_by(col(InstrumentState.instrument_id))
+        .with_for_update()
+    ).all()
+
+
+def instruments_of_gateway(session: Session, gateway_id: int) -> set[int]:
+    """The instruments whose open sessions or live state a gateway going offline changes."""
+    open_on = select(UsageSession.instrument_id).where(
+        UsageSession.gateway_id == gateway_id, col(UsageSession.end_at).is_(None)
+    )
+    stated = select(InstrumentState.instrument_id).where(InstrumentState.gateway_id == gateway_id)
+    return set(session.exec(open_on).all()) | set(session.exec(stated).all())
 
 
 def _apply_one(session: Session, ctx: _Context, state: InstrumentState, event: StoredEvent) -> None:
@@ -203,8 +227,13 @@ def _apply_one(session: Session, ctx: _Context, state: InstrumentState, event: S
     session.add(state)
 
 
-def apply_events(session: Session, events: list[StoredEvent]) -> None:
-    """Derive usage from newly stored events (duplicates must already be removed)."""
+def apply_events(
+    session: Session, events: list[StoredEvent], *, also_lock: Iterable[int] = ()
+) -> None:
+    """Derive usage from newly stored events (duplicates must already be removed).
+
+    `also_lock`: other instruments the same transaction changes next (gateways gone offline).
+    """
     by_instrument: dict[int, list[StoredEvent]] = defaultdict(list)
     for event in events:
         by_instrument[event.instrument_id].append(event)
@@ -212,8 +241,12 @@ def apply_events(session: Session, events: list[StoredEvent]) -> None:
         i for i, evs in by_instrument.items() if any(e.type in _STATE_EVENTS for e in evs)
     )
     if detailed:
-        first = min(e.ts for i in detailed for e in by_instrument[i])
-        states = _locked_states(session, detailed, first)
+        # New state rows first (their inserts queue in id order), then every instrument's
+        # row, in id order (see lock_instruments).
+        _ensure_states(session, detailed, min(e.ts for i in detailed for e in by_instrument[i]))
+    lock_instruments(session, set(by_instrument) | set(also_lock))
+    if detailed:
+        states = _states(session, detailed)
         ctx = _prefetch(session, [e for i in detailed for e in by_instrument[i]], detailed)
         for instrument_id in detailed:
             for event in sorted(by_instrument[instrument_id], key=lambda e: e.ts):
@@ -350,7 +383,12 @@ def usage_reconcile(
         .where(col(UsageSession.end_at).is_(None))
         .where(UsageSession.last_event_at < now - silence)
     ).all()
+    # The ingest may be changing these sessions right now: queue behind it (lock_instruments).
+    lock_instruments(session, {u.instrument_id for u in silent})
     for usage in silent:
+        session.refresh(usage)
+        if usage.end_at is not None:
+            continue
         close_session(session, usage, at=usage.last_event_at, reason="silence")
     result.closed_silent = len(silent)
 
