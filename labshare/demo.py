@@ -74,7 +74,12 @@ def web(ctx: DemoContext) -> Running:
     import uvicorn
 
     config = uvicorn.Config(
-        "labshare.app:create_app", factory=True, host=ctx.host, port=ctx.port, log_level="warning"
+        "labshare.app:create_app",
+        factory=True,
+        host=ctx.host,
+        port=ctx.port,
+        log_level="warning",
+        timeout_keep_alive=ctx.settings.keep_alive_seconds,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="labshare-web", daemon=True)
@@ -96,13 +101,18 @@ def process(name: str, *args: str) -> Component:
     """A component that runs `labshare <args>` as a subprocess with the demo's environment."""
 
     def start(ctx: DemoContext) -> Running:
-        child = subprocess.Popen([sys.executable, "-m", "labshare.cli", *args], env=ctx.env)
+        # Its own process group: Ctrl-C in the terminal reaches the demo alone, which then
+        # stops the parts one by one in order (the simulator, then the ingest, flushed and
+        # acknowledged, then the broker), instead of all of them at the same instant.
+        child = subprocess.Popen(
+            [sys.executable, "-m", "labshare.cli", *args], env=ctx.env, process_group=0
+        )
 
         def stop() -> None:
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
                 try:
-                    child.wait(timeout=10)
+                    child.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()

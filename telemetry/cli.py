@@ -162,9 +162,14 @@ def ingest(
     if server:
         server.shutdown()
     values = worker.metrics.values
+    # Every message received is accounted for: stored, a duplicate, a dead letter, a
+    # presence update, or left unacknowledged for the broker to deliver again.
+    handled = sum(values[k] for k in ("stored", "duplicates", "dead_letters", "presence"))
     typer.echo(
         f"ingest stopped: received {values['received']}, stored {values['stored']}, "
-        f"duplicates {values['duplicates']}, dead letters {values['dead_letters']}",
+        f"duplicates {values['duplicates']}, dead letters {values['dead_letters']}, "
+        f"presence {values['presence']}, "
+        f"unacknowledged (redelivered next time) {max(values['received'] - handled, 0)}",
         err=True,
     )
 

@@ -89,6 +89,8 @@ class IngestWorker:
         self._generation = 0
         self._connected = threading.Event()
         self.subscribed = threading.Event()  # set once the broker confirmed our subscriptions
+        self._unsubscribed = threading.Event()
+        self._topics: list[str] = []
         self.broker = parse_mqtt_url(config.mqtt_url)
         self.client = self._make_client()
 
@@ -109,6 +111,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = lambda *_args: self.subscribed.set()
+        client.on_unsubscribe = lambda *_args: self._unsubscribed.set()
         return client
 
     # -- MQTT callbacks (paho's network thread) --------------------------------------------
@@ -125,7 +128,8 @@ class IngestWorker:
         events = f"{root}/+/instruments/+/events"
         if self.config.shared:
             events = f"$share/{self.config.group}/{events}"
-        client.subscribe([(events, 1), (f"{root}/+/status", 1)])
+        self._topics = [events, f"{root}/+/status"]
+        client.subscribe([(t, 1) for t in self._topics])
         self._connected.set()
         log.info(
             "connected to %s:%s as %s", self.broker.host, self.broker.port, self.config.client_id
@@ -177,6 +181,12 @@ class IngestWorker:
     def stop(self) -> None:
         """Ask the worker to flush what it holds and exit."""
         self._stop.set()
+
+    def _stop_receiving(self, timeout: float = 3.0) -> None:
+        if self._topics and self._connected.is_set():
+            self.client.unsubscribe(self._topics)
+            self._unsubscribed.wait(timeout)
+            time.sleep(0.2)  # what the broker had already put on the wire arrives meanwhile
 
     def _take(self) -> list[Incoming]:
         """Up to batch_max messages, waiting batch_wait for a partial batch to fill."""
@@ -313,7 +323,10 @@ class IngestWorker:
                 if self.config.reconcile_every and time.monotonic() >= next_reconcile:
                     self._pending.put("reconcile")
                     next_reconcile = time.monotonic() + self.config.reconcile_every
-            # Clean shutdown: what has arrived is stored and acknowledged before we leave.
+            # Clean shutdown: first ask the broker to stop sending (a message that arrived
+            # after the last batch would be received and never stored), then store and
+            # acknowledge everything that has arrived, then leave.
+            self._stop_receiving()
             rest = [self.inbox.popleft() for _ in range(len(self.inbox))]
             for i in range(0, len(rest), self.config.batch_max):
                 chunk = rest[i : i + self.config.batch_max]
