@@ -173,6 +173,27 @@ def test_refusals_write_nothing(client: TestClient, session: Session):
         (calendar(*[f"UID:{i}\nDTSTART:{stamp(at(2, 9))}" for i in range(5001)]), 413, "5,000"),
         (calendar(f"UID:m\nDTSTART:{stamp(at(2, 9))}\nRRULE:FREQ=MINUTELY"), 422, "MINUTELY"),
         (hourly, 413, "5,000"),
+        # Dense since 1630: BYMONTH x BYMONTHDAY x BYHOUR once took 4.6 s, holding the lock.
+        (
+            calendar(
+                "UID:dense\nDTSTART:16300101T000000Z\nDURATION:PT1M\n"
+                "RRULE:FREQ=YEARLY;BYMONTH="
+                + ",".join(map(str, range(1, 13)))
+                + ";BYMONTHDAY="
+                + ",".join(map(str, range(1, 32)))
+                + ";BYHOUR="
+                + ",".join(map(str, range(24)))
+            ),
+            413,
+            "too dense",
+        ),
+        (
+            calendar(f"UID:bad\nDTSTART:{stamp(at(2, 9))}\nRRULE:FREQ=DAILY;INTERVAL=x"),
+            422,
+            "RRULE",
+        ),
+        (calendar(f"UID:bad\nDTSTART:{stamp(at(2, 9))}\nRRULE:FREQ=WEEKLY;BYDAY=XX"), 422, "RRULE"),
+        (calendar(f"UID:bad\nDTSTART:{stamp(at(2, 9))}\nRRULE:FREQ=DAILY;COUNT=abc"), 422, "RRULE"),
     ]
     for data, status, reason in cases:
         response = client.post(url, content=data, headers=headers)
