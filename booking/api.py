@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
-from booking import labs, service, waitlist
+from booking import blackouts, qualifications, service, waitlist
 from booking.availability import availability, slots_find
 from booking.idempotency import run_once
 from booking.models import BookingStatus, WaitlistStatus
@@ -255,7 +255,7 @@ def create_blackout(
 ) -> BlackoutCreated:
     """Block the instrument (lab managers); bookings in the way become `displaced` and their
     owners are offered alternatives."""
-    return labs.blackout_create(session, user=user, instrument_id=instrument_id, data=data)
+    return blackouts.blackout_create(session, user=user, instrument_id=instrument_id, data=data)
 
 
 @router.get(
@@ -267,13 +267,13 @@ def list_blackouts(
     session: SessionDep, instrument_id: Id, start: OptionalTime = None, end: OptionalTime = None
 ) -> list[BlackoutPublic]:
     """The instrument's blackouts, imported busy time included, earliest first."""
-    rows = labs.blackout_list(
+    rows = blackouts.blackout_list(
         session,
         instrument_id=instrument_id,
         start=parse_aware(start, field="start") if start else None,
         end=parse_aware(end, field="end") if end else None,
     )
-    return [labs.blackout_public(b) for b in rows]
+    return [blackouts.blackout_public(b) for b in rows]
 
 
 @router.delete("/instruments/{instrument_id}/blackouts/{blackout_id}", status_code=204)
@@ -281,7 +281,7 @@ def delete_blackout(
     session: SessionDep, user: CurrentUser, instrument_id: Id, blackout_id: Id
 ) -> Response:
     """Lift a blackout (lab managers); the freed time goes to the waitlist."""
-    labs.blackout_delete(session, user=user, instrument_id=instrument_id, blackout_id=blackout_id)
+    blackouts.blackout_delete(session, user=user, instrument_id=instrument_id, blackout_id=blackout_id)
     return Response(status_code=204)
 
 
@@ -295,7 +295,7 @@ def grant_qualification(
 ) -> QualificationPublic:
     """Qualify a person (by `user_id` or `email`) to book the instrument (lab managers);
     201 when new, 200 when they already were."""
-    grant, created = labs.qualification_grant(
+    grant, created = qualifications.qualification_grant(
         session, user=user, instrument_id=instrument_id, data=data
     )
     response.status_code = 201 if created else 200
@@ -307,4 +307,4 @@ def list_qualifications(
     session: SessionDep, user: CurrentUser, instrument_id: Id
 ) -> list[QualificationPublic]:
     """Who is qualified on the instrument (lab managers)."""
-    return labs.qualification_list(session, user=user, instrument_id=instrument_id)
+    return qualifications.qualification_list(session, user=user, instrument_id=instrument_id)

@@ -1,4 +1,4 @@
-"""Bookings, their series, the waitlist, retries, imported calendars and notifications."""
+"""Bookings, their series, the waitlist and safe retries."""
 
 from __future__ import annotations
 
@@ -114,36 +114,3 @@ class WaitlistEntry(SQLModel, table=True):
     )
     booking_id: int | None = Field(default=None, foreign_key="booking.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class CalendarSource(SQLModel, table=True):
-    """A lab's own calendar for one instrument; its events become imported busy time."""
-
-    __tablename__ = "calendar_source"
-
-    id: int | None = Field(default=None, primary_key=True)
-    instrument_id: int = Field(foreign_key="instrument.id", index=True)
-    url: str | None = Field(default=None, max_length=2000)
-    refresh_minutes: int = 60
-    last_fetched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    last_error: str | None = Field(default=None, max_length=1000)
-    events_imported: int = 0
-    created_by_id: int | None = Field(default=None, foreign_key="user.id")
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-
-
-class Notification(SQLModel, table=True):
-    """The outbox: what we told a person; a mailer sends those not yet sent."""
-
-    __table_args__ = (Index("ix_notification_user_id_created_at", "user_id", "created_at"),)
-
-    id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="user.id")
-    kind: str = Field(max_length=64)
-    subject: str = Field(max_length=300)
-    body: str = Field(default="", max_length=10000)
-    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    booking_id: int | None = Field(default=None, foreign_key="booking.id", index=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
-    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from booking.conflicts import unavailable
 from booking.models import Booking, BookingStatus
-from booking.notify import notify
+from booking.notifications.outbox import notify
 from booking.rules import check_qualification, check_quota, check_shape
 from booking.timeline import Busy, Timeline, load_timeline, zone
 from core.db import is_postgres

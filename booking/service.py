@@ -9,6 +9,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from booking import waitlist
+from booking.access import manages
 from booking.errors import (
     BookingNotFound,
     IfMatchRequired,
@@ -17,14 +18,14 @@ from booking.errors import (
     StaleVersion,
 )
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
-from booking.notify import notify
+from booking.notifications.outbox import notify
 from booking.placement import check_all, expire_booking, initial_status, place, write
 from booking.schemas import BookingCreate, BookingPublic, BookingReschedule, booking_public
 from booking.series import series_create
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
 from instruments.models import Instrument
-from instruments.service import can_manage, instrument_get
+from instruments.service import instrument_get
 
 
 def etag(booking: Booking) -> str:
@@ -39,11 +40,6 @@ def _etag_matches(header: str, booking: Booking) -> bool:
         if candidate == "*" or candidate.removeprefix("W/") == current.removeprefix("W/"):
             return True
     return False
-
-
-def manages(user: User, instrument: Instrument) -> bool:
-    """A manager of the instrument's lab, or a network administrator."""
-    return can_manage(user, instrument) or user.role == Role.network_admin
 
 
 def booking_create(

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from booking.errors import NotAllowed, RuleViolation, SlotUnavailable, WaitlistEntryNotFound
 from booking.models import WaitlistEntry, WaitlistStatus
-from booking.notify import notify
+from booking.notifications.outbox import notify
 from booking.placement import place
 from booking.rules import check_qualification, check_shape
 from booking.schemas import WaitlistCreate, WaitlistPublic

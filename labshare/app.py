@@ -16,7 +16,8 @@ import admin.api
 import billing.api
 import billing.pages
 import booking.api
-import booking.calendar_api
+import booking.calendars.api
+import booking.notifications.api
 import core.api
 import instruments.api
 import labshare.ops
@@ -54,8 +55,9 @@ def create_app() -> FastAPI:
     app.include_router(core.api.router, prefix=API_PREFIX)
     app.include_router(instruments.api.router, prefix=API_PREFIX)
     app.include_router(booking.api.router, prefix=API_PREFIX)
-    app.include_router(booking.calendar_api.router, prefix=API_PREFIX)
-    app.include_router(booking.calendar_api.ical_router)
+    app.include_router(booking.calendars.api.router, prefix=API_PREFIX)
+    app.include_router(booking.calendars.api.ical_router)
+    app.include_router(booking.notifications.api.router, prefix=API_PREFIX)
     app.include_router(telemetry.api.router, prefix=API_PREFIX)
     app.include_router(labshare.ops.router)
     app.include_router(labshare.ops.metrics_router)

@@ -32,9 +32,11 @@ def _mount_domains() -> None:
 
     app.add_typer(bookings_app, name="bookings")
 
-    from booking.cli_calendars import mount as mount_calendars
+    from booking.calendars.cli import mount as mount_calendars
+    from booking.notifications.cli import mount as mount_notifications
 
     mount_calendars(app)
+    mount_notifications(app)
 
     from telemetry.cli import mount as mount_telemetry
 

@@ -144,7 +144,7 @@ def components(ctx: DemoContext) -> list[Component]:
     ingest_args = [] if ctx.settings.mqtt_url else ["--mqtt311"]
     return [
         Component("web", web),
-        # Labs' calendars subscribed by URL, fetched when due (booking.calendar_fetch).
+        # Labs' calendars subscribed by URL, fetched when due (booking.calendars.fetch).
         process("calendars", "calendars", "sync", "--loop"),
         # Telemetry: the broker, the ingest worker, and gateways simulated for a year.
         Component("mqtt", mqtt_broker),

@@ -8,6 +8,9 @@ from alembic import command
 from alembic.config import Config
 
 HERE = Path(__file__).resolve().parent
+# Every domain, left to right in the import order; each keeps its tables in models.py
+# modules (a subpackage such as booking/calendars/ has its own).
+DOMAINS = ("core", "instruments", "booking", "telemetry", "billing", "admin")
 
 # Indexes that migrations create by hand on PostgreSQL only (the models cannot declare a
 # trigram GIN index for both databases); autogenerate must not offer to drop them.
@@ -19,6 +22,20 @@ def include_object(
 ) -> bool:
     """Alembic's filter: everything but the hand-made PostgreSQL indexes."""
     return not (type_ == "index" and reflected and name in HAND_MADE_INDEXES)
+
+
+def load_models() -> None:
+    """Import every domain's `models` modules, subpackages included, so that the metadata
+    Alembic compares against holds every table."""
+    import importlib
+    import pkgutil
+
+    importlib.import_module("core.audit")
+    for domain in DOMAINS:
+        package = importlib.import_module(domain)
+        for info in pkgutil.walk_packages(package.__path__, f"{domain}."):
+            if info.name.rsplit(".", 1)[-1] == "models":
+                importlib.import_module(info.name)
 
 
 def alembic_config(url: str | None = None) -> Config:

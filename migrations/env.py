@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
 from alembic import context
 from sqlalchemy.engine import Connection
 
 from core.db import make_engine
 from core.settings import get_settings
-from migrations import include_object
+from migrations import include_object, load_models
 
-# Every domain's tables, left to right in the import order.
-DOMAINS = ("core", "instruments", "booking", "telemetry", "billing", "admin")
-importlib.import_module("core.audit")
-for _domain in DOMAINS:
-    if importlib.util.find_spec(f"{_domain}.models") is not None:
-        importlib.import_module(f"{_domain}.models")
+load_models()
 
 from sqlmodel import SQLModel  # noqa: E402
 

@@ -18,7 +18,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, SQLModel
 
-import core.audit  # noqa: F401  (its table is emptied between tests too)
 import migrations
 from core.db import get_engine
 from core.settings import get_settings
@@ -28,6 +27,7 @@ PG_SERVER = os.environ.get(
 )
 PG_DB = os.environ.get("LABSHARE_TEST_PG_DB", "labshare_test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+migrations.load_models()  # every table, so each test empties them all
 
 
 def _create_pg_database() -> str:

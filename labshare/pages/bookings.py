@@ -261,7 +261,7 @@ def withdraw(request: Request, session: SessionDep, user: PageUser, entry_id: Id
 @router.post("/me/feed/rotate", dependencies=[Csrf])
 def rotate_feed(request: Request, session: SessionDep, user: PageUser) -> Response:
     """A new secret calendar feed link; the old one stops working (if it leaked)."""
-    from booking import ical
+    from booking.calendars import feeds as ical
 
     ical.feed_token_rotate(session, user=user)
     return back_to("/me/bookings#feed-title", "feed-rotated")

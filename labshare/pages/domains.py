@@ -11,13 +11,13 @@ FEATURES: dict[str, tuple[str, tuple[str, ...]]] = {
     "booking": ("booking.service", ()),
     "availability": ("booking.api", ()),
     "waitlist": ("booking.service", ()),
-    "calendars": ("booking.ical", ()),
+    "calendars": ("booking.calendars.feeds", ()),
     "telemetry": ("telemetry.service", ()),
     "billing": ("billing.views", ("invoices_list",)),
     "admin": ("admin.settlement", ("settlement_preview", "settlement_finalize")),
     "rates": ("billing.rates", ("rate_cards_list", "rate_card_create")),
     "calendar_import": (
-        "booking.calendar_import",
+        "booking.calendars.imports",
         ("calendar_import_body", "calendar_source_list", "calendar_source_add_url"),
     ),
 }

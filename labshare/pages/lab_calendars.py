@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
 
-from booking import calendar_import
-from booking.calendar_import import ExpandedCalendar
+from booking.calendars import imports as calendar_import
+from booking.calendars.imports import ExpandedCalendar
 from core.deps import SessionDep, WantedUser, oauth2_scheme, token_user_id
 from core.errors import AppError, Invalid
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData
 
-from booking import labs
+from booking import blackouts as lab_blackouts
+from booking import qualifications
 from booking.schemas import BlackoutCreate, QualificationGrant
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
@@ -65,7 +66,7 @@ def _page(
     assert instrument.id is not None
     view = catalog.instrument_public(session, instrument)
     now = utcnow()
-    blackouts = labs.blackout_list(
+    blackouts = lab_blackouts.blackout_list(
         session, instrument_id=instrument.id, start=now, end=now + timedelta(days=365)
     )
     context = {
@@ -73,7 +74,7 @@ def _page(
         "statuses": [s.value for s in InstrumentStatus],
         "hours": _hours_rows(view.opening_hours),
         "blackouts": blackouts,
-        "qualified": labs.qualification_list(session, user=user, instrument_id=instrument.id),
+        "qualified": qualifications.qualification_list(session, user=user, instrument_id=instrument.id),
         **_calendars(session, user, instrument.id),
         **_rate_cards(session, instrument.id),
         **(extra or {}),
@@ -85,7 +86,7 @@ def _calendars(session: Session, user: User, instrument_id: int) -> dict[str, An
     """The instrument's imported calendars, when calendar import is in this build."""
     if not domains.available("calendar_import"):
         return {"has_import": False}
-    from booking import calendar_import
+    from booking.calendars import imports as calendar_import
 
     sources = calendar_import.calendar_source_list(session, user=user, instrument_id=instrument_id)
     return {"has_import": True, "calendars": sources}
@@ -229,7 +230,7 @@ def add_blackout(
             kind=kind,  # type: ignore[arg-type]
             reason=reason,
         )
-        created = labs.blackout_create(session, user=user, instrument_id=instrument_id, data=data)
+        created = lab_blackouts.blackout_create(session, user=user, instrument_id=instrument_id, data=data)
     except ValidationError as exc:
         return error_page(request, _invalid(exc), user=user)
     except AppError as exc:
@@ -258,7 +259,7 @@ def lift_blackout(
 ) -> Response:
     """Lift a blackout; its time goes to the waitlist."""
     try:
-        labs.blackout_delete(
+        lab_blackouts.blackout_delete(
             session, user=user, instrument_id=instrument_id, blackout_id=blackout_id
         )
     except AppError as exc:
@@ -276,7 +277,7 @@ def grant(
 ) -> Response:
     """Let a trained person book an instrument that needs a qualification."""
     try:
-        labs.qualification_grant(
+        qualifications.qualification_grant(
             session, user=user, instrument_id=instrument_id, data=QualificationGrant(email=email)
         )
     except AppError as exc:

@@ -6,7 +6,8 @@ from datetime import time, timedelta
 
 from sqlmodel import Session, select
 
-from booking.models import Booking, BookingStatus, Notification
+from booking.models import Booking, BookingStatus
+from booking.notifications.models import Notification
 from core.models import Role
 from instruments.models import Blackout, BlackoutKind, OpeningHours, Qualification
 from tests.booking.helpers import at, body, z

@@ -8,7 +8,9 @@ import icalendar
 from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
-from booking.models import Booking, BookingStatus, CalendarSource, Notification
+from booking.calendars.models import CalendarSource
+from booking.models import Booking, BookingStatus
+from booking.notifications.models import Notification
 from core.models import Role
 from core.settings import get_settings
 from instruments.models import Blackout, BlackoutKind
@@ -316,7 +318,7 @@ def test_outlook_zones_across_daylight_saving_and_free_time():
     """Outlook names its own VTIMEZONE; occurrences either side of the change keep 09:00."""
     from datetime import UTC
 
-    from booking.calendar_parse import busy_events, parse_calendar
+    from booking.calendars.parse import busy_events, parse_calendar
 
     events = busy_events(
         parse_calendar(OUTLOOK),

@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from booking.calendar_fetch import calendar_sources_sync_due, due_source_ids
-from booking.cli_calendars import mount
-from booking.models import CalendarSource
+from booking.calendars.cli import mount
+from booking.calendars.fetch import calendar_sources_sync_due, due_source_ids
+from booking.calendars.models import CalendarSource
 from core.models import Role
 from core.settings import get_settings
 from core.timeutil import utcnow

@@ -242,7 +242,7 @@ def test_fast_vevent_writer_matches_the_icalendar_library_byte_for_byte(zone: st
     machinery must give the very same bytes."""
     from zoneinfo import ZoneInfo
 
-    from booking.ical_format import FeedEvent, _vevent, _vevent_bytes
+    from booking.calendars.format import FeedEvent, _vevent, _vevent_bytes
 
     now = datetime(2027, 3, 28, 0, 30, 15, 123456, tzinfo=UTC)
     texts = ["Booked", "a; b, c\\d\nline two", "Ü" * 80, "x" * 74, "混合 text, 很长" * 12, ""]

@@ -16,11 +16,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from booking.cli_calendars import mount
-from booking.mailer import MailConfigInvalid, MailerUnavailable, parse_smtp_url
-from booking.models import Notification
-from booking.notifications import MAX_ATTEMPTS, notifications_send_pending
-from booking.notify import notify
+from booking.notifications.cli import mount
+from booking.notifications.mailer import MailConfigInvalid, MailerUnavailable, parse_smtp_url
+from booking.notifications.models import Notification
+from booking.notifications.outbox import notify
+from booking.notifications.service import MAX_ATTEMPTS, notifications_send_pending
 from core.models import User
 from core.settings import get_settings
 from tests.factories import auth, create_user

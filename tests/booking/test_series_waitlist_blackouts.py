@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from booking.models import Booking, BookingStatus, Notification, WaitlistEntry
+from booking.models import Booking, BookingStatus, WaitlistEntry
+from booking.notifications.models import Notification
 from core.models import Role
 from tests.booking.helpers import at, body, z
 from tests.factories import auth, create_instrument, create_lab, create_user

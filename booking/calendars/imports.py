@@ -13,13 +13,14 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from booking.calendar_parse import (
+from booking.blackouts import displace_overlapping
+from booking.calendars.models import CalendarSource
+from booking.calendars.parse import (
     BusyEvent,
     CalendarRejected,
     expand_calendar,
 )
-from booking.labs import displace_overlapping
-from booking.models import ACTIVE_STATUSES, Booking, CalendarSource
+from booking.models import ACTIVE_STATUSES, Booking
 from core.errors import NotFound
 from core.models import User
 from core.timeutil import utcnow
@@ -228,7 +229,7 @@ def calendar_source_add_url(
     session: Session, *, user: User, instrument_id: int, url: str, refresh_minutes: int
 ) -> CalendarSource:
     """Subscribe the instrument to a calendar URL; the sync fetches it (first at once)."""
-    from booking.calendar_fetch import normalise_url
+    from booking.calendars.fetch import normalise_url
 
     instrument = instrument_get(session, instrument_id)
     require_manager(user, instrument)

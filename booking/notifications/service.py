@@ -15,8 +15,8 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from booking.mailer import Mailer, MailerUnavailable, build_message, parse_smtp_url
-from booking.models import Notification
+from booking.notifications.mailer import Mailer, MailerUnavailable, build_message, parse_smtp_url
+from booking.notifications.models import Notification
 from core.db import get_engine, session_scope
 from core.errors import NotFound
 from core.models import User

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from booking.models import Notification
+from booking.notifications.models import Notification
 
 
 def notify(

@@ -20,14 +20,14 @@ import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from booking.calendar_import import apply_busy_events, lock_source
-from booking.calendar_parse import (
+from booking.calendars.imports import apply_busy_events, lock_source
+from booking.calendars.models import CalendarSource
+from booking.calendars.parse import (
     MAX_BODY_BYTES,
     CalendarRejected,
     CalendarTooLarge,
     expand_calendar,
 )
-from booking.models import CalendarSource
 from core.db import session_scope
 from core.settings import get_settings
 from core.timeutil import utcnow

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import icalendar
 import recurring_ical_events
 
-from booking.ical_format import UID_DOMAIN
+from booking.calendars.format import UID_DOMAIN
 from core.errors import AppError, Invalid
 from core.settings import get_settings
 from instruments.models import Instrument

@@ -2,7 +2,7 @@
 
 A feed is computed from a few columns per row; the ETag is a hash of exactly those
 columns (and of the names the feed shows), so an unchanged feed answers 304 without
-being rendered. Writing the text is `booking.ical_format`'s.
+being rendered. Writing the text is `booking.calendars.format`'s.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from booking.ical_format import UID_DOMAIN, Feed, FeedEvent
+from booking.calendars.format import UID_DOMAIN, Feed, FeedEvent
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from core.errors import NotFound
 from core.models import User

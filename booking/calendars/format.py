@@ -1,6 +1,6 @@
 """Writing iCalendar (RFC 5545): a feed's VCALENDAR from plain event values.
 
-Pure formatting, no database: `booking.ical` gathers the events. Each VEVENT is rendered
+Pure formatting, no database: `booking.calendars.feeds` gathers the events. Each VEVENT is rendered
 once and cached (a feed that changes renders only what changed), and a whole feed is
 cached by its ETag.
 """

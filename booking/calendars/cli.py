@@ -1,4 +1,4 @@
-"""`labshare calendars ...` (feeds and imported calendars) and `labshare notifications ...`."""
+"""`labshare calendars ...`: feeds and imported calendars."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import typer
 
 from core.cli_support import fail, reasons
 from core.db import session_scope
-from core.settings import get_settings
 
 calendars_app = typer.Typer(help="Calendar feeds and imported lab calendars.", no_args_is_help=True)
-notifications_app = typer.Typer(help="The notification outbox.", no_args_is_help=True)
 
 InstrumentCode = Annotated[str, typer.Option("--instrument", help="Instrument code")]
 
@@ -23,7 +21,6 @@ InstrumentCode = Annotated[str, typer.Option("--instrument", help="Instrument co
 def mount(app: typer.Typer) -> None:
     """Add these commands to the `labshare` command."""
     app.add_typer(calendars_app, name="calendars")
-    app.add_typer(notifications_app, name="notifications")
 
 
 @calendars_app.command("sync")
@@ -46,7 +43,7 @@ def sync(
 
 
 def _sync_passes(*, loop: bool, interval: float, force: bool, stop: threading.Event) -> None:
-    from booking.calendar_fetch import calendar_sources_sync_due
+    from booking.calendars.fetch import calendar_sources_sync_due
 
     while True:
         try:
@@ -84,7 +81,7 @@ def import_file(
     ] = None,
 ) -> None:
     """Import an .ics file as the instrument's busy time."""
-    from booking.calendar_import import calendar_expand_for, calendar_import_events
+    from booking.calendars.imports import calendar_expand_for, calendar_import_events
     from instruments.service import instrument_by_code
 
     if str(path) == "-":
@@ -119,8 +116,8 @@ def add_url(
     refresh_minutes: Annotated[int, typer.Option(min=5, max=7 * 24 * 60)] = 60,
 ) -> None:
     """Subscribe an instrument to a calendar URL (`labshare calendars sync` fetches it)."""
-    from booking.calendar_fetch import normalise_url
-    from booking.models import CalendarSource
+    from booking.calendars.fetch import normalise_url
+    from booking.calendars.models import CalendarSource
     from instruments.service import instrument_by_code
 
     with session_scope() as session:
@@ -142,7 +139,7 @@ def list_sources(
     """Imported calendars with their last fetch, error and event count."""
     from sqlmodel import col, select
 
-    from booking.models import CalendarSource
+    from booking.calendars.models import CalendarSource
     from instruments.models import Instrument
 
     with session_scope(write=False) as session:
@@ -166,40 +163,10 @@ def list_sources(
 @reasons
 def feed(instrument: InstrumentCode) -> None:
     """Print the instrument's iCalendar feed (what /ical/instruments/{id}.ics serves)."""
-    from booking.ical import instrument_feed
+    from booking.calendars.feeds import instrument_feed
     from instruments.service import instrument_by_code
 
     with session_scope(write=False) as session:
         inst = instrument_by_code(session, instrument)
         assert inst.id is not None
         sys.stdout.buffer.write(instrument_feed(session, instrument_id=inst.id).body)
-
-
-@notifications_app.command("send")
-@reasons
-def send(
-    limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many")] = None,
-) -> None:
-    """Send unsent notifications by SMTP (LABSHARE_SMTP_URL); without it, say so and stop."""
-    from booking.mailer import MailerUnavailable
-    from booking.notifications import notifications_pending_count, notifications_send_pending
-
-    smtp_url = get_settings().smtp_url
-    if not smtp_url:
-        with session_scope(write=False) as session:
-            pending = notifications_pending_count(session)
-        typer.echo(
-            f"LABSHARE_SMTP_URL is not set: {pending} notification(s) stay in the outbox "
-            "(people see them through the API)"
-        )
-        return
-    try:
-        report = notifications_send_pending(smtp_url=smtp_url, limit=limit)
-    except MailerUnavailable as exc:
-        raise fail(str(exc))
-    typer.echo(
-        f"sent {report.sent} notification(s)"
-        + (f", {report.failed} refused" if report.failed else "")
-    )
-    for note_id, error in report.failures.items():
-        typer.echo(f"notification {note_id}: {error}", err=True)

@@ -1,32 +1,28 @@
-"""Calendar feeds (`/ical/...`, at the root), calendar import and the notification outbox."""
+"""Calendar feeds (`/ical/...`, at the root) and the import of labs' own calendars."""
 
 from __future__ import annotations
 
 from email.utils import format_datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from booking import calendar_import, ical, notifications
-from booking.calendar_import import ExpandedCalendar
-from booking.calendar_parse import MAX_BODY_BYTES, CalendarTooLarge
-from booking.calendar_schemas import (
+from booking.calendars import feeds as ical
+from booking.calendars import imports as calendar_import
+from booking.calendars.format import Feed
+from booking.calendars.imports import ExpandedCalendar
+from booking.calendars.parse import MAX_BODY_BYTES, CalendarTooLarge
+from booking.calendars.schemas import (
     CalendarImported,
     CalendarSourcePublic,
     CalendarUrlIn,
     FeedLinks,
-    MarkedRead,
-    NotificationPage,
-    NotificationPublic,
 )
-from booking.ical_format import Feed
 from core.deps import CurrentUser, SessionDep, WantedUser, oauth2_scheme, token_user_id
 from core.errors import AppError
 from core.models import User
-from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
-from core.params import only_params
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work
 
 ical_router = APIRouter(route_class=UnitOfWorkRoute, tags=["calendars"])
@@ -223,49 +219,3 @@ def delete_calendar(
         session, user=user, instrument_id=instrument_id, source_id=source_id
     )
     return Response(status_code=204)
-
-
-# ----------------------------------------------------------------------------- notifications
-
-
-@router.get(
-    "/notifications",
-    response_model=NotificationPage,
-    tags=["notifications"],
-    dependencies=[Depends(only_params("unread", "limit", "next"))],
-)
-def list_notifications(
-    session: SessionDep,
-    user: CurrentUser,
-    unread: bool | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-    next: Annotated[str | None, Query(max_length=200)] = None,
-) -> NotificationPage:
-    """Your notifications, newest first; `unread=true` for the unread ones only."""
-    items, last = notifications.notification_list(
-        session, user=user, unread=unread, before=decode_cursor(next), limit=limit
-    )
-    return NotificationPage(
-        items=[NotificationPublic.of(n) for n in items],
-        next=encode_cursor(last) if last is not None else None,
-        unread=notifications.notification_unread_count(session, user=user),
-    )
-
-
-@router.post(
-    "/notifications/{notification_id}/read",
-    response_model=NotificationPublic,
-    tags=["notifications"],
-)
-def read_notification(
-    session: SessionDep, user: CurrentUser, notification_id: Id
-) -> NotificationPublic:
-    """Mark one of your notifications read."""
-    note = notifications.notification_mark_read(session, user=user, notification_id=notification_id)
-    return NotificationPublic.of(note)
-
-
-@router.post("/notifications/read-all", response_model=MarkedRead, tags=["notifications"])
-def read_all_notifications(session: SessionDep, user: CurrentUser) -> MarkedRead:
-    """Mark all your notifications read."""
-    return MarkedRead(marked=notifications.notifications_mark_all_read(session, user=user))

@@ -1,5 +1,8 @@
-"""What labs publish that changes bookings: blackouts (which displace bookings) and
-qualifications."""
+"""Blackouts: time a lab takes an instrument out of booking (maintenance, internal use).
+
+A blackout wins over bookings: the active ones it overlaps become `displaced`, and each
+owner is told and offered alternatives. Imported calendar busy time displaces the same way.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +11,24 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from booking import waitlist
+from booking.access import require_manages
 from booking.conflicts import ALTERNATIVE_WINDOW, nearest_on_instrument, same_time_elsewhere
-from booking.errors import BlackoutNotFound, NotAllowed, RuleViolation
+from booking.errors import BlackoutNotFound, RuleViolation
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
-from booking.notify import notify
+from booking.notifications.outbox import notify
 from booking.schemas import (
     BlackoutCreate,
     BlackoutCreated,
     BlackoutPublic,
     DisplacedBooking,
-    QualificationGrant,
-    QualificationPublic,
 )
 from booking.timeline import load_timeline
-from core.errors import NotFound
-from core.models import Role, User
+from core.models import User
 from core.timeutil import to_utc_z, utcnow
-from instruments.models import Blackout, BlackoutKind, Instrument, Qualification
-from instruments.service import can_manage, instrument_get
+from instruments.models import Blackout, BlackoutKind, Instrument
+from instruments.service import instrument_get
 
 MAX_BLACKOUT_DAYS = 366
-
-
-def _require_manager(user: User, instrument: Instrument) -> None:
-    if not (can_manage(user, instrument) or user.role == Role.network_admin):
-        raise NotAllowed("only a manager of the instrument's lab may do this")
 
 
 def blackout_public(blackout: Blackout) -> BlackoutPublic:
@@ -117,7 +113,7 @@ def blackout_create(
 ) -> BlackoutCreated:
     """Block an instrument for maintenance or internal use; overlapping bookings are displaced."""
     instrument = instrument_get(session, instrument_id, for_update=True)
-    _require_manager(user, instrument)
+    require_manages(user, instrument)
     if (data.end - data.start).days > MAX_BLACKOUT_DAYS:
         raise RuleViolation(f"a blackout lasts at most {MAX_BLACKOUT_DAYS} days")
     blackout = Blackout(
@@ -157,7 +153,7 @@ def blackout_list(
 def blackout_delete(session: Session, *, user: User, instrument_id: int, blackout_id: int) -> None:
     """Lift a maintenance or internal blackout; the time goes to the waitlist."""
     instrument = instrument_get(session, instrument_id, for_update=True)
-    _require_manager(user, instrument)
+    require_manages(user, instrument)
     blackout = session.get(Blackout, blackout_id)
     if blackout is None or blackout.instrument_id != instrument_id:
         raise BlackoutNotFound(blackout_id)
@@ -167,58 +163,3 @@ def blackout_delete(session: Session, *, user: User, instrument_id: int, blackou
     session.delete(blackout)
     session.flush()
     waitlist.promote(session, instrument_id=instrument_id, start=start, end=end, now=utcnow())
-
-
-def qualification_grant(
-    session: Session, *, user: User, instrument_id: int, data: QualificationGrant
-) -> tuple[QualificationPublic, bool]:
-    """Let a person use the instrument; returns the grant and whether it is new."""
-    instrument = instrument_get(session, instrument_id)
-    _require_manager(user, instrument)
-    if data.user_id is not None:
-        person = session.get(User, data.user_id)
-    else:
-        email = (data.email or "").strip().lower()
-        person = session.exec(select(User).where(User.email == email)).first()
-    if person is None or person.id is None:
-        raise NotFound("no such user")
-    existing = session.exec(
-        select(Qualification).where(
-            Qualification.user_id == person.id, Qualification.instrument_id == instrument_id
-        )
-    ).first()
-    created = existing is None
-    grant = existing or Qualification(
-        user_id=person.id, instrument_id=instrument_id, granted_by_id=user.id
-    )
-    if created:
-        session.add(grant)
-        session.flush()
-    return _qualification_public(grant, person), created
-
-
-def _qualification_public(grant: Qualification, person: User) -> QualificationPublic:
-    assert grant.id is not None and person.id is not None
-    return QualificationPublic(
-        id=grant.id,
-        instrument_id=grant.instrument_id,
-        user_id=person.id,
-        email=person.email,
-        name=person.name,
-        granted_at=grant.granted_at,
-    )
-
-
-def qualification_list(
-    session: Session, *, user: User, instrument_id: int
-) -> list[QualificationPublic]:
-    """Who may use the instrument (managers of its lab)."""
-    instrument = instrument_get(session, instrument_id)
-    _require_manager(user, instrument)
-    rows = session.exec(
-        select(Qualification, User)
-        .join(User, col(User.id) == Qualification.user_id)
-        .where(Qualification.instrument_id == instrument_id)
-        .order_by(col(Qualification.id))
-    ).all()
-    return [_qualification_public(q, u) for q, u in rows]

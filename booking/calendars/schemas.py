@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from booking.models import CalendarSource, Notification
+from booking.calendars.models import CalendarSource
 from core.timeutil import UTCDatetime
 
 
@@ -60,40 +60,3 @@ class CalendarImported(CalendarSourcePublic):
     removed: int
     kept: int
     displaced: int = Field(description="active bookings the new busy time displaced")
-
-
-class NotificationPublic(BaseModel):
-    id: int
-    kind: str
-    subject: str
-    body: str
-    data: dict[str, Any]
-    booking_id: int | None
-    created_at: UTCDatetime
-    read_at: UTCDatetime | None
-    sent_at: UTCDatetime | None
-
-    @classmethod
-    def of(cls, note: Notification) -> NotificationPublic:
-        assert note.id is not None
-        return cls(
-            id=note.id,
-            kind=note.kind,
-            subject=note.subject,
-            body=note.body,
-            data=note.data or {},
-            booking_id=note.booking_id,
-            created_at=note.created_at,
-            read_at=note.read_at,
-            sent_at=note.sent_at,
-        )
-
-
-class NotificationPage(BaseModel):
-    items: list[NotificationPublic]
-    next: str | None = None
-    unread: int = Field(description="how many of your notifications are unread, in all")
-
-
-class MarkedRead(BaseModel):
-    marked: int

@@ -1,0 +1,1 @@
+"""Notifications: the outbox every message to a person goes through, and the mailer that sends it."""
