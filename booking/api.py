@@ -281,7 +281,9 @@ def delete_blackout(
     session: SessionDep, user: CurrentUser, instrument_id: Id, blackout_id: Id
 ) -> Response:
     """Lift a blackout (lab managers); the freed time goes to the waitlist."""
-    blackouts.blackout_delete(session, user=user, instrument_id=instrument_id, blackout_id=blackout_id)
+    blackouts.blackout_delete(
+        session, user=user, instrument_id=instrument_id, blackout_id=blackout_id
+    )
     return Response(status_code=204)
 
 

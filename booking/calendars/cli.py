@@ -116,7 +116,7 @@ def add_url(
     refresh_minutes: Annotated[int, typer.Option(min=5, max=7 * 24 * 60)] = 60,
 ) -> None:
     """Subscribe an instrument to a calendar URL (`labshare calendars sync` fetches it)."""
-    from booking.calendars.fetch import normalise_url
+    from booking.calendars.imports import normalise_url
     from booking.calendars.models import CalendarSource
     from instruments.service import instrument_by_code
 

@@ -7,16 +7,12 @@ sync goes on with the next one: it never stops the loop.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -29,6 +25,13 @@ from booking.calendars.parse import (
     expand_calendar,
 )
 from core.db import session_scope
+from core.outbound import (
+    FetchFailed,
+    Resolver,
+    UnsafeUrl,
+    fetch,
+    system_resolver,
+)
 from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments.models import Instrument
@@ -54,78 +57,35 @@ class SyncOutcome:
     error: str | None = None
 
 
-def normalise_url(url: str) -> str:
-    """An http(s) URL for a calendar subscription (webcal:// means https://)."""
-    url = url.strip()
-    if url.lower().startswith("webcal://"):
-        url = "https://" + url[len("webcal://") :]
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CalendarRejected("url: give an http, https or webcal address of an .ics calendar")
-    if len(url) > 2000:
-        raise CalendarRejected("url: at most 2,000 characters")
-    return url
-
-
-def _refuse_private(request: httpx.Request) -> None:
-    """A lab manager's URL must not make the server read its own network (SSRF): every
-    request, redirects included, goes only to public addresses."""
-    host = request.url.host
-    try:
-        infos = socket.getaddrinfo(host, request.url.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise CalendarFetchError(f"cannot resolve {host}: {exc}")
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise CalendarFetchError(
-                f"{host} is a private or local address ({address}); calendars are fetched "
-                "from the internet only (LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS allows it)"
-            )
-
-
 def fetch_calendar(
     url: str,
     *,
     timeout: float = FETCH_TIMEOUT_SECONDS,
     max_bytes: int = MAX_BODY_BYTES,
     allow_private: bool | None = None,
+    resolve: Resolver = system_resolver,
 ) -> bytes:
-    """GET the calendar at `url`: at most `max_bytes`, done within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """GET the calendar at `url`: at most `max_bytes`, done within `timeout` seconds, only
+    from internet addresses (core.outbound pins each connection to the address checked)."""
     if allow_private is None:
         allow_private = get_settings().calendar_allow_private_urls
     try:
-        with (
-            httpx.Client(
-                timeout=timeout,
-                follow_redirects=True,
-                max_redirects=5,
-                headers={"User-Agent": USER_AGENT, "Accept": "text/calendar, */*;q=0.5"},
-                event_hooks={"request": [] if allow_private else [_refuse_private]},
-            ) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise CalendarFetchError(f"HTTP {response.status_code} from {url}")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise CalendarFetchError(
-                    f"the calendar is {int(declared):,} bytes; at most {max_bytes:,}"
-                )
-            chunks: list[bytes] = []
-            size = 0
-            # Counted after decompression, so a small gzip cannot grow past the cap.
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise CalendarFetchError(f"the calendar is larger than {max_bytes:,} bytes")
-                if time.monotonic() > deadline:
-                    raise CalendarFetchError(f"the download took longer than {timeout:g} s")
-                chunks.append(chunk)
-    except httpx.HTTPError as exc:
-        raise CalendarFetchError(f"{type(exc).__name__}: {str(exc)[:200] or 'no detail'}")
-    return b"".join(chunks)
+        fetched = fetch(
+            url,
+            headers={"User-Agent": USER_AGENT, "Accept": "text/calendar, */*;q=0.5"},
+            timeout=timeout,
+            max_bytes=max_bytes,
+            allow_private=allow_private,
+            resolve=resolve,
+        )
+    except FetchFailed as exc:
+        hint = " (LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS allows more)" if "internet" in str(exc) else ""
+        raise CalendarFetchError(f"{exc}{hint}")
+    except UnsafeUrl as exc:
+        raise CalendarFetchError(exc.message)
+    if fetched.status != 200:
+        raise CalendarFetchError(f"HTTP {fetched.status} from {urlsplit(fetched.url).hostname}")
+    return fetched.body
 
 
 def calendar_source_sync(
@@ -146,8 +106,11 @@ def calendar_source_sync(
         events = expand_calendar(fetch_calendar(url), instrument=instrument, now=now)
     except CalendarFetchError as exc:
         error = f"fetch: {exc}"
-    except (CalendarRejected, CalendarTooLarge) as exc:
-        error = exc.message
+    except CalendarTooLarge as exc:
+        error = exc.message  # sizes and counts only
+    except CalendarRejected:
+        # The parser's reason may quote what the server sent; that stays out of the record.
+        error = "not an iCalendar file (what the address returned is not repeated here)"
     with session_scope(engine=engine) as session:
         source = lock_source(session, source_id)
         if source is None or source.url != url:

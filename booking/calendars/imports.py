@@ -23,6 +23,7 @@ from booking.calendars.parse import (
 from booking.models import ACTIVE_STATUSES, Booking
 from core.errors import NotFound
 from core.models import User
+from core.outbound import UnsafeUrl, normalise_http_url
 from core.timeutil import utcnow
 from instruments.models import Blackout, BlackoutKind, Instrument
 from instruments.service import instrument_get, require_manager
@@ -145,6 +146,17 @@ def _displace(
 # ----------------------------------------------------------------------------- the sources
 
 
+def normalise_url(url: str) -> str:
+    """An http(s) URL for a calendar subscription (webcal:// means https://); 422 otherwise."""
+    url = url.strip()
+    if url.lower().startswith("webcal://"):
+        url = "https://" + url[len("webcal://") :]
+    try:
+        return normalise_http_url(url)
+    except UnsafeUrl as exc:
+        raise CalendarRejected(exc.message.replace("an http or https", "an http, https or webcal"))
+
+
 def _source_of(session: Session, instrument_id: int, source_id: int) -> CalendarSource:
     source = session.get(CalendarSource, source_id)
     if source is None or source.instrument_id != instrument_id:
@@ -229,8 +241,6 @@ def calendar_source_add_url(
     session: Session, *, user: User, instrument_id: int, url: str, refresh_minutes: int
 ) -> CalendarSource:
     """Subscribe the instrument to a calendar URL; the sync fetches it (first at once)."""
-    from booking.calendars.fetch import normalise_url
-
     instrument = instrument_get(session, instrument_id)
     require_manager(user, instrument)
     source = CalendarSource(

@@ -74,7 +74,9 @@ def _page(
         "statuses": [s.value for s in InstrumentStatus],
         "hours": _hours_rows(view.opening_hours),
         "blackouts": blackouts,
-        "qualified": qualifications.qualification_list(session, user=user, instrument_id=instrument.id),
+        "qualified": qualifications.qualification_list(
+            session, user=user, instrument_id=instrument.id
+        ),
         **_calendars(session, user, instrument.id),
         **_rate_cards(session, instrument.id),
         **(extra or {}),
@@ -230,7 +232,9 @@ def add_blackout(
             kind=kind,  # type: ignore[arg-type]
             reason=reason,
         )
-        created = lab_blackouts.blackout_create(session, user=user, instrument_id=instrument_id, data=data)
+        created = lab_blackouts.blackout_create(
+            session, user=user, instrument_id=instrument_id, data=data
+        )
     except ValidationError as exc:
         return error_page(request, _invalid(exc), user=user)
     except AppError as exc:

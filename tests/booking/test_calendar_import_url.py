@@ -258,3 +258,34 @@ def test_private_addresses_are_refused_unless_allowed(
     assert not outcome.ok and "private or local address (127.0.0.1)" in (outcome.error or "")
     assert calendar_server.hits == 0
     assert "private" in (_source(session, created["id"]).last_error or "")
+
+
+def test_what_the_server_sent_never_reaches_the_recorded_error(
+    client: TestClient, session: Session, engine: Engine, calendar_server: CalendarServer
+):
+    """A loopback service's body used to come back in last_error (the parser quoted it)."""
+    calendar_server.routes["/a.ics"] = (200, b"root:x:0:0:SECRET-FROM-THE-SERVER\n")
+    calendar_server.routes["/b.ics"] = (500, b"SECRET-FROM-THE-SERVER")
+    _i, _m, first = _subscribe(client, session, calendar_server.url("/a.ics"))
+    _i, _m, second = _subscribe(client, session, calendar_server.url("/b.ics"))
+    outcomes = calendar_sources_sync_due(engine=engine)
+    assert [o.ok for o in outcomes] == [False, False]
+    for source_id in (first["id"], second["id"]):
+        error = _source(session, source_id).last_error or ""
+        assert error and "SECRET" not in error, error
+    assert "HTTP 500" in (_source(session, second["id"]).last_error or "")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://0177.0.0.1/cal.ics", "http://2130706433/cal.ics", "http://x.org:99999/"]
+)
+def test_disguised_addresses_are_a_422_when_subscribing(
+    client: TestClient, session: Session, url: str
+):
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    answer = client.post(
+        f"/api/v1/instruments/{instrument.id}/calendars", json={"url": url}, headers=auth(manager)
+    )
+    assert answer.status_code == 422, answer.text
