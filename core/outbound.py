@@ -127,7 +127,8 @@ def checked_address(
         for answer in answers:
             why = refuse(ipaddress.ip_address(answer))
             if why:
-                raise FetchFailed(f"{host} resolves to {why}; only internet addresses are fetched")
+                verb = "is" if literal else "resolves to"
+                raise FetchFailed(f"{host} {verb} {why}; only internet addresses are fetched")
     return answers[0]
 
 
