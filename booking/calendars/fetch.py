@@ -79,7 +79,9 @@ def fetch_calendar(
             resolve=resolve,
         )
     except FetchFailed as exc:
-        hint = " (LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS allows more)" if "internet" in str(exc) else ""
+        hint = (
+            " (LABSHARE_CALENDAR_ALLOW_PRIVATE_URLS allows more)" if "internet" in str(exc) else ""
+        )
         raise CalendarFetchError(f"{exc}{hint}")
     except UnsafeUrl as exc:
         raise CalendarFetchError(exc.message)
