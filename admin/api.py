@@ -431,7 +431,7 @@ def create_user(session: SessionDep, user: Admin, data: UserIn) -> UserAdminPubl
 
 @router.patch("/users/{user_id}", response_model=UserAdminPublic)
 def update_user(session: SessionDep, user: Admin, user_id: Id, data: UserPatch) -> UserAdminPublic:
-    """Change a user's role, institution, lab, badge or active flag."""
+    """Change a user's role, institution, lab or active flag (badges: `/labs/{code}/badges`)."""
     return _user(mgmt.user_admin_update(session, user_id=user_id, data=data, actor=user))
 
 

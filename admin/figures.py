@@ -27,7 +27,7 @@ from core.errors import Invalid
 from core.models import User
 from core.settings import get_settings
 from instruments.models import Instrument, Lab, OpeningHours, Qualification
-from telemetry.models import UsageSession
+from telemetry.models import BILLABLE_REVIEWS, UsageSession
 
 YEAR_OR_MONTH = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
 
@@ -190,6 +190,8 @@ def _usage_query(
         .outerjoin(Booking, col(Booking.id) == UsageSession.booking_id)
         .outerjoin(User, col(User.id) == person)
         .where(col(UsageSession.start_at) < end, session_end > start)
+        # Held or dismissed sessions (a badge nobody registered...) earn no one a reward.
+        .where(col(UsageSession.review).in_(BILLABLE_REVIEWS))
         .group_by(key)
     )
 

@@ -61,7 +61,7 @@ def _unique_code(session: Session, table: type[Institution] | type[Lab], code: s
 
 INSTITUTION_FIELDS = ["code", "name", "kind", "is_small_company"]
 LAB_FIELDS = ["code", "name", "institution_id", "is_key_lab", "no_show_grace_minutes"]
-USER_FIELDS = ["email", "name", "role", "institution_id", "lab_id", "badge", "is_active"]
+USER_FIELDS = ["email", "name", "role", "institution_id", "lab_id", "is_active"]
 
 
 def institution_get(session: Session, institution_id: int) -> Institution:
@@ -206,7 +206,6 @@ def user_admin_create(session: Session, *, data: UserIn, actor: User) -> User:
         name=data.name,
         institution_id=institution_id,
         lab_id=lab_id,
-        badge=data.badge,
     )
     audit_record(
         session,
@@ -220,7 +219,7 @@ def user_admin_create(session: Session, *, data: UserIn, actor: User) -> User:
 
 
 def user_admin_update(session: Session, *, user_id: int, data: UserPatch, actor: User) -> User:
-    """Change a user's role, institution, lab, name, badge or active flag."""
+    """Change a user's role, institution, lab, name or active flag."""
     row = _managed_user(session, actor, user_id)
     before = _snapshot(row, USER_FIELDS)
     changes = data.model_dump(exclude_unset=True)
@@ -232,13 +231,9 @@ def user_admin_update(session: Session, *, user_id: int, data: UserPatch, actor:
     institution_id, lab_id = _check_scope(session, actor, role, institution_id, lab_id)
     if row.id == actor.id and (role != actor.role or changes.get("is_active") is False):
         raise Conflict("you cannot change your own role or deactivate yourself")
-    if "badge" in changes and changes["badge"] and changes["badge"] != row.badge:
-        taken = session.exec(select(User.id).where(User.badge == changes["badge"])).first()
-        if taken is not None:
-            raise Conflict(f"the badge {changes['badge']!r} is taken")
     row.role, row.institution_id, row.lab_id = role, institution_id, lab_id
-    for name in ("name", "badge", "is_active"):
-        if name in changes and (changes[name] is not None or name == "badge"):
+    for name in ("name", "is_active"):
+        if name in changes and changes[name] is not None:
             setattr(row, name, changes[name])
     session.add(row)
     session.flush()

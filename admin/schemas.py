@@ -74,7 +74,6 @@ class UserIn(BaseModel):
     role: Role = Role.researcher
     institution_id: int | None = None
     lab_id: int | None = None
-    badge: str | None = Field(default=None, max_length=64)
 
 
 class UserPatch(BaseModel):
@@ -84,7 +83,6 @@ class UserPatch(BaseModel):
     role: Role | None = None
     institution_id: int | None = None
     lab_id: int | None = None
-    badge: str | None = Field(default=None, max_length=64)
     is_active: bool | None = None
 
 
@@ -95,7 +93,6 @@ class UserAdminPublic(BaseModel):
     role: Role
     institution_id: int | None
     lab_id: int | None
-    badge: str | None
     is_active: bool
     created_at: UTCDatetime
 

@@ -106,7 +106,7 @@ def _used_cte(sql: _Sql) -> str:
                SUM(s.samples) AS samples,
                SUM(CASE WHEN s.end_at > bk.s_end THEN {over} ELSE 0 END) AS over_seconds
         FROM usage_session s JOIN bk ON bk.booking_id = s.booking_id
-        WHERE s.end_at IS NOT NULL
+        WHERE s.end_at IS NOT NULL AND s.review IN ('accepted', 'confirmed')
         GROUP BY s.booking_id
     ),
     bu AS (
@@ -236,6 +236,7 @@ def _walk_up_charges(sql: _Sql) -> str:
         JOIN "user" u ON u.id = s.user_id
         JOIN institution pi ON pi.id = u.institution_id
         WHERE s.kind = 'walk_up' AND s.booking_id IS NULL AND s.end_at IS NOT NULL
+          AND s.review IN ('accepted', 'confirmed')
           AND s.start_at >= :start AND s.start_at < :end
           AND NOT EXISTS (
               SELECT 1 FROM charge c WHERE c.kind = 'walk_up' AND c.source_id = s.id)
@@ -317,6 +318,7 @@ def _unpriced(session: Session, params: dict[str, object]) -> int:
                              AND c.source_id = b.id))
         + (SELECT COUNT(*) FROM usage_session s WHERE s.kind = 'walk_up'
              AND s.booking_id IS NULL AND s.end_at IS NOT NULL
+             AND s.review IN ('accepted', 'confirmed')
              AND s.start_at >= :start AND s.start_at < :end
              AND NOT EXISTS (SELECT 1 FROM charge c WHERE c.kind = 'walk_up'
                              AND c.source_id = s.id))

@@ -36,7 +36,6 @@ class User(SQLModel, table=True):
     role: Role = Field(default=Role.researcher, sa_type=enum_type(Role))
     institution_id: int | None = Field(default=None, foreign_key="institution.id", index=True)
     lab_id: int | None = Field(default=None, foreign_key="lab.id", index=True)
-    badge: str | None = Field(default=None, max_length=64, unique=True)
     feed_token: str = Field(
         default_factory=lambda: secrets.token_urlsafe(24), max_length=64, unique=True
     )

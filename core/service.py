@@ -24,7 +24,6 @@ def user_create(
     name: str = "",
     institution_id: int | None = None,
     lab_id: int | None = None,
-    badge: str | None = None,
 ) -> User:
     """Create an account; the email must be new and the password at least 8 characters."""
     email = email.strip().lower()
@@ -41,7 +40,6 @@ def user_create(
         role=role,
         institution_id=institution_id,
         lab_id=lab_id,
-        badge=badge,
     )
     session.add(user)
     session.flush()

@@ -154,11 +154,10 @@ def seed_network(
         {
             **u,
             "password_hash": password_hash,
-            "badge": f"B{n:06d}",
             "is_active": True,
             "created_at": now,
         }
-        for n, u in enumerate(users, start=1)
+        for u in users
     ]
     user_ids = insert_rows(session, User, user_rows)
     reporter.advance(len(user_rows))

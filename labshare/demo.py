@@ -172,8 +172,11 @@ def seed_database(
 ) -> SeedSummary:
     """Seed with progress bars and report what was loaded and how long it took."""
     started = time.perf_counter()
+    from telemetry.badges import badges_seed
+
     with rich_reporter() as reporter, session_scope(engine=engine) as session:
         summary = seed_network(session, instruments=instruments, seed=seed, reporter=reporter)
+        badges_seed(session)  # what the city's card system would load
     seconds = time.perf_counter() - started
     console.print(
         f"seeded {summary.instruments} instruments in {summary.labs} labs of "

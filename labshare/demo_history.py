@@ -39,7 +39,7 @@ from instruments.models import (
     Qualification,
 )
 from instruments.seed import DEMO_DOMAIN, DEMO_LAB
-from telemetry.models import UsageKind, UsageSession
+from telemetry.models import Badge, UsageKind, UsageSession
 
 PAST_DAYS = 75
 FUTURE_DAYS = 14
@@ -195,14 +195,14 @@ def _instruments(session: Session) -> list[_Inst]:
 def _people(session: Session) -> _People:
     firms = set(session.exec(select(Institution.id).where(col(Institution.is_small_company))))
     users = session.exec(
-        select(User.id, User.email, User.role, User.institution_id, User.lab_id, User.badge)
+        select(User.id, User.email, User.role, User.institution_id, User.lab_id)
         .where(col(User.is_active))
         .order_by(col(User.id))
     ).all()
     people = _People({}, {}, [], [], {}, {}, [])
-    for uid, email, role, inst, lab, badge in users:
+    people.badge.update(session.exec(select(Badge.user_id, Badge.code)).all())
+    for uid, email, role, inst, lab in users:
         assert uid is not None
-        people.badge[uid] = badge
         if role == Role.lab_manager and lab is not None:
             people.managers.setdefault(lab, uid)
         if role != Role.researcher or inst is None:

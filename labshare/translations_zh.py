@@ -320,3 +320,29 @@ ZH.update(
         "Your calendar feed has a new link; the old one no longer works.": "日历订阅已生成新链接，旧链接已失效。",
     }
 )
+
+# held usage and badges
+ZH.update(
+    {
+        "Held for your review": "待您审核",
+        "A gateway's session is held when its badge is unknown, the person lacks the instrument's qualification, or it was reported more than a day late. Held sessions are never billed: confirm whose it was, or dismiss it.": "网关上报的使用记录在以下情况会被暂扣：卡号未登记、使用人没有该仪器的资质，或超过一天才上报。暂扣的记录不会计费：请确认使用人，或驳回。",
+        "Why held": "暂扣原因",
+        "badge {code}": "卡号 {code}",
+        "Who used it (email)": "使用人（邮箱）",
+        "Confirm": "确认",
+        "Dismiss": "驳回",
+        "Still in use: decide once it has ended.": "仍在使用中：结束后再处理。",
+        "Nothing is held.": "没有暂扣的记录。",
+        "Badges your gateways may report": "网关可上报的卡号",
+        "Badges": "卡号",
+        "Badge": "卡号",
+        "A gateway names the person at an instrument by a badge. Only badges registered here (or by the network) count; a session with any other badge is held for your review and never billed on its own.": "网关用卡号标识仪器前的使用人。只有在此（或由平台）登记的卡号才有效；其他卡号的使用记录会暂扣待您审核，不会自动计费。",
+        "Whose (email)": "持卡人（邮箱）",
+        "Register": "登记",
+        "Registered": "登记时间",
+        "Revoke": "注销",
+        "No badges yet. Register one above: the person must belong to your institution, or have booked or been qualified on your instruments.": "还没有卡号。请在上方登记：持卡人须属于本单位，或预约过、或获得过本实验室仪器的资质。",
+        "Confirmed: the session will be billed to that person.": "已确认：该记录将向此人计费。",
+        "Dismissed: the session will never be billed.": "已驳回：该记录不会计费。",
+    }
+)

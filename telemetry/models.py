@@ -47,6 +47,36 @@ class UsageKind(StrEnum):
     walk_up = "walk_up"  # used without a booking
 
 
+class UsageReview(StrEnum):
+    """Whether a session may be billed: the ingest accepts what it can vouch for and holds
+    the rest (an unknown badge, a person without the qualification, a late report) for the
+    lab to confirm, choosing the person, or dismiss. Held and dismissed sessions are never
+    charged."""
+
+    accepted = "accepted"
+    held = "held"
+    confirmed = "confirmed"
+    dismissed = "dismissed"
+
+
+BILLABLE_REVIEWS = (UsageReview.accepted, UsageReview.confirmed)
+
+
+class Badge(SQLModel, table=True):
+    """A card or tag a gateway reports when someone uses an instrument; the network knows
+    whose it is only because a lab manager or an administrator registered it."""
+
+    __table_args__ = (Index("ix_badge_user_id", "user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="user.id")
+    # The lab that registered it (None: a network administrator did).
+    lab_id: int | None = Field(default=None, foreign_key="lab.id", index=True)
+    created_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class Gateway(SQLModel, table=True):
     """A box beside the instruments that reports over MQTT; `uid` is its id in topics."""
 
@@ -118,6 +148,12 @@ class UsageSession(SQLModel, table=True):
         CheckConstraint("end_at IS NULL OR end_at >= start_at", name="ordered"),
         CheckConstraint("overtime_minutes >= 0", name="overtime_nonnegative"),
         Index("ix_usage_session_instrument_id_start_at", "instrument_id", "start_at"),
+        Index(
+            "ix_usage_session_held",
+            "instrument_id",
+            sqlite_where=sa.text("review = 'held'"),
+            postgresql_where=sa.text("review = 'held'"),
+        ),
         # At most one open session per instrument.
         Index(
             "uq_usage_session_open_instrument",
@@ -143,6 +179,10 @@ class UsageSession(SQLModel, table=True):
     samples: int = 0
     kwh: float = 0.0
     closed_reason: str | None = Field(default=None, max_length=32)
+    review: UsageReview = Field(default=UsageReview.accepted, sa_type=enum_type(UsageReview))
+    hold_reason: str | None = Field(default=None, max_length=200)
+    reviewed_by_id: int | None = Field(default=None, foreign_key="user.id")
+    reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from booking.models import BookingStatus
 from core.timeutil import UTCDatetime
-from telemetry.models import InstrumentLiveState, Presence, UsageKind
+from telemetry.models import InstrumentLiveState, Presence, UsageKind, UsageReview
 
 
 class GatewayPublic(BaseModel):
@@ -48,6 +48,33 @@ class UsagePublic(BaseModel):
     samples: int
     kwh: float
     closed_reason: str | None
+    review: UsageReview = Field(
+        description="accepted or confirmed: billed; held: awaits the lab; dismissed: never billed"
+    )
+    hold_reason: str | None = None
+
+
+class BadgeIn(BaseModel):
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")
+    email: str = Field(min_length=3, max_length=254, description="whose badge it is")
+
+
+class BadgePublic(BaseModel):
+    id: int
+    code: str
+    user_id: int
+    email: str
+    name: str
+    lab: str | None  # the lab that registered it; null: network-wide
+    created_at: UTCDatetime
+
+
+class UsageConfirm(BaseModel):
+    email: str = Field(min_length=3, max_length=254, description="who used the instrument")
+
+
+class UsageDismiss(BaseModel):
+    reason: str = Field(default="", max_length=500)
 
 
 class InstrumentStatusPublic(BaseModel):

@@ -21,6 +21,7 @@ from telemetry.models import (
     InstrumentLiveState,
     InstrumentState,
     Presence,
+    UsageReview,
     UsageSession,
 )
 from telemetry.protocol import TOPIC_ROOT
@@ -179,7 +180,7 @@ def _usage_public(session: Session, usage: UsageSession) -> UsagePublic:
         id=usage.id, instrument_id=usage.instrument_id, start=usage.start_at, end=usage.end_at,
         user_id=usage.user_id, user_badge=usage.user_badge, kind=usage.kind, booking=ref,
         overtime_minutes=usage.overtime_minutes, samples=usage.samples, kwh=usage.kwh,
-        closed_reason=usage.closed_reason,
+        closed_reason=usage.closed_reason, review=usage.review, hold_reason=usage.hold_reason,
     )  # fmt: skip
 
 
@@ -195,21 +196,26 @@ def usage_list(
     user: User,
     instrument_ids: list[int],
     lab_id: int,
-    start: datetime,
-    end: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    held_only: bool = False,
 ) -> list[UsagePublic]:
-    """Usage sessions overlapping [start, end), each with the booking it matched or none."""
+    """Usage sessions overlapping [start, end) (or every held one), each with the booking
+    it matched or none."""
     _require_usage_reader(user, lab_id)
-    _check_window(start, end)
     if not instrument_ids:
         return []
+    query = select(UsageSession).where(col(UsageSession.instrument_id).in_(instrument_ids))
+    if held_only:
+        query = query.where(UsageSession.review == UsageReview.held)
+    else:
+        assert start is not None and end is not None
+        _check_window(start, end)
+        query = query.where(UsageSession.start_at < end).where(
+            (col(UsageSession.end_at).is_(None)) | (col(UsageSession.end_at) > start)
+        )
     rows = session.exec(
-        select(UsageSession)
-        .where(col(UsageSession.instrument_id).in_(instrument_ids))
-        .where(UsageSession.start_at < end)
-        .where((col(UsageSession.end_at).is_(None)) | (col(UsageSession.end_at) > start))
-        .order_by(col(UsageSession.start_at), col(UsageSession.id))
-        .limit(10_000)
+        query.order_by(col(UsageSession.start_at), col(UsageSession.id)).limit(10_000)
     ).all()
     # One query for the matched bookings: _usage_public then finds them in the session.
     # (Held in `loaded`: the session keeps only weak references.)
@@ -220,6 +226,12 @@ def usage_list(
     out = [_usage_public(session, u) for u in rows]
     del loaded
     return out
+
+
+def usage_list_by_ids(session: Session, ids: list[int]) -> list[UsagePublic]:
+    """These sessions as the API shows them (no permission check: the caller did it)."""
+    rows = session.exec(select(UsageSession).where(col(UsageSession.id).in_(ids))).all()
+    return [_usage_public(session, u) for u in rows]
 
 
 def instrument_usage(
@@ -236,15 +248,21 @@ def instrument_usage(
 
 
 def lab_usage(
-    session: Session, *, user: User, lab_code: str, start: datetime, end: datetime
+    session: Session,
+    *,
+    user: User,
+    lab_code: str,
+    start: datetime | None,
+    end: datetime | None,
+    held_only: bool = False,
 ) -> list[UsagePublic]:
-    """All usage sessions of a lab's instruments."""
+    """All usage sessions of a lab's instruments (or its held ones, whenever they were)."""
     lab = lab_by_code(session, lab_code)
     ids = session.exec(select(Instrument.id).where(Instrument.lab_id == lab.id)).all()
     assert lab.id is not None
     return usage_list(
         session, user=user, instrument_ids=[i for i in ids if i is not None], lab_id=lab.id,
-        start=start, end=end,
+        start=start, end=end, held_only=held_only,
     )  # fmt: skip
 
 

@@ -205,7 +205,7 @@ def commit_batch(engine: Engine, prepared: Prepared) -> BatchResult:
         fresh = [events[k] for k in inserted]
         offline = {g for g, state in prepared.presence if state == Presence.offline}
         also = set().union(*(instruments_of_gateway(session, g) for g in offline))
-        apply_events(session, fresh, also_lock=also)
+        apply_events(session, fresh, also_lock=also, received_at=now)
         _touch_gateways(session, {e.gateway_id for e in events.values()}, now)
         for gateway_id, state in prepared.presence:
             _apply_presence(session, gateway_id, state, now)

@@ -13,17 +13,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from booking.attendance import booking_complete, booking_mark_no_show
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime
-from core.models import User, utcnow
-from instruments.models import Instrument, Lab
+from core.models import utcnow
+from instruments.models import Instrument, Lab, Qualification
+from telemetry.badges import badge_owners
 from telemetry.models import (
+    BILLABLE_REVIEWS,
     EventType,
     Gateway,
     GatewayInstrument,
     InstrumentLiveState,
     InstrumentState,
     UsageKind,
+    UsageReview,
     UsageSession,
 )
 
@@ -31,6 +35,9 @@ from telemetry.models import (
 EARLY_START = timedelta(minutes=15)
 # An open session whose gateway has said nothing for this long is closed where it went quiet.
 SILENCE = timedelta(minutes=10)
+# A session reported this long after it began is held for the lab: a gateway's backlog is
+# normal for an hour or two, a backdated day is not.
+LATE_REPORT = timedelta(days=1)
 _STATE_EVENTS = {EventType.session_start, EventType.session_end, EventType.status}
 
 
@@ -52,11 +59,16 @@ class _Context:
     """What one batch's state events need, fetched with a few queries instead of many."""
 
     open_sessions: dict[int, UsageSession | None]
-    users: dict[str, int | None]
+    users: dict[str, int]  # registered badges only
     bookings: dict[int, list[Booking]]
+    needs_qualification: set[int]
+    qualified: set[tuple[int, int]]  # (instrument, user)
+    received_at: datetime
 
 
-def _prefetch(session: Session, events: list[StoredEvent], instrument_ids: list[int]) -> _Context:
+def _prefetch(
+    session: Session, events: list[StoredEvent], instrument_ids: list[int], received_at: datetime
+) -> _Context:
     open_sessions: dict[int, UsageSession | None] = dict.fromkeys(instrument_ids)
     for usage in session.exec(
         select(UsageSession)
@@ -64,21 +76,8 @@ def _prefetch(session: Session, events: list[StoredEvent], instrument_ids: list[
         .where(col(UsageSession.end_at).is_(None))
     ):
         open_sessions[usage.instrument_id] = usage
-    badges = {e.user_badge for e in events if e.user_badge}
-    users: dict[str, int | None] = dict.fromkeys(badges)
-    if badges:
-        for user_id, badge in session.exec(
-            select(User.id, User.badge).where(col(User.badge).in_(badges))
-        ):
-            if badge:
-                users[badge] = user_id
-        # Gateways may send the user id itself instead of a badge.
-        numeric = {
-            int(b) for b, uid in users.items() if uid is None and b.isdigit() and len(b) < 10
-        }
-        if numeric:
-            for found in session.exec(select(User.id).where(col(User.id).in_(numeric))).all():
-                users[str(found)] = found
+    # A gateway names people by registered badges only: never by user id.
+    users = badge_owners(session, {e.user_badge for e in events if e.user_badge})
     first, last = min(e.ts for e in events), max(e.ts for e in events)
     bookings: dict[int, list[Booking]] = {i: [] for i in instrument_ids}
     for booking in session.exec(
@@ -90,7 +89,43 @@ def _prefetch(session: Session, events: list[StoredEvent], instrument_ids: list[
         .order_by(col(Booking.start_at))
     ):
         bookings[booking.instrument_id].append(booking)
-    return _Context(open_sessions, users, bookings)
+    needs = set(
+        session.exec(
+            select(Instrument.id).where(
+                col(Instrument.id).in_(instrument_ids), col(Instrument.qualification_required)
+            )
+        ).all()
+    )
+    qualified: set[tuple[int, int]] = set()
+    if needs and users:
+        qualified = {
+            (i, u)
+            for i, u in session.exec(
+                select(Qualification.instrument_id, Qualification.user_id).where(
+                    col(Qualification.instrument_id).in_(needs),
+                    col(Qualification.user_id).in_(set(users.values())),
+                )
+            ).all()
+        }
+    return _Context(
+        open_sessions, users, bookings, {i for i in needs if i is not None}, qualified, received_at
+    )
+
+
+def hold_reason(ctx: _Context, event: StoredEvent, user_id: int | None) -> str | None:
+    """Why a session starting with `event` cannot be billed without the lab's word."""
+    if event.user_badge and user_id is None:
+        return f"unknown badge {event.user_badge[:40]!r}"
+    if (
+        user_id is not None
+        and event.instrument_id in ctx.needs_qualification
+        and (event.instrument_id, user_id) not in ctx.qualified
+    ):
+        return "the person is not qualified on this instrument"
+    late = ctx.received_at - event.ts
+    if late > LATE_REPORT:
+        return f"reported {late.total_seconds() / 3600:.0f} h after it started"
+    return None
 
 
 def _match_booking(
@@ -110,7 +145,9 @@ def _match_booking(
 
 def _open(session: Session, ctx: _Context, event: StoredEvent) -> UsageSession:
     user_id = ctx.users.get(event.user_badge) if event.user_badge else None
-    booking = _match_booking(ctx, event.instrument_id, user_id, event.ts)
+    held = hold_reason(ctx, event, user_id)
+    # A held session is nobody's booking until the lab says whose it is.
+    booking = None if held else _match_booking(ctx, event.instrument_id, user_id, event.ts)
     usage = UsageSession(
         instrument_id=event.instrument_id,
         gateway_id=event.gateway_id,
@@ -120,6 +157,8 @@ def _open(session: Session, ctx: _Context, event: StoredEvent) -> UsageSession:
         last_event_at=event.ts,
         booking_id=booking.id if booking else None,
         kind=UsageKind.booked if booking else UsageKind.walk_up,
+        review=UsageReview.held if held else UsageReview.accepted,
+        hold_reason=held,
     )
     session.add(usage)
     ctx.open_sessions[event.instrument_id] = usage
@@ -228,12 +267,17 @@ def _apply_one(session: Session, ctx: _Context, state: InstrumentState, event: S
 
 
 def apply_events(
-    session: Session, events: list[StoredEvent], *, also_lock: Iterable[int] = ()
+    session: Session,
+    events: list[StoredEvent],
+    *,
+    also_lock: Iterable[int] = (),
+    received_at: datetime | None = None,
 ) -> None:
     """Derive usage from newly stored events (duplicates must already be removed).
 
     `also_lock`: other instruments the same transaction changes next (gateways gone offline).
     """
+    received_at = received_at or utcnow()
     by_instrument: dict[int, list[StoredEvent]] = defaultdict(list)
     for event in events:
         by_instrument[event.instrument_id].append(event)
@@ -247,7 +291,9 @@ def apply_events(
     lock_instruments(session, set(by_instrument) | set(also_lock))
     if detailed:
         states = _states(session, detailed)
-        ctx = _prefetch(session, [e for i in detailed for e in by_instrument[i]], detailed)
+        ctx = _prefetch(
+            session, [e for i in detailed for e in by_instrument[i]], detailed, received_at
+        )
         for instrument_id in detailed:
             for event in sorted(by_instrument[instrument_id], key=lambda e: e.ts):
                 _apply_one(session, ctx, states[instrument_id], event)
@@ -325,6 +371,7 @@ def gateway_went_offline(session: Session, *, gateway_id: int, at: datetime) -> 
 def _was_used(session: Session, booking: Booking) -> bool:
     """A session matched it, or overlapped it with no one else's badge."""
     overlapping = sa.and_(
+        col(UsageSession.review).in_(BILLABLE_REVIEWS),
         col(UsageSession.start_at) < booking.end_at,
         sa.or_(col(UsageSession.end_at).is_(None), col(UsageSession.end_at) > booking.start_at),
         sa.or_(col(UsageSession.user_id).is_(None), col(UsageSession.user_id) == booking.user_id),
@@ -332,7 +379,15 @@ def _was_used(session: Session, booking: Booking) -> bool:
     query = (
         select(UsageSession.id)
         .where(UsageSession.instrument_id == booking.instrument_id)
-        .where(sa.or_(col(UsageSession.booking_id) == booking.id, overlapping))
+        .where(
+            sa.or_(
+                sa.and_(
+                    col(UsageSession.booking_id) == booking.id,
+                    col(UsageSession.review).in_(BILLABLE_REVIEWS),
+                ),
+                overlapping,
+            )
+        )
         .limit(1)
     )
     return session.exec(query).first() is not None
@@ -406,17 +461,10 @@ def usage_reconcile(
     for booking, grace in candidates:
         if _was_used(session, booking):
             if booking.end_at <= now:
-                booking.status = BookingStatus.completed
+                booking_complete(session, booking=booking, now=now)
                 result.completed += 1
-            else:
-                continue
         elif now >= booking.start_at + timedelta(minutes=grace):
-            booking.status = BookingStatus.no_show
+            booking_mark_no_show(session, booking=booking, now=now)
             result.no_shows += 1
-        else:
-            continue
-        booking.version += 1
-        booking.updated_at = now
-        session.add(booking)
     session.flush()
     return result

@@ -152,3 +152,12 @@ def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> dict[st
     response = client.post("/api/v1/auth/token", data={"username": email, "password": password})
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def create_badge(session: Session, user: User, code: str, *, lab: Lab | None = None) -> None:
+    """Register `code` as `user`'s badge (network-wide unless a lab is given)."""
+    from telemetry.models import Badge
+
+    assert user.id is not None
+    session.add(Badge(code=code, user_id=user.id, lab_id=lab.id if lab else None))
+    session.commit()

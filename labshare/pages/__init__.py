@@ -30,6 +30,7 @@ MODULES: dict[str, str | None] = {
     "catalog": None,
     "bookings": "booking",
     "lab": "booking",
+    "lab_usage": "telemetry",
     "lab_instrument": "booking",
     "lab_rates": "rates",
     "lab_calendars": "calendar_import",

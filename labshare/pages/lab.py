@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -151,51 +150,3 @@ def reject(
 ) -> Response:
     """Reject a pending booking of the lab; its time goes to the waitlist."""
     return _decide(request, session, user, booking_id, reason, approve=False)
-
-
-@router.get("/lab/usage", response_class=HTMLResponse)
-def lab_usage(
-    request: Request,
-    session: SessionDep,
-    user: PageManager,
-    days: Annotated[int, Query(ge=1, le=14)] = 7,
-) -> HTMLResponse:
-    """Usage against bookings: walk-ups, overtime and no-shows of the last days."""
-    lab = my_lab(session, user)
-    end = utcnow()
-    start = end - timedelta(days=days)
-    usage: list[Any] = []
-    if domains.available("telemetry"):
-        from telemetry import service as telemetry
-
-        usage = telemetry.lab_usage(session, user=user, lab_code=lab.code, start=start, end=end)
-    no_shows, _ = bookings.booking_list(
-        session,
-        user=user,
-        filters=bookings.BookingFilters(status=BookingStatus.no_show, start=start, end=end),
-        after=None,
-        limit=500,
-    )
-    names = {i.id: i.name for i in _instruments(session, lab)}
-    no_shows = [b for b in no_shows if b.instrument_id in names]
-    who = people(
-        session,
-        {u.user_id for u in usage if u.user_id} | {b.user_id for b in no_shows},
-    )
-    return render(
-        request,
-        "lab/usage.html",
-        {
-            "lab": lab,
-            "days": days,
-            "usage": usage,
-            # The newest sessions in the table; the counts above it cover them all.
-            "recent": usage[-USAGE_SHOWN:][::-1],
-            "no_shows": no_shows,
-            "names": names,
-            "who": who,
-            "walk_ups": sum(1 for u in usage if u.kind == "walk_up"),
-            "overtime": sum(1 for u in usage if u.overtime_minutes > 0),
-        },
-        user=user,
-    )

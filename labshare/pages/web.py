@@ -207,6 +207,8 @@ FLASH = {
     "blackout-added": "Blackout added.",
     "finalized": "The settlement is finalized.",
     "feed-rotated": "Your calendar feed has a new link; the old one no longer works.",
+    "usage-confirmed": "Confirmed: the session will be billed to that person.",
+    "usage-dismissed": "Dismissed: the session will never be billed.",
 }
 
 

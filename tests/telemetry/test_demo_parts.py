@@ -17,7 +17,7 @@ from telemetry.ingest import IngestConfig, IngestWorker
 from telemetry.models import Gateway, Presence, TelemetryEvent, UsageKind, UsageSession
 from telemetry.protocol import encode, events_topic, presence_topic
 from telemetry.simulate import SIM_NAME, Simulator, prepare_gateways
-from tests.factories import create_user
+from tests.factories import create_badge, create_user
 from tests.telemetry.conftest import MQTT_HOST, MQTT_PORT, Net, publish_all, wait_until
 
 pytestmark = pytest.mark.mqtt
@@ -74,8 +74,7 @@ def test_the_simulator_follows_bookings_and_says_goodbye(
 ) -> None:
     worker_factory()
     alice = create_user(session)
-    alice.badge = "B-ALICE"
-    session.add(alice)
+    create_badge(session, alice, "B-ALICE")
     now = datetime.now(UTC)
     booking = Booking(instrument_id=net.instrument_ids[0], user_id=alice.id,
                       start_at=now - timedelta(minutes=1), end_at=now + timedelta(minutes=30))  # fmt: skip

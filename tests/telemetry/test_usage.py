@@ -21,7 +21,7 @@ from telemetry.models import (
 from telemetry.protocol import encode, events_topic, presence_topic
 from telemetry.store import Directory, Incoming, write_batch
 from telemetry.usage import usage_reconcile
-from tests.factories import create_instrument, create_user
+from tests.factories import create_badge, create_instrument, create_user
 from tests.telemetry.conftest import Net
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -46,9 +46,7 @@ def send(engine: Engine, net: Net, code_index: int, *events: tuple) -> None:
 
 def badge_user(session: Session, badge: str) -> User:
     user = create_user(session)
-    user.badge = badge
-    session.add(user)
-    session.commit()
+    create_badge(session, user, badge)
     return user
 
 
