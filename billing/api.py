@@ -150,9 +150,7 @@ def get_invoice(session: SessionDep, user: CurrentUser, invoice_id: Id) -> Invoi
 def record_payment(session: SessionDep, user: NetworkAdmin, invoice_id: Id) -> InvoicePublic:
     """Record that a local (non-Stripe) invoice was paid in full by bank transfer."""
     invoice, scope = views.invoice_get(session, user=user, invoice_id=invoice_id)
-    invoice_mark_paid(
-        session, invoice=invoice, amount=invoice.total, via="bank", ref=f"by user {user.id}"
-    )
+    invoice_mark_paid(session, invoice=invoice, via="bank", ref=f"by user {user.id}")
     return views.invoice_public(session, invoice, scope=scope, user=user)
 
 

@@ -26,7 +26,7 @@ from billing.models import (
 from billing.periods import parse_period
 from billing.vouchers import vouchers_apply
 from core.db import UTCDateTime
-from core.errors import Conflict
+from core.errors import Conflict, Invalid
 from core.settings import get_settings
 from core.timeutil import utcnow
 
@@ -233,37 +233,65 @@ def invoice_close(session: Session, *, period: str, progress: Progress = None) -
     return invoices
 
 
-def invoice_mark_paid(
-    session: Session, *, invoice: Invoice, amount: int, via: str, ref: str
+def invoice_record_payment(
+    session: Session, *, invoice: Invoice, paid_to_date: int, via: str, ref: str
 ) -> Invoice:
-    """Record a payment: cash in, the payer's receivable down. Posts once per invoice."""
+    """Record that the payer has paid `paid_to_date` of the invoice so far (Stripe reports
+    a running total): the difference since the last record posts to the ledger, cash in
+    and the receivable down; the whole total makes it paid, less partially paid. The same
+    running total posts once, however often it is reported."""
     if invoice.status == InvoiceStatus.draft:
         raise Conflict(f"invoice {invoice.number} is still a draft; close its month first")
-    if invoice.status == InvoiceStatus.paid:
-        return invoice
+    if not 0 < paid_to_date <= invoice.total:
+        raise Invalid(
+            f"a payment of {paid_to_date} does not fit invoice {invoice.number}, whose total "
+            f"is {invoice.total}"
+        )
+    delta = paid_to_date - invoice.amount_paid
+    if delta <= 0:
+        return invoice  # nothing new (a repeat, or an older report arriving late)
     entry_post(
         session,
-        ref=f"invoice:{invoice.id}:paid",
-        memo=f"payment of {invoice.number} ({ref})",
+        ref=f"invoice:{invoice.id}:paid:{paid_to_date}",
+        memo=f"payment on {invoice.number} ({ref}), {paid_to_date} of {invoice.total} so far",
         lines=[
-            (AccountRef(AccountKind.cash, invoice.currency, name=via), amount),
+            (AccountRef(AccountKind.cash, invoice.currency, name=via), delta),
             (
                 AccountRef(
                     AccountKind.payer_receivable,
                     invoice.currency,
                     institution_id=invoice.payer_institution_id,
                 ),
-                -amount,
+                -delta,
             ),
         ],
         invoice_id=invoice.id,
     )
-    invoice.status = InvoiceStatus.paid
-    invoice.amount_paid = amount
-    invoice.paid_at = utcnow()
+    invoice.amount_paid = paid_to_date
+    if paid_to_date == invoice.total:
+        invoice.status = InvoiceStatus.paid
+        invoice.paid_at = utcnow()
+    else:
+        invoice.status = InvoiceStatus.partially_paid
     session.add(invoice)
     session.flush()
     return invoice
+
+
+def invoice_mark_paid(session: Session, *, invoice: Invoice, via: str, ref: str) -> Invoice:
+    """Record that the whole invoice is paid (a bank transfer an administrator saw)."""
+    if invoice.status == InvoiceStatus.paid:
+        return invoice
+    if invoice.total == 0:  # vouchers paid it all: nothing is owed, nothing posts
+        if invoice.status == InvoiceStatus.draft:
+            raise Conflict(f"invoice {invoice.number} is still a draft; close its month first")
+        invoice.status, invoice.paid_at = InvoiceStatus.paid, utcnow()
+        session.add(invoice)
+        session.flush()
+        return invoice
+    return invoice_record_payment(
+        session, invoice=invoice, paid_to_date=invoice.total, via=via, ref=ref
+    )
 
 
 def invoice_mark_failed(session: Session, *, invoice: Invoice) -> Invoice:

@@ -178,6 +178,7 @@ class InvoiceStatus(StrEnum):
     draft = "draft"  # still collecting the month's charges
     finalized = "finalized"  # closed; kept locally
     sent = "sent"  # finalized on Stripe, awaiting payment
+    partially_paid = "partially_paid"  # some of the total has come in
     paid = "paid"
     payment_failed = "payment_failed"
 

@@ -9,7 +9,7 @@ import stripe
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from billing.invoices import invoice_mark_failed, invoice_mark_paid
+from billing.invoices import invoice_mark_failed, invoice_record_payment
 from billing.models import Invoice, StripeEvent
 from core.errors import AppError
 from core.settings import get_settings
@@ -41,38 +41,53 @@ def _verify(payload: bytes, signature: str | None) -> dict[str, Any]:
     return data
 
 
-def _invoice_for(session: Session, obj: dict[str, Any]) -> Invoice | None:
-    stripe_id = obj.get("id")
-    if isinstance(stripe_id, str):
-        found = session.exec(select(Invoice).where(Invoice.stripe_invoice_id == stripe_id)).first()
-        if found is not None:
-            return found
-    ours = (obj.get("metadata") or {}).get("labshare_invoice_id")
-    if isinstance(ours, str) and ours.isdigit():
-        return session.get(Invoice, int(ours))
-    return None
+def _amount(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _handle(session: Session, event: dict[str, Any]) -> str:
+    """What the event changes; every refusal is recorded and changes nothing (Stripe still
+    gets its 2xx, so it stops retrying an event we will never accept)."""
+    if event.get("account"):
+        return "an event of a connected account, not of our invoices: ignored"
     kind = event["type"]
     if kind not in ("invoice.paid", "invoice.payment_failed"):
         return "ignored"
-    obj = (event.get("data") or {}).get("object") or {}
-    invoice = _invoice_for(session, obj)
+    obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
+    if not isinstance(obj, dict) or obj.get("object", "invoice") != "invoice":
+        return "refused: the event's object is not an invoice"
+    stripe_id = obj.get("id")
+    # Only the Stripe invoice id we stored when we created it says which invoice this is:
+    # metadata is whatever the sender wrote.
+    invoice = (
+        session.exec(select(Invoice).where(Invoice.stripe_invoice_id == stripe_id)).first()
+        if isinstance(stripe_id, str)
+        else None
+    )
     if invoice is None:
-        return "unknown invoice"
-    if obj.get("currency") and obj["currency"] != invoice.currency:
-        return f"currency {obj['currency']} does not match invoice {invoice.number}"
+        return f"refused: no invoice of ours has the Stripe id {str(stripe_id)[:60]!r}"
+    if obj.get("currency") != invoice.currency:
+        return f"refused: currency {str(obj.get('currency'))[:8]!r} is not {invoice.currency}"
+    due = _amount(obj.get("amount_due"))
+    if "amount_due" in obj and due != invoice.total:
+        return f"refused: amount_due {obj.get('amount_due')!r} is not the {invoice.total} billed"
     if kind == "invoice.payment_failed":
         invoice_mark_failed(session, invoice=invoice)
         return f"payment failed on {invoice.number}"
-    amount = obj.get("amount_paid")
-    if not isinstance(amount, int) or isinstance(amount, bool):
-        amount = invoice.total
+    paid = _amount(obj.get("amount_paid"))
+    if paid is None or not 0 < paid <= invoice.total:
+        return (
+            f"refused: amount_paid {str(obj.get('amount_paid'))[:20]!r} does not fit the "
+            f"{invoice.total} billed on {invoice.number}"
+        )
     try:
-        invoice_mark_paid(session, invoice=invoice, amount=amount, via="stripe", ref=event["id"])
+        invoice_record_payment(
+            session, invoice=invoice, paid_to_date=paid, via="stripe", ref=event["id"]
+        )
     except AppError as exc:
-        return exc.message[:200]
+        return f"refused: {exc.message}"[:200]
+    if paid < invoice.total:
+        return f"partial payment on {invoice.number}: {paid} of {invoice.total}"
     return f"paid {invoice.number}"
 
 
@@ -87,7 +102,7 @@ def webhook_receive(session: Session, *, payload: bytes, signature: str | None) 
             session.add(row)
     except IntegrityError:  # the same event delivered twice at once: the other one acts
         return {"received": True, "duplicate": True}
-    row.result = _handle(session, event)
+    row.result = _handle(session, event)[:200]
     session.add(row)
     session.flush()
     return {"received": True, "duplicate": False, "result": row.result}

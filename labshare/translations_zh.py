@@ -153,6 +153,7 @@ ZH.update(
         "sent": "已发送",
         "paid": "已支付",
         "payment_failed": "支付失败",
+        "partially_paid": "部分已付",
         "live": "实时",
         "Live status from the lab": "来自实验室的实时状态",
         "since {when}": "自 {when} 起",

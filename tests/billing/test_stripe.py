@@ -173,7 +173,70 @@ def test_webhooks_verified_stored_once_and_posted(client, session, net, stripe_f
         assert {c: b for c, _k, b in balances(s)}["cash:stripe:cny"] == 37500
     failed = _event("evt_3", "invoice.payment_failed", {"id": "in_unknown", "currency": "cny"})
     r = _post(client, failed, sign(failed, SECRET))
-    assert r.status_code == 200 and r.json()["result"] == "unknown invoice"
+    assert r.status_code == 200 and "no invoice of ours" in r.json()["result"]
+
+
+def _state(session, invoice_id: int) -> tuple[str, int, int]:
+    """The invoice's status and amount paid, and the Stripe cash account's balance."""
+    session.rollback()
+    invoice = session.get(Invoice, invoice_id)
+    with session_scope() as s:
+        cash = {c: b for c, _k, b in balances(s)}.get("cash:stripe:cny", 0)
+    return invoice.status.value, invoice.amount_paid, cash
+
+
+def test_a_signed_event_cannot_pay_an_invoice_it_does_not_match(
+    client, session, net, stripe_fake
+) -> None:
+    """A correctly signed invoice.paid for another Stripe invoice, with our invoice's id in
+    its metadata and amount_paid 1, marked a 10,648.99 CNY invoice paid; a negative amount
+    grew the receivable; no amount at all paid it in full. Each is now recorded, answered
+    200 (so Stripe stops retrying) and changes nothing."""
+    invoice = _close_and_send(session, net)
+    ours = invoice.stripe_invoice_id
+    hostile = [
+        {"id": "in_someone_else", "object": "invoice", "amount_paid": 1, "currency": "cny",
+         "metadata": {"labshare_invoice_id": str(invoice.id)}},
+        {"id": ours, "object": "invoice", "amount_paid": -500, "currency": "cny"},
+        {"id": ours, "object": "invoice", "currency": "cny"},
+        {"id": ours, "object": "invoice", "amount_paid": invoice.total + 1, "currency": "cny"},
+        {"id": ours, "object": "invoice", "amount_paid": invoice.total, "currency": "usd"},
+        {"id": ours, "object": "invoice", "amount_paid": True, "currency": "cny"},
+        {"id": ours, "object": "invoice", "amount_paid": invoice.total, "currency": "cny",
+         "amount_due": 1},
+        {"id": ours, "object": "charge", "amount_paid": invoice.total, "currency": "cny"},
+    ]  # fmt: skip
+    for n, obj in enumerate(hostile):
+        event = _event(f"evt_bad_{n}", "invoice.paid", obj)
+        answer = _post(client, event, sign(event, SECRET))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"].startswith("refused"), (obj, answer.json())
+    as_list = json.dumps({"id": "evt_list", "object": "event", "type": "invoice.paid",
+                          "created": int(time.time()), "data": {"object": [ours]}})  # fmt: skip
+    assert _post(client, as_list, sign(as_list, SECRET)).status_code == 200
+    connected = json.loads(_event("evt_acct", "invoice.paid", {
+        "id": ours, "object": "invoice", "amount_paid": invoice.total, "currency": "cny"}))  # fmt: skip
+    connected["account"] = "acct_123"
+    connected_text = json.dumps(connected)
+    answer = _post(client, connected_text, sign(connected_text, SECRET))
+    assert answer.status_code == 200 and "connected account" in answer.json()["result"]
+    assert _state(session, invoice.id) == ("sent", 0, 0)
+    with session_scope() as s:
+        assert len(s.exec(select(StripeEvent)).all()) == len(hostile) + 2
+
+
+def test_a_partial_payment_is_recorded_as_partial(client, session, net, stripe_fake) -> None:
+    invoice = _close_and_send(session, net)
+    half = invoice.total // 2
+    for n, paid in enumerate((half, half, invoice.total)):
+        event = _event(f"evt_part_{n}", "invoice.paid", {
+            "id": invoice.stripe_invoice_id, "object": "invoice", "amount_paid": paid,
+            "currency": "cny"})  # fmt: skip
+        assert _post(client, event, sign(event, SECRET)).status_code == 200
+        if n == 0:
+            assert _state(session, invoice.id) == ("partially_paid", half, half)
+    # The repeated running total posted nothing; the full one posted the rest.
+    assert _state(session, invoice.id) == ("paid", invoice.total, invoice.total)
 
 
 def test_payment_failed_marks_the_invoice(client, session, net, stripe_fake) -> None:
