@@ -13,12 +13,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from core.errors import Forbidden, Unauthorized
-from core.models import Role, User
+from core.models import AuthSession, Role, User
 from core.routing import Deferred, request_session
-from core.security import read_access_token
+from core.security import TokenClaims, read_access_token
+from core.timeutil import utcnow
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 SESSION_COOKIE = "labshare_session"  # the pages' cookie holds the same token the API uses
@@ -42,13 +43,26 @@ class WantedUser(Deferred):
     means not signed in; `roles`, when given, must include theirs."""
 
     user_id: int | None
+    session_id: str | None = None
     required: bool = True
     roles: tuple[Role, ...] | None = None
     missing: Callable[[], Exception] = _not_signed_in
     wrong_role: Callable[[], Exception] | None = None
 
     def resolve(self, session: Session) -> User | None:
-        user = session.get(User, self.user_id) if self.user_id is not None else None
+        user = None
+        if self.user_id is not None and self.session_id is not None:
+            # One query: the person, and whether the token's sign-in session still holds.
+            user = session.exec(
+                select(User)
+                .join(AuthSession, col(AuthSession.user_id) == User.id)
+                .where(
+                    col(AuthSession.id) == self.session_id,
+                    col(User.id) == self.user_id,
+                    col(AuthSession.revoked_at).is_(None),
+                    col(AuthSession.expires_at) > utcnow(),
+                )
+            ).first()
         if user is None or not user.is_active:
             if self.required:
                 raise self.missing()
@@ -62,33 +76,45 @@ class WantedUser(Deferred):
 
     def load(self, session: Session) -> User:
         """The user, for code outside a route's dependencies (always `required`)."""
-        user = WantedUser(self.user_id, True, self.roles, self.missing, self.wrong_role).resolve(
-            session
-        )
+        user = WantedUser(
+            self.user_id, self.session_id, True, self.roles, self.missing, self.wrong_role
+        ).resolve(session)
         assert user is not None
         return user
 
 
-def token_user_id(request: Request, token: str | None) -> int | None:
-    """The user id a valid bearer token (or, for pages, the session cookie) names."""
+def token_claims(request: Request, token: str | None) -> TokenClaims | None:
+    """What a valid bearer token (or, for pages, the session cookie) says."""
     token = token or request.cookies.get(SESSION_COOKIE)
-    return read_access_token(token) if token else None
+    claims = read_access_token(token) if token else None
+    if claims is not None:
+        request.state.auth_session_id = claims.session_id  # sign-out and password change
+    return claims
+
+
+def wanted_user(request: Request, token: str | None, **kwargs: object) -> WantedUser | None:
+    """The person the request's token names, to be loaded in the unit of work; None
+    without a valid token."""
+    claims = token_claims(request, token)
+    if claims is None:
+        return None
+    return WantedUser(claims.user_id, claims.session_id, **kwargs)  # type: ignore[arg-type]
 
 
 # The checks below are async and pure (a signature check), so they run on the event loop.
 async def get_optional_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User | None:
-    return WantedUser(token_user_id(request, token), required=False)  # type: ignore[return-value]
+    return wanted_user(request, token, required=False)  # type: ignore[return-value]
 
 
 async def get_current_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
-    user_id = token_user_id(request, token)
-    if user_id is None:
+    found = wanted_user(request, token)
+    if found is None:
         raise _not_signed_in()
-    return WantedUser(user_id)  # type: ignore[return-value]
+    return found  # type: ignore[return-value]
 
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
@@ -97,13 +123,13 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 def require_roles(*roles: Role) -> Callable[..., object]:
     """A dependency that admits only users holding one of `roles`."""
-    wanted = tuple(roles)
+    roles_wanted = tuple(roles)
 
     async def guard(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
-        user_id = token_user_id(request, token)
-        if user_id is None:
+        found = wanted_user(request, token, roles=roles_wanted)
+        if found is None:
             raise _not_signed_in()
-        return WantedUser(user_id, roles=wanted)  # type: ignore[return-value]
+        return found  # type: ignore[return-value]
 
     return guard
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from core.models import Role
 
@@ -19,3 +19,10 @@ class UserPublic(BaseModel):
     role: Role
     institution_id: int | None
     lab_id: int | None
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=500)
+    new_password: str = Field(
+        min_length=1, max_length=500, description="at least 10 characters, not a common one"
+    )

@@ -1,7 +1,13 @@
-"""Password hashing (argon2) and signed access tokens (JWT, HS256)."""
+"""Password hashing (argon2) and signed access tokens (JWT, HS256).
+
+A token names a user and one of their sign-in sessions (core.auth); it is valid only
+while that session is neither expired nor revoked, so signing out or changing the
+password ends it at once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -11,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from core.settings import get_settings
 
 _hasher = PasswordHasher()
+_REQUIRED_CLAIMS = ["exp", "iat", "sub", "sid", "typ"]
 
 
 def hash_password(password: str) -> str:
@@ -24,23 +31,45 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def create_access_token(user_id: int, *, ttl: timedelta | None = None) -> str:
-    settings = get_settings()
-    now = datetime.now(UTC)
-    expires = now + (ttl or timedelta(minutes=settings.token_ttl_minutes))
-    claims = {"sub": str(user_id), "iat": now, "exp": expires, "typ": "access"}
-    return jwt.encode(claims, settings.signing_key(), algorithm="HS256")
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    user_id: int
+    session_id: str
+    expires_at: datetime
 
 
-def read_access_token(token: str) -> int | None:
-    """The user id in a valid, unexpired token, or None."""
+def create_access_token(user_id: int, session_id: str, *, expires_at: datetime) -> str:
+    """A signed token for one sign-in session (see core.auth.session_open)."""
+    claims = {
+        "sub": str(user_id),
+        "sid": session_id,
+        "iat": datetime.now(UTC),
+        "exp": expires_at,
+        "typ": "access",
+    }
+    return jwt.encode(claims, get_settings().signing_key(), algorithm="HS256")
+
+
+def token_ttl() -> timedelta:
+    return timedelta(minutes=get_settings().token_ttl_minutes)
+
+
+def read_access_token(token: str) -> TokenClaims | None:
+    """The claims of a well-signed, unexpired token that carries all of them, or None."""
     try:
-        claims = jwt.decode(token, get_settings().signing_key(), algorithms=["HS256"])
+        claims = jwt.decode(
+            token,
+            get_settings().signing_key(),
+            algorithms=["HS256"],
+            options={"require": _REQUIRED_CLAIMS},
+        )
     except jwt.PyJWTError:
         return None
-    if claims.get("typ") != "access":
+    if claims.get("typ") != "access" or not isinstance(claims.get("sid"), str):
         return None
     try:
-        return int(claims["sub"])
-    except (KeyError, ValueError):
+        return TokenClaims(
+            int(claims["sub"]), claims["sid"], datetime.fromtimestamp(claims["exp"], UTC)
+        )
+    except (KeyError, ValueError, TypeError, OverflowError):
         return None

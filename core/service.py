@@ -6,13 +6,12 @@ import re
 
 from sqlmodel import Session, select
 
-from core.errors import Conflict, Invalid, Unauthorized
+from core.auth import require_good_password
+from core.errors import Conflict, Invalid
 from core.models import Role, User
-from core.security import hash_password, verify_password
+from core.security import hash_password
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# A real hash to compare against when the email is unknown, so both paths take as long.
-_DUMMY_HASH = hash_password("labshare-timing-equaliser")
 
 
 def user_create(
@@ -25,12 +24,11 @@ def user_create(
     institution_id: int | None = None,
     lab_id: int | None = None,
 ) -> User:
-    """Create an account; the email must be new and the password at least 8 characters."""
+    """Create an account; the email must be new and the password pass the policy (core.auth)."""
     email = email.strip().lower()
     if not EMAIL.match(email):
         raise Invalid(f"{email!r} is not an email address")
-    if len(password) < 8:
-        raise Invalid("the password must have at least 8 characters")
+    require_good_password(password, email=email)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
         raise Conflict(f"a user with the email {email} exists")
     user = User(
@@ -43,15 +41,4 @@ def user_create(
     )
     session.add(user)
     session.flush()
-    return user
-
-
-def user_authenticate(session: Session, *, email: str, password: str) -> User:
-    """The active user with this email and password; Unauthorized otherwise."""
-    user = session.exec(select(User).where(User.email == email.strip().lower())).first()
-    if user is None:
-        verify_password(_DUMMY_HASH, password)
-        raise Unauthorized("wrong email or password")
-    if not verify_password(user.password_hash, password) or not user.is_active:
-        raise Unauthorized("wrong email or password")
     return user

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".labshare")
     token_ttl_minutes: int = 12 * 60
+    sign_in_max_failures: int = Field(
+        default=10,
+        ge=1,
+        description="Failed sign-ins per account, and per address, within "
+        "sign_in_window_minutes before further tries are refused (429 with Retry-After).",
+    )
+    sign_in_window_minutes: int = Field(default=15, ge=1)
     smtp_url: str | None = None
     calendar_allow_private_urls: bool = Field(
         default=False,

@@ -9,7 +9,6 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from core.models import Role, User
-from core.security import create_access_token
 from core.service import user_create
 from instruments.models import (
     Category,
@@ -143,9 +142,15 @@ def create_user(
 
 
 def auth(user: User) -> dict[str, str]:
-    """Authorization headers for `user`."""
+    """Authorization headers for `user`: a sign-in session of theirs, opened for the test."""
+    from core.auth import session_open
+    from core.db import get_engine
+
     assert user.id is not None
-    return {"Authorization": f"Bearer {create_access_token(user.id)}"}
+    with Session(get_engine()) as s:
+        token = session_open(s, user_id=user.id)
+        s.commit()
+    return {"Authorization": f"Bearer {token}"}
 
 
 def sign_in(client: TestClient, email: str, password: str = PASSWORD) -> dict[str, str]:

@@ -20,8 +20,8 @@ from booking.calendars.schemas import (
     CalendarUrlIn,
     FeedLinks,
 )
-from core.deps import CurrentUser, SessionDep, WantedUser, oauth2_scheme, token_user_id
-from core.errors import AppError
+from core.deps import CurrentUser, SessionDep, oauth2_scheme, wanted_user
+from core.errors import AppError, Unauthorized
 from core.models import User
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work
 
@@ -133,7 +133,9 @@ async def _calendar_body(
             return CalendarUrlIn.model_validate_json(raw or b"null")
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False))
-    wanted = WantedUser(token_user_id(request, token))
+    wanted = wanted_user(request, token)
+    if wanted is None:
+        raise Unauthorized("not signed in, or the token is invalid or expired")
     return await read_before_unit_of_work(  # type: ignore[no-any-return]
         lambda session: calendar_import.calendar_upload_expand(
             session, user=wanted.load(session), instrument_id=instrument_id, data=raw

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from core import auth
+from core.api import sign_in_flow
 from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
 from core.routing import UnitOfWorkRoute
-from core.security import create_access_token
-from core.service import user_authenticate
 from core.settings import get_settings
 from labshare import i18n
 from labshare.pages.web import (
@@ -44,28 +44,29 @@ def signin_page(
 
 
 @router.post("/signin", response_class=HTMLResponse, dependencies=[Csrf])
-def signin(
+async def signin(
     request: Request,
-    session: SessionDep,
     email: Annotated[str, Form(max_length=254)],
     password: Annotated[str, Form(max_length=500)],
     next: Annotated[str | None, Form(max_length=500)] = None,
 ) -> Response:
     """Check the password and set the session cookie (HttpOnly, SameSite=Lax, Secure on HTTPS)."""
     try:
-        user = user_authenticate(session, email=email, password=password)
+        token = await sign_in_flow(request, email=email, password=password)
     except AppError as exc:
-        return render(
+        response = render(
             request,
             "account/signin.html",
             {"next": _safe_next(next), "error": exc.message, "email": email},
             status_code=exc.status_code,
         )
-    assert user.id is not None
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
     response = RedirectResponse(_safe_next(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        create_access_token(user.id),
+        token,
         max_age=get_settings().token_ttl_minutes * 60,
         httponly=True,
         samesite="lax",
@@ -76,8 +77,11 @@ def signin(
 
 
 @router.post("/signout", dependencies=[Csrf])
-def signout(request: Request) -> Response:
-    """Forget the session cookie (and the CSRF cookie bound to it)."""
+def signout(request: Request, session: SessionDep, user: OptionalUser) -> Response:
+    """End the sign-in session (its token stops working everywhere) and forget the cookies."""
+    session_id = getattr(request.state, "auth_session_id", None)
+    if user is not None and session_id:
+        auth.session_revoke(session, session_id=session_id)
     response = back_to("/", "signed-out")
     response.delete_cookie(SESSION_COOKIE, path="/")
     response.delete_cookie(CSRF_COOKIE, path="/")

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from booking.calendars import imports as calendar_import
 from booking.calendars.imports import ExpandedCalendar
-from core.deps import SessionDep, WantedUser, oauth2_scheme, token_user_id
+from core.deps import SessionDep, oauth2_scheme, wanted_user
 from core.errors import AppError, Invalid
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work
 from labshare.pages.web import Csrf, PageManager, SignInRequired, back_to, error_page
@@ -32,7 +32,9 @@ async def _expanded_upload(
         return Invalid("choose an .ics file to import")
     if len(data) > MAX_UPLOAD:
         return Invalid("the calendar is larger than 5 MB")
-    wanted = WantedUser(token_user_id(request, token), missing=SignInRequired)
+    wanted = wanted_user(request, token, missing=SignInRequired)
+    if wanted is None:
+        raise SignInRequired()
     try:
         return await read_before_unit_of_work(  # type: ignore[no-any-return]
             lambda session: calendar_import.calendar_upload_expand(

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
-from core.deps import WantedUser, oauth2_scheme, token_user_id
+from core.deps import oauth2_scheme, wanted_user
 from core.errors import AppError, Forbidden, Invalid
 from core.models import Role, User
 from core.money import format_money
@@ -157,22 +157,22 @@ class SignInRequired(Exception):
 async def require_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> User:
-    user_id = token_user_id(request, token)
-    if user_id is None:
+    found = wanted_user(request, token, missing=SignInRequired)
+    if found is None:
         raise SignInRequired()
-    return WantedUser(user_id, missing=SignInRequired)  # type: ignore[return-value]
+    return found  # type: ignore[return-value]
 
 
 def require_roles(*roles: Role):  # type: ignore[no-untyped-def]
     wanted = tuple(roles)
 
     async def guard(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
-        user_id = token_user_id(request, token)
-        if user_id is None:
-            raise SignInRequired()
-        return WantedUser(  # type: ignore[return-value]
-            user_id, roles=wanted, missing=SignInRequired, wrong_role=_other_role
+        found = wanted_user(
+            request, token, roles=wanted, missing=SignInRequired, wrong_role=_other_role
         )
+        if found is None:
+            raise SignInRequired()
+        return found  # type: ignore[return-value]
 
     return guard
 

@@ -44,9 +44,21 @@ def test_passwords_and_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
         assert verify_password(hashed, "correct horse")
         assert not verify_password(hashed, "wrong horse")
         assert not verify_password("not a hash", "correct horse")
-        assert read_access_token(create_access_token(7)) == 7
-        assert read_access_token(create_access_token(7, ttl=timedelta(seconds=-1))) is None
+        soon = datetime.now(UTC) + timedelta(minutes=5)
+        claims = read_access_token(create_access_token(7, "s1", expires_at=soon))
+        assert claims is not None and (claims.user_id, claims.session_id) == (7, "s1")
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        assert read_access_token(create_access_token(7, "s1", expires_at=past)) is None
         assert read_access_token("not.a.token") is None
+        # A token without an expiry, or without a session, is refused however well signed.
+        import jwt
+
+        key = get_settings().signing_key()
+        no_exp = jwt.encode({"sub": "7", "sid": "s1", "iat": 1, "typ": "access"}, key, "HS256")
+        no_sid = jwt.encode(
+            {"sub": "7", "iat": 1, "exp": soon, "typ": "access"}, key, algorithm="HS256"
+        )
+        assert read_access_token(no_exp) is None and read_access_token(no_sid) is None
     finally:
         get_settings.cache_clear()
 
