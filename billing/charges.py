@@ -76,9 +76,27 @@ _CHARGE_COLUMNS = (
 )
 
 
-def _bookings_cte(sql: _Sql, status: str, kind: str) -> str:
-    """Bookings of the month in `status` not yet charged as `kind`, with payer and provider."""
+def _policy_in_force(sql: _Sql) -> str:
+    """Each lab's policy versions with the span each was in force (the current one open)."""
+    stamp = "TIMESTAMPTZ" if sql.pg else "TIMESTAMP"
     return f"""
+    policy_in_force AS (
+        SELECT lab_id, basis, no_show_fee, late_cancel_window_minutes, late_cancel_fee,
+               bill_overtime, currency, effective_from, CAST(NULL AS {stamp}) AS effective_to
+        FROM charging_policy
+        UNION ALL
+        SELECT lab_id, basis, no_show_fee, late_cancel_window_minutes, late_cancel_fee,
+               bill_overtime, currency, effective_from, effective_to
+        FROM charging_policy_version
+    ),"""
+
+
+def _bookings_cte(sql: _Sql, status: str, kind: str) -> str:
+    """Bookings of the month in `status` not yet charged as `kind`, with payer and provider,
+    after the policy versions they are priced by."""
+    return (
+        _policy_in_force(sql)
+        + f"""
     bk AS (
         SELECT b.id AS source_id, b.instrument_id, i.lab_id, i.category_id,
                l.institution_id AS provider_id, pi.id AS payer_id, b.user_id,
@@ -95,6 +113,7 @@ def _bookings_cte(sql: _Sql, status: str, kind: str) -> str:
           AND NOT EXISTS (
               SELECT 1 FROM charge c WHERE c.kind = '{kind}' AND c.source_id = b.id)
     )"""
+    )
 
 
 def _used_cte(sql: _Sql) -> str:
@@ -118,7 +137,9 @@ def _used_cte(sql: _Sql) -> str:
                CASE WHEN a.booking_id IS NULL THEN 0 ELSE 1 END AS assisted
         FROM bk
         LEFT JOIN us ON us.booking_id = bk.booking_id
-        LEFT JOIN charging_policy p ON p.lab_id = bk.lab_id
+        LEFT JOIN policy_in_force p ON p.lab_id = bk.lab_id
+             AND p.effective_from <= bk.s_start
+             AND (p.effective_to IS NULL OR p.effective_to > bk.s_start)
         LEFT JOIN assisted_use a ON a.booking_id = bk.booking_id
     )"""
 
@@ -265,7 +286,9 @@ def _fee_charges(sql: _Sql, kind: str) -> str:
            bk.instrument_id, bk.user_id, bk.booking_id, CAST(NULL AS INTEGER), bk.payer_class,
            'fee', 1, {fee}, 0, {fee}, p.currency, CAST(NULL AS INTEGER), false,
            bk.s_start, bk.s_end, :now
-    FROM bk JOIN charging_policy p ON p.lab_id = bk.lab_id
+    FROM bk JOIN policy_in_force p ON p.lab_id = bk.lab_id
+         AND p.effective_from <= bk.s_start
+         AND (p.effective_to IS NULL OR p.effective_to > bk.s_start)
     WHERE {condition}"""
     )
 

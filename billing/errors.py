@@ -15,6 +15,10 @@ class PeriodClosed(Conflict):
         super().__init__(f"billing period {period} is closed: its invoices are final")
 
 
+class Retroactive(Conflict):
+    """A price that would reach back under charges already made, or into a closed month."""
+
+
 class RateOverlap(Conflict):
     """A rate card whose dates overlap another card for the same target and payer class."""
 

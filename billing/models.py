@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -27,6 +27,10 @@ class ChargeBasis(StrEnum):
     larger = "larger"
 
 
+# The start of every lab's first policy: everything, until its first change.
+POLICY_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
 class ChargingPolicy(SQLModel, table=True):
     """A lab's rules for turning bookings and usage into charges."""
 
@@ -44,7 +48,33 @@ class ChargingPolicy(SQLModel, table=True):
     # With basis `booked`, bill the matched usage that ran past the booking's end.
     bill_overtime: bool = True
     currency: str = Field(max_length=3)
+    # The policy prices what happened from this moment on; what came before keeps the
+    # terms of the version in force then (charging_policy_version).
+    effective_from: datetime = Field(default=POLICY_EPOCH, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_by_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class ChargingPolicyVersion(SQLModel, table=True):
+    """A lab's earlier charging policy, with the span it was in force: a change never
+    reprices what happened before it (a no-show last week keeps last week's fee)."""
+
+    __tablename__ = "charging_policy_version"
+    __table_args__ = (
+        CheckConstraint("effective_to > effective_from", name="span"),
+        Index("ix_charging_policy_version_lab_id_effective_from", "lab_id", "effective_from"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_id: int = Field(foreign_key="lab.id")
+    basis: ChargeBasis = Field(sa_type=enum_type(ChargeBasis))
+    no_show_fee: int = Field(sa_type=Money)
+    late_cancel_window_minutes: int
+    late_cancel_fee: int = Field(sa_type=Money)
+    bill_overtime: bool
+    currency: str = Field(max_length=3)
+    effective_from: datetime = Field(sa_type=UTCDateTime)
+    effective_to: datetime = Field(sa_type=UTCDateTime)
     updated_by_id: int | None = Field(default=None, foreign_key="user.id")
 
 

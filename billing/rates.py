@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
@@ -10,14 +10,17 @@ from sqlmodel import Session, col, select
 
 from billing.errors import NotYourLab, PeriodClosed, RateOverlap
 from billing.models import (
+    POLICY_EPOCH,
     AssistedUse,
     BillingPeriod,
     Charge,
     ChargingPolicy,
+    ChargingPolicyVersion,
     PeriodStatus,
     RateCard,
 )
 from billing.periods import period_of
+from billing.pricing_window import priced_until, require_not_retroactive
 from billing.schemas import (
     ChargingPolicyIn,
     ChargingPolicyPublic,
@@ -92,6 +95,10 @@ def rate_card_create(session: Session, *, user: User | None, data: RateCardIn) -
     require_lab_manager(user, lab_id)
     start = data.effective_from or utcnow()
     _require_open(session, start)
+    earliest = priced_until(
+        session, lab_id=lab_id, instrument_id=instrument_id, category_id=category_id
+    )
+    require_not_retroactive(start, earliest, what="a rate card")
     card = RateCard(
         lab_id=lab_id,
         instrument_id=instrument_id,
@@ -262,17 +269,50 @@ def policy_get(session: Session, *, lab_code: str) -> ChargingPolicyPublic:
 def policy_set(
     session: Session, *, user: User | None, lab_code: str, data: ChargingPolicyIn
 ) -> ChargingPolicyPublic:
-    """Replace a lab's charging policy (its manager); charges already made keep their terms."""
+    """Change a lab's charging policy (its manager) from `effective_from`: by default as
+    early as allowed, that is since the lab's last invoice run and after the latest closed
+    month. What happened before keeps the terms in force then."""
     lab = _lab_by_code(session, lab_code)
     assert lab.id is not None
     require_lab_manager(user, lab.id)
-    policy = session.get(ChargingPolicy, lab.id) or ChargingPolicy(lab_id=lab.id, currency="")
-    for name, value in data.model_dump(exclude={"currency"}).items():
-        setattr(policy, name, value)
-    policy.currency = data.currency or get_settings().currency
-    policy.updated_at = utcnow()
-    policy.updated_by_id = user.id if user else None
-    session.add(policy)
+    now = utcnow()
+    earliest = priced_until(session, lab_id=lab.id)
+    current = session.get(ChargingPolicy, lab.id)
+    start = data.effective_from or max(
+        earliest or POLICY_EPOCH, current.effective_from if current else POLICY_EPOCH
+    )
+    require_not_retroactive(start, earliest, what="a charging policy")
+    if start > now + timedelta(days=366):
+        raise Conflict("a charging policy can start at most a year ahead")
+    terms = data.model_dump(exclude={"currency", "effective_from"})
+    currency = data.currency or get_settings().currency
+    if current is None:
+        current = ChargingPolicy(lab_id=lab.id, currency=currency, effective_from=start)
+    elif start > current.effective_from:
+        # The version in force until now is kept, with its span, for what came before.
+        session.add(
+            ChargingPolicyVersion(
+                lab_id=lab.id,
+                **current.model_dump(
+                    include={"basis", "no_show_fee", "late_cancel_window_minutes",
+                             "late_cancel_fee", "bill_overtime", "currency", "updated_by_id"}
+                ),
+                effective_from=current.effective_from,
+                effective_to=start,
+            )
+        )  # fmt: skip
+    elif start < current.effective_from:
+        raise Conflict(
+            "a charging policy cannot start before the one in force "
+            f"(from {current.effective_from.isoformat()})"
+        )
+    for name, value in terms.items():
+        setattr(current, name, value)
+    current.currency = currency
+    current.effective_from = start
+    current.updated_at = now
+    current.updated_by_id = user.id if user else None
+    session.add(current)
     session.flush()
     return policy_get(session, lab_code=lab_code)
 

@@ -94,6 +94,11 @@ class ChargingPolicyIn(BaseModel):
     late_cancel_fee: int = Field(default=0, ge=0, le=MAX_PRICE)
     bill_overtime: bool = True
     currency: str | None = None
+    effective_from: UTCDatetime | None = Field(
+        default=None,
+        description="From when it prices bookings and usage; by default as early as "
+        "allowed (after the lab's last invoice run and the latest closed month)",
+    )
 
     @field_validator("currency")
     @classmethod
@@ -109,6 +114,7 @@ class ChargingPolicyPublic(BaseModel):
     late_cancel_fee: int
     bill_overtime: bool
     currency: str
+    effective_from: UTCDatetime
 
 
 class AssistedIn(BaseModel):
