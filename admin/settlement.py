@@ -29,6 +29,7 @@ from admin.models import (
 )
 from admin.policies import policy_document, policy_resolve
 from admin.policy import Allocation, InstrumentFigures, PolicyDocument, allocate
+from billing.models import BillingPeriod, PeriodStatus
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict
@@ -310,6 +311,14 @@ def settlement_finalize(
     month = fig.period_parse(settlement.period)
     if month.end > utcnow():
         raise Conflict(f"period {settlement.period} has not ended yet: it can only be previewed")
+    billing_month = session.get(BillingPeriod, settlement.period, with_for_update={"read": True})
+    if billing_month is None or billing_month.status != PeriodStatus.closed:
+        # Its revenue and vouchers are not final until its invoices are: a run after the
+        # settlement would add what the frozen settlement never saw.
+        raise Conflict(
+            f"billing month {settlement.period} is not closed: run and close its invoices "
+            f"first (labshare invoices close --period {settlement.period})"
+        )
     other = session.exec(
         select(Settlement.id).where(
             Settlement.period == settlement.period, Settlement.status == SettlementStatus.finalized

@@ -93,7 +93,7 @@ class Network:
     admin: User
 
 
-def build_network(session: Session) -> Network:
+def build_network(session: Session, *, billing_closed: bool = True) -> Network:
     """A (two instruments), B (one), C a small company that only uses.
 
     October 2026, external use: I1 5 h by 2 outsiders; I3 5 h by 2 outsiders (one of them
@@ -164,6 +164,11 @@ def build_network(session: Session) -> Network:
         )
     )
     session.commit()
+    if billing_closed:  # its invoices are final, as a settlement requires
+        from billing.models import BillingPeriod, PeriodStatus
+
+        session.add(BillingPeriod(period=PERIOD, status=PeriodStatus.closed, runs=1))
+        session.commit()
     return Network(a, b, c, i1, i2, i3, ua, ub, uc, admin)
 
 

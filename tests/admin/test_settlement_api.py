@@ -172,3 +172,26 @@ def test_bad_input_and_permissions(client: TestClient, session: Session) -> None
         assert client.get(f"{API}/kpis", params={"period": PERIOD}, headers=oh).status_code == 403
         assert client.post(f"{API}/policies", json=POLICY, headers=oh).status_code == 403
     assert client.get(f"{API}/settlements").status_code == 401
+
+
+def test_finalize_waits_for_the_billing_month_to_close(
+    client: TestClient, session: Session
+) -> None:
+    """A month's settlement was finalized and paid out before its invoices were run; the
+    run then added 1.25 M CNY of external revenue the frozen settlement never saw."""
+    from billing.models import BillingPeriod, PeriodStatus
+
+    net = build_network(session, billing_closed=False)
+    h = auth(net.admin)
+    client.post(f"{API}/policies", json=POLICY, headers=h)
+    sid = client.post(f"{API}/settlements", json={"period": PERIOD}, headers=h).json()["id"]
+    early = client.post(f"{API}/settlements/{sid}/finalize", headers=h)
+    assert early.status_code == 409 and "not closed" in early.json()["detail"]
+    session.add(BillingPeriod(period=PERIOD, status=PeriodStatus.open, runs=1))
+    session.commit()
+    assert client.post(f"{API}/settlements/{sid}/finalize", headers=h).status_code == 409
+    row = session.get(BillingPeriod, PERIOD)
+    row.status = PeriodStatus.closed
+    session.add(row)
+    session.commit()
+    assert client.post(f"{API}/settlements/{sid}/finalize", headers=h).status_code == 200
