@@ -23,12 +23,13 @@ from billing.models import (
     PeriodStatus,
     VoucherRedemption,
 )
-from billing.periods import parse_period
+from billing.periods import parse_period, period_bounds
 from billing.vouchers import vouchers_apply
 from core.db import UTCDateTime
 from core.errors import Conflict, Invalid
 from core.settings import get_settings
 from core.timeutil import utcnow
+from telemetry.usage import usage_reconcile
 
 Progress = Callable[[str], None] | None
 
@@ -116,6 +117,10 @@ def invoice_run(session: Session, *, period: str, progress: Progress = None) -> 
         # Sorts and hash aggregates of half a million rows stay in memory, not on disk.
         session.execute(text("SET LOCAL work_mem = '128MB'"))
     now = utcnow()
+    # Bookings whose time is over are settled first (completed, or no-shows where a gateway
+    # watched and saw nothing), so the month's charges find them.
+    start, _end = period_bounds(period)
+    usage_reconcile(session, now=now, since=start)
     _say(progress, f"period {period}: charging bookings, usage and fees")
     counts = charges_create(session, period=period, now=now, progress=progress)
     created = _create_invoices(session, period, {"now": now})

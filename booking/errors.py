@@ -25,6 +25,16 @@ class RuleViolation(Invalid):
     """A request the instrument's rules do not allow (grid, length, lead time, quota...)."""
 
 
+class AlreadyStarted(Conflict):
+    """The booked time has begun: the booker can no longer cancel it (the lab still can)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this booking has already started, so it can no longer be cancelled; "
+            "ask the lab if something went wrong"
+        )
+
+
 class NotQualified(Forbidden):
     def __init__(self) -> None:
         super().__init__("this instrument needs a qualification you do not hold; ask its lab")

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 from booking import waitlist
 from booking.access import manages
 from booking.errors import (
+    AlreadyStarted,
     BookingNotFound,
     IfMatchRequired,
     NotAllowed,
@@ -201,8 +202,12 @@ def booking_cancel(
 ) -> Booking:
     """Cancel an active booking; the freed time goes to the waitlist."""
     now = now or utcnow()
-    booking, _ = _booking_and_instrument(session, user=user, booking_id=booking_id, lock=True)
+    booking, instrument = _booking_and_instrument(
+        session, user=user, booking_id=booking_id, lock=True
+    )
     _require_active(booking, "cancelled")
+    if booking.start_at <= now and not manages(user, instrument):
+        raise AlreadyStarted()
     booking.status = BookingStatus.cancelled
     booking.cancelled_at = now
     booking.cancelled_by_id = user.id

@@ -428,9 +428,15 @@ class Reconciled:
 
 
 def usage_reconcile(
-    session: Session, *, now: datetime | None = None, silence: timedelta = SILENCE
+    session: Session,
+    *,
+    now: datetime | None = None,
+    silence: timedelta = SILENCE,
+    since: datetime | None = None,
 ) -> Reconciled:
-    """Periodic upkeep: close silent sessions, mark no-shows, complete used bookings."""
+    """Periodic upkeep: close silent sessions, mark no-shows, complete used bookings, and
+    complete ended bookings that no gateway watches; bookings ending after `since` (by
+    default the last seven days) are looked at."""
     now = now or utcnow()
     result = Reconciled()
     silent = session.exec(
@@ -448,7 +454,19 @@ def usage_reconcile(
     result.closed_silent = len(silent)
 
     # Only look back a while: older bookings were settled by earlier passes.
-    horizon = now - timedelta(days=7)
+    horizon = since or now - timedelta(days=7)
+    # Bookings no gateway watches: nobody can tell whether they were used, so they are
+    # completed when they end (and billed by the lab's policy, as booked time).
+    unwatched = session.exec(
+        select(Booking)
+        .join(Instrument, col(Instrument.id) == Booking.instrument_id)
+        .where(Booking.status == BookingStatus.confirmed)
+        .where(Booking.end_at <= now, Booking.end_at > horizon)
+        .where(~_watched())
+    ).all()
+    for booking in unwatched:
+        booking_complete(session, booking=booking, now=now)
+    result.completed += len(unwatched)
     candidates = session.exec(
         select(Booking, Lab.no_show_grace_minutes)
         .join(Instrument, col(Instrument.id) == Booking.instrument_id)

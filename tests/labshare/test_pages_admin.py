@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from admin.models import Settlement
 from admin.policies import policy_create
 from admin.policy import policy_parse
+from billing.models import BillingPeriod, PeriodStatus
 from core.models import Role
 from telemetry.models import UsageSession
 from tests.factories import create_institution, create_instrument, create_lab, create_user
@@ -34,6 +35,7 @@ def _network(session: Session) -> None:
             last_event_at=datetime(2026, 10, 12, 4, tzinfo=UTC),
         )
     )
+    session.add(BillingPeriod(period="2026-10", status=PeriodStatus.closed, runs=1))
     policy_create(
         session,
         document=policy_parse(

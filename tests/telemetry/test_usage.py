@@ -200,12 +200,13 @@ def test_reconcile_no_show_completed_and_silence(
         s.commit()
         result = usage_reconcile(s)
         s.commit()
-    assert (result.no_shows, result.completed, result.closed_silent) == (1, 1, 1)
+    # Completed: the used one, and the ended one no gateway watched (nobody could tell).
+    assert (result.no_shows, result.completed, result.closed_silent) == (1, 2, 1)
     fresh(session)
     assert session.get(Booking, used.id).status == BookingStatus.completed
     assert session.get(Booking, no_show.id).status == BookingStatus.no_show
     assert session.get(Booking, in_grace.id).status == BookingStatus.confirmed
-    assert session.get(Booking, unwatched.id).status == BookingStatus.confirmed
+    assert session.get(Booking, unwatched.id).status == BookingStatus.completed
     silent = sessions(session)[-1]
     assert silent.closed_reason == "silence" and silent.end_at == ago(30)
 
