@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="PostgreSQL statement_timeout for every connection."
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="The largest request body (JSON, forms); larger is a 413, refused before "
+        "the rest is read.",
+    )
+    max_upload_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="The largest calendar (.ics) or CSV upload.",
+    )
     access_log: bool = Field(default=False, description="uvicorn's access log under serve.")
     keep_alive_seconds: int = Field(
         default=30,

@@ -24,6 +24,7 @@ import labshare.ops
 import telemetry.api
 from core.db import get_engine
 from core.errors import install_error_handlers
+from core.limits import BodyLimitMiddleware
 from core.settings import get_settings
 from labshare.pages import install as install_pages
 
@@ -67,6 +68,9 @@ def create_app() -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_pages(app)
+    # Outermost: bodies past the limit are refused (413) before anything reads them; an
+    # anonymous 48 MB JSON body used to be parsed before its 401.
+    app.add_middleware(BodyLimitMiddleware)
     _freeze_startup_objects()
     return app
 

@@ -12,11 +12,12 @@ from booking.calendars.imports import ExpandedCalendar
 from core.deps import SessionDep, oauth2_scheme, wanted_user
 from core.errors import AppError, Invalid
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work
+from core.settings import get_settings
 from labshare.pages.web import Csrf, PageManager, SignInRequired, back_to, error_page
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
-MAX_UPLOAD = 5 * 1024 * 1024
+MAX_UPLOAD = get_settings().max_upload_bytes
 
 
 async def _expanded_upload(
@@ -31,7 +32,7 @@ async def _expanded_upload(
     if not data:
         return Invalid("choose an .ics file to import")
     if len(data) > MAX_UPLOAD:
-        return Invalid("the calendar is larger than 5 MB")
+        return Invalid(f"the calendar is larger than {MAX_UPLOAD // (1024 * 1024)} MB")
     wanted = wanted_user(request, token, missing=SignInRequired)
     if wanted is None:
         raise SignInRequired()
