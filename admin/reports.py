@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable
 
@@ -14,6 +13,7 @@ from admin import figures as fig
 from admin.kpis import instrument_kpis
 from admin.models import Settlement, SettlementInstitution, SettlementInstrument
 from admin.settlement import settlement_get
+from core.exports import csv_text, sheet_append
 from core.settings import CURRENCY_EXPONENTS, get_settings
 from instruments.models import Category, Institution, Instrument, Lab
 
@@ -137,11 +137,7 @@ def instrument_rows(session: Session, settlement: Settlement) -> list[list[objec
 
 
 def _csv(header: list[str], rows: Iterable[list[object]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue()
+    return csv_text(header, rows)
 
 
 def settlement_csv(session: Session, *, settlement_id: int) -> str:
@@ -169,16 +165,16 @@ def settlement_xlsx(session: Session, *, settlement_id: int) -> bytes:
         ("inputs hash (SHA-256)", settlement.inputs_hash),
         ("note", "amounts above in major units; on the other sheets in minor units"),
     ]:
-        summary.append([key, value])
+        sheet_append(summary, [key, value])
     sheets = [
         ("Institutions", INSTITUTION_COLUMNS, institution_rows(session, settlement)),
         ("Instruments", INSTRUMENT_COLUMNS, instrument_rows(session, settlement)),
     ]
     for title, header, rows in sheets:
         sheet = book.create_sheet(title)
-        sheet.append(header)
+        sheet_append(sheet, header)
         for row in rows:
-            sheet.append(row)
+            sheet_append(sheet, row)
         sheet.freeze_panes = "A2"
     out = io.BytesIO()
     book.save(out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
@@ -14,6 +13,7 @@ from billing.periods import parse_period
 from billing.schemas import InvoiceLine, InvoicePublic, LabCharge, VoucherLine
 from billing.vouchers import redemptions_by_programme
 from core.errors import Forbidden
+from core.exports import SafeWriter
 from core.models import Role, User
 from core.money import format_money
 from core.settings import get_settings
@@ -221,7 +221,7 @@ def _summary_row(view: InvoicePublic, label: str, amount: int, kind: str = "") -
 def invoice_csv(view: InvoicePublic) -> str:
     """The invoice as CSV: one row per line, then the voucher and total rows."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(CSV_COLUMNS)
     for line in view.lines:
         writer.writerow(

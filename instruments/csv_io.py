@@ -25,6 +25,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.errors import Invalid
+from core.exports import SafeWriter, unneutralise
 from core.progress import NULL_REPORTER, Reporter
 from core.settings import CURRENCY_EXPONENTS, get_settings
 from instruments import csv_fields as f
@@ -94,7 +95,8 @@ def _read(stream: TextIO) -> tuple[list[str], list[tuple[int, list[str]]]]:
             if header is None:
                 header = [h.strip().lower() for h in record]
             elif any(cell.strip() for cell in record):
-                records.append((start, record))
+                # Our own export neutralises formulas; reading it back restores the text.
+                records.append((start, [unneutralise(cell) for cell in record]))
             start = reader.line_num + 1
     except csv.Error as exc:
         raise CsvUnreadable(f"line {reader.line_num}: not valid CSV ({exc})")
@@ -243,7 +245,7 @@ def csv_export(session: Session, stream: TextIO, *, reporter: Reporter = NULL_RE
         i: code for i, code in session.exec(select(Category.id, Category.code)) if i is not None
     }
     # Read first, write after: a database error leaves no half-written header behind.
-    writer = csv.writer(stream, lineterminator="\n")
+    writer = SafeWriter(stream, lineterminator="\n")
     writer.writerow(COLUMNS)
     reporter.start(
         "exporting instruments", session.exec(select(func.count(col(Instrument.id)))).one()
