@@ -18,6 +18,7 @@ from admin.schemas import (
     UserIn,
     UserPatch,
 )
+from booking.qualifications import qualifications_claim
 from core.audit import AuditEntry, audit_record
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Role, User
@@ -207,6 +208,7 @@ def user_admin_create(session: Session, *, data: UserIn, actor: User) -> User:
         institution_id=institution_id,
         lab_id=lab_id,
     )
+    qualifications_claim(session, user=row)  # grants made to the email before it existed
     audit_record(
         session,
         actor_id=actor.id,

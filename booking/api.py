@@ -295,13 +295,34 @@ def grant_qualification(
     data: QualificationGrant,
     response: Response,
 ) -> QualificationPublic:
-    """Qualify a person (by `user_id` or `email`) to book the instrument (lab managers);
-    201 when new, 200 when they already were."""
+    """Qualify a person, by their exact email, to book the instrument (lab managers); 201
+    when new, 200 when they already were. The answer is the same whether or not an account
+    has that email (a grant waits for the account), and names only people who booked with
+    the lab."""
     grant, created = qualifications.qualification_grant(
         session, user=user, instrument_id=instrument_id, data=data
     )
     response.status_code = 201 if created else 200
     return grant
+
+
+@router.delete("/instruments/{instrument_id}/qualifications/{qualification_id}", status_code=204)
+def revoke_qualification(
+    session: SessionDep,
+    user: CurrentUser,
+    instrument_id: Id,
+    qualification_id: Id,
+    reason: Annotated[str, Query(max_length=500)] = "",
+) -> Response:
+    """Withdraw a qualification (lab managers), with a reason: its holder can no longer book."""
+    qualifications.qualification_revoke(
+        session,
+        user=user,
+        instrument_id=instrument_id,
+        qualification_id=qualification_id,
+        reason=reason,
+    )
+    return Response(status_code=204)
 
 
 @router.get("/instruments/{instrument_id}/qualifications", response_model=list[QualificationPublic])

@@ -20,7 +20,14 @@ from booking.timeline import (
     zone,
 )
 from core.timeutil import to_utc_z
-from instruments.models import Blackout, Instrument, InstrumentStatus, Lab, Qualification
+from instruments.models import (
+    Blackout,
+    Instrument,
+    InstrumentStatus,
+    Lab,
+    Qualification,
+    qualification_in_force,
+)
 
 # How far either side of the wanted time we look for a free slot on the same instrument.
 ALTERNATIVE_WINDOW = timedelta(days=7)
@@ -104,6 +111,7 @@ def same_time_elsewhere(
     qualified = exists().where(
         col(Qualification.instrument_id) == col(Instrument.id),
         col(Qualification.user_id) == user_id,
+        qualification_in_force(),
     )
     rows = session.exec(
         select(Instrument)

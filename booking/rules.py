@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from booking.errors import NotQualified, RuleViolation
 from booking.models import ACTIVE_STATUSES, Booking
 from booking.timeline import Interval, on_grid
-from instruments.models import Instrument, InstrumentStatus, Qualification
+from instruments.models import Instrument, InstrumentStatus, Qualification, qualification_in_force
 
 
 def _minutes(delta: timedelta) -> float:
@@ -56,7 +56,9 @@ def has_qualification(session: Session, instrument: Instrument, user_id: int) ->
         return True
     found = session.exec(
         select(Qualification.id).where(
-            Qualification.user_id == user_id, Qualification.instrument_id == instrument.id
+            Qualification.user_id == user_id,
+            Qualification.instrument_id == instrument.id,
+            qualification_in_force(),
         )
     ).first()
     return found is not None

@@ -182,20 +182,18 @@ class BlackoutCreated(BlackoutPublic):
 class QualificationGrant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    email: str | None = Field(default=None, max_length=254)
-
-    @model_validator(mode="after")
-    def _one(self) -> QualificationGrant:
-        if (self.user_id is None) == (self.email is None):
-            raise ValueError("give either user_id or email")
-        return self
+    email: str = Field(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        description="the person's exact sign-in email",
+    )
 
 
 class QualificationPublic(BaseModel):
     id: int
     instrument_id: int
-    user_id: int
+    user_id: int | None = Field(description="shown only for people who booked with the lab")
     email: str
     name: str
     granted_at: UTCDatetime

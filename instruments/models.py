@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, time
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, Index, UniqueConstraint, text
+from sqlmodel import Field, SQLModel, col
 
 from core.db import UTCDateTime, enum_type
 from core.models import utcnow
@@ -152,17 +152,47 @@ class Blackout(SQLModel, table=True):
 
 
 class Qualification(SQLModel, table=True):
-    """A person trained and allowed to use an instrument on their own."""
+    """A person trained and allowed to use an instrument on their own.
+
+    A lab grants it by email: to an account (user_id), or to an address that has none yet
+    (user_id null), which the account claims when it is created. A revoked one stays on
+    record with its reason; only grants in force (`revoked_at` null) let anyone book.
+    """
 
     __table_args__ = (
-        UniqueConstraint("user_id", "instrument_id", name="uq_qualification_user_instrument"),
+        # One grant in force per person (and per address still without an account).
+        Index(
+            "uq_qualification_in_force_user",
+            "user_id",
+            "instrument_id",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+        Index(
+            "uq_qualification_in_force_email",
+            "email",
+            "instrument_id",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL AND user_id IS NULL"),
+            postgresql_where=text("revoked_at IS NULL AND user_id IS NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(foreign_key="user.id", index=True, ondelete="CASCADE")
+    user_id: int | None = Field(default=None, foreign_key="user.id", index=True, ondelete="CASCADE")
     instrument_id: int = Field(foreign_key="instrument.id", index=True, ondelete="CASCADE")
+    email: str | None = Field(default=None, max_length=254)
     granted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     granted_by_id: int | None = Field(default=None, foreign_key="user.id")
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by_id: int | None = Field(default=None, foreign_key="user.id")
+    revoke_reason: str | None = Field(default=None, max_length=500)
+
+
+def qualification_in_force() -> ColumnElement[bool]:
+    """The SQL condition of a grant that still holds."""
+    return col(Qualification.revoked_at).is_(None)
 
 
 class RateUnit(StrEnum):

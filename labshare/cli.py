@@ -101,6 +101,9 @@ def users_create(
             institution_id=institution_id,
             lab_id=lab_row.id if lab_row else None,
         )
+        from booking.qualifications import qualifications_claim
+
+        qualifications_claim(session, user=user)
         typer.echo(f"created user {user.id} {user.email} ({user.role})")
 
 

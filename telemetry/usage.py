@@ -17,7 +17,7 @@ from booking.attendance import booking_complete, booking_mark_no_show
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime
 from core.models import utcnow
-from instruments.models import Instrument, Lab, Qualification
+from instruments.models import Instrument, Lab, Qualification, qualification_in_force
 from telemetry.badges import badge_owners
 from telemetry.models import (
     BILLABLE_REVIEWS,
@@ -104,8 +104,10 @@ def _prefetch(
                 select(Qualification.instrument_id, Qualification.user_id).where(
                     col(Qualification.instrument_id).in_(needs),
                     col(Qualification.user_id).in_(set(users.values())),
+                    qualification_in_force(),
                 )
             ).all()
+            if u is not None
         }
     return _Context(
         open_sessions, users, bookings, {i for i in needs if i is not None}, qualified, received_at

@@ -287,3 +287,29 @@ def grant(
     except AppError as exc:
         return error_page(request, exc, user=user)
     return back_to(f"/lab/instruments/{instrument_id}", "saved")
+
+
+@router.post(
+    "/lab/instruments/{instrument_id}/qualifications/{qualification_id}/revoke",
+    dependencies=[Csrf],
+)
+def revoke(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    instrument_id: Id,
+    qualification_id: Id,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Withdraw a qualification, with a reason: its holder can no longer book."""
+    try:
+        qualifications.qualification_revoke(
+            session,
+            user=user,
+            instrument_id=instrument_id,
+            qualification_id=qualification_id,
+            reason=reason,
+        )
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return back_to(f"/lab/instruments/{instrument_id}", "saved")

@@ -209,13 +209,20 @@ def test_qualification_and_quota(client, session: Session):
         json={"email": user.email},
         headers=auth(manager),
     )
-    assert r.status_code == 201 and r.json()["user_id"] == user.id
+    # They never booked with the lab: their email (which the manager typed), not who they are.
+    assert r.status_code == 201 and r.json()["user_id"] is None and r.json()["name"] == ""
     again = client.post(
+        f"/api/v1/instruments/{inst.id}/qualifications",
+        json={"email": user.email},
+        headers=auth(manager),
+    )
+    assert again.status_code == 200
+    by_id = client.post(
         f"/api/v1/instruments/{inst.id}/qualifications",
         json={"user_id": user.id},
         headers=auth(manager),
     )
-    assert again.status_code == 200
+    assert by_id.status_code == 422  # by exact email only
     listed = client.get(f"/api/v1/instruments/{inst.id}/qualifications", headers=auth(manager))
     assert [q["email"] for q in listed.json()] == [user.email]
     assert session.exec(select(Qualification)).one().granted_by_id == manager.id
