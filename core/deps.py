@@ -84,8 +84,10 @@ class WantedUser(Deferred):
 
 
 def token_claims(request: Request, token: str | None) -> TokenClaims | None:
-    """What a valid bearer token (or, for pages, the session cookie) says."""
-    token = token or request.cookies.get(SESSION_COOKIE)
+    """What a valid bearer token (or, for pages, the session cookie) says. A bearer token
+    that is not valid is the answer (401): it never falls back to the cookie."""
+    if not token:
+        token = request.cookies.get(SESSION_COOKIE)
     claims = read_access_token(token) if token else None
     if claims is not None:
         request.state.auth_session_id = claims.session_id  # sign-out and password change

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import AppError
 from core.routing import UnitOfWorkRoute
+from core.security import read_access_token
 from labshare.pages import domains
 from labshare.pages.web import (
     CSRF_HEADER,
@@ -45,11 +46,20 @@ for _name, _feature in MODULES.items():
         router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)
 
 
+def _bearer_authenticates(request: Request) -> bool:
+    """True when the request carries a well-signed, unexpired bearer token (then the cookie
+    plays no part in who it is, so it cannot be forged across sites)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and read_access_token(token.strip()) is not None
+
+
 class ApiCsrfMiddleware:
     """The JSON API signed in by the page cookie (not a bearer token) needs htmx's CSRF header.
 
     Bearer-token clients are not exposed to CSRF; browsers always send the cookie, so a
-    state-changing API call that relies on it must prove it came from our pages.
+    state-changing API call that relies on it must prove it came from our pages. Only a
+    bearer token that actually authenticates skips the check: any other Authorization
+    header (`Basic x`, a stale token) leaves the cookie in charge, and so needs the token.
     """
 
     UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -66,7 +76,7 @@ class ApiCsrfMiddleware:
             request = Request(scope)
             if (
                 SESSION_COOKIE in request.cookies
-                and "authorization" not in request.headers
+                and not _bearer_authenticates(request)
                 and not csrf_valid(request, request.headers.get(CSRF_HEADER))
             ):
                 response = JSONResponse(

@@ -149,3 +149,28 @@ def test_every_domains_pages_are_in_this_build() -> None:
     missing = [f for f in domains.FEATURES if not domains.available(f)]
     assert not missing, f"pages left out because their services are missing: {missing}"
     assert all(feature is None or feature in domains.FEATURES for feature in MODULES.values())
+
+
+def test_only_a_bearer_token_that_authenticates_skips_csrf(
+    client: TestClient, session: Session
+) -> None:
+    """Cookie + `Authorization: Basic x` booked without a CSRF token."""
+    from tests.booking.helpers import at, body
+    from tests.factories import auth, create_instrument
+
+    user = create_user(session)
+    instrument = create_instrument(session)
+    page_sign_in(client, user.email)
+    booking = body(instrument.id, at(3, 10), at(3, 11))
+    for header in ("Basic eA==", "Bearer not-a-token", "Token abc"):
+        refused = client.post("/api/v1/bookings", json=booking, headers={"Authorization": header})
+        assert refused.status_code == 403, (header, refused.text)
+        assert "X-CSRF-Token" in refused.json()["detail"]
+    bearer = client.post("/api/v1/bookings", json=booking, headers=auth(user))
+    assert bearer.status_code == 201, bearer.text
+    with_token = client.post(
+        "/api/v1/bookings",
+        json=body(instrument.id, at(4, 10), at(4, 11)),
+        headers={"X-CSRF-Token": csrf_of(client, "/")},
+    )
+    assert with_token.status_code == 201, with_token.text
