@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, exists, or_
+from sqlalchemy import bindparam, case, exists, func, or_
 from sqlmodel import Session, col, select
 
 from booking.errors import RuleViolation, SlotUnavailable
@@ -19,6 +20,7 @@ from booking.timeline import (
     load_timelines,
     zone,
 )
+from core.db import UTCDateTime, is_postgres
 from core.timeutil import to_utc_z
 from instruments.models import (
     Blackout,
@@ -29,8 +31,11 @@ from instruments.models import (
     qualification_in_force,
 )
 
-# How far either side of the wanted time we look for a free slot on the same instrument.
+# How far either side of the wanted time a refusal looks for free slots on the same
+# instrument: what the check already loaded (NEAR), so a 409 reads nothing more for them.
+# Where a timeline is loaded afresh (a blackout's displaced bookings), a week.
 ALTERNATIVE_WINDOW = timedelta(days=7)
+NEAR = timedelta(days=2)
 SAME_INSTRUMENT_MAX = 4
 EQUIVALENT_MAX = 5
 
@@ -55,14 +60,16 @@ def nearest_on_instrument(
     now: datetime,
     ignore: int | None = None,
     limit: int = SAME_INSTRUMENT_MAX,
+    window: timedelta = ALTERNATIVE_WINDOW,
 ) -> list[dict[str, object]]:
-    """The nearest free slots of the same length before and after, nearest first."""
+    """The nearest free slots of the same length before and after, nearest first (the
+    timeline must cover `window` either side)."""
     instrument = timeline.instrument
     assert instrument.id is not None
     length = end - start
     earliest, latest = _bookable_starts(instrument, now)
-    lo = max(start - ALTERNATIVE_WINDOW, earliest)
-    hi = min(end + ALTERNATIVE_WINDOW, latest + length)
+    lo = max(start - window, earliest)
+    hi = min(end + window, latest + length)
     if lo >= hi:
         return []
     step, tz = instrument.slot_step_minutes, timeline.tz
@@ -80,6 +87,82 @@ def nearest_on_instrument(
     return [slot(instrument.id, s, s + length) for s in candidates]
 
 
+def _elsewhere_statement(postgres: bool) -> Any:
+    """Active instruments of a category, other than one, that are free over [:s, :e) and
+    allowed to the person and the length: same lab first, then same institution. Built once
+    per database kind, with bind parameters, so a 409 neither rebuilds nor recompiles it."""
+    start, end = bindparam("s", type_=UTCDateTime()), bindparam("e", type_=UTCDateTime())
+    overlap: list[Any]
+    if postgres:
+        # The exclusion constraint's GiST index answers "overlaps" exactly, per instrument.
+        overlap = [
+            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(
+                func.tstzrange(start, end, "[)")
+            )
+        ]
+    else:
+        overlap = [
+            col(Booking.start_at) < end,
+            col(Booking.end_at) > start,
+            col(Booking.start_at) > bindparam("since", type_=UTCDateTime()),
+        ]
+    booked = exists().where(
+        col(Booking.instrument_id) == col(Instrument.id),
+        col(Booking.status).in_(ACTIVE_STATUSES),
+        *overlap,
+    )
+    blacked_out = exists().where(
+        col(Blackout.instrument_id) == col(Instrument.id),
+        col(Blackout.start_at) < end,
+        col(Blackout.end_at) > start,
+    )
+    qualified = exists().where(
+        col(Qualification.instrument_id) == col(Instrument.id),
+        col(Qualification.user_id) == bindparam("user_id"),
+        qualification_in_force(),
+    )
+    # The nearest candidates first, by the order people want them in (same lab, then
+    # same institution, then the rest), and only a few: the anti-joins then probe those
+    # few instead of every instrument of the category before sorting them all.
+    same_institution = (
+        select(Lab.institution_id).where(col(Lab.id) == bindparam("lab_id")).scalar_subquery()
+    )
+    candidates = (
+        select(col(Instrument.id).label("id"))
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .where(
+            col(Instrument.category_id) == bindparam("category_id"),
+            col(Instrument.id) != bindparam("instrument_id"),
+            Instrument.status == InstrumentStatus.active,
+            col(Instrument.min_minutes) <= bindparam("minutes"),
+            col(Instrument.max_minutes) >= bindparam("minutes"),
+            or_(col(Instrument.qualification_required).is_(False), qualified),
+        )
+        .order_by(
+            case((col(Instrument.lab_id) == bindparam("lab_id"), 0), else_=1),
+            case((col(Lab.institution_id) == same_institution, 0), else_=1),
+            col(Instrument.id),
+        )
+        .limit(bindparam("candidates"))
+        .subquery("candidates")
+    )
+    return (
+        select(Instrument)
+        .join(candidates, candidates.c.id == Instrument.id)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .where(~booked, ~blacked_out)
+        .order_by(
+            case((col(Instrument.lab_id) == bindparam("lab_id"), 0), else_=1),
+            case((col(Lab.institution_id) == same_institution, 0), else_=1),
+            col(Instrument.id),
+        )
+        .limit(bindparam("limit"))
+    )
+
+
+_ELSEWHERE = {True: _elsewhere_statement(True), False: _elsewhere_statement(False)}
+
+
 def same_time_elsewhere(
     session: Session,
     instrument: Instrument,
@@ -92,47 +175,25 @@ def same_time_elsewhere(
 ) -> list[dict[str, object]]:
     """The same time on active instruments of the same category: same lab first, then same
     institution, then the rest."""
-    institution_id = select(Lab.institution_id).where(Lab.id == instrument.lab_id).scalar_subquery()
-    minutes = int((end - start).total_seconds() // 60)
     # The database drops what is busy or not allowed to this person, so a category of
     # hundreds costs one query; opening hours and the slot grid are checked below.
-    booked = exists().where(
-        col(Booking.instrument_id) == col(Instrument.id),
-        col(Booking.status).in_(ACTIVE_STATUSES),
-        col(Booking.start_at) < end,
-        col(Booking.end_at) > start,
-        col(Booking.start_at) > start - LONGEST_BOOKING,
-    )
-    blacked_out = exists().where(
-        col(Blackout.instrument_id) == col(Instrument.id),
-        col(Blackout.start_at) < end,
-        col(Blackout.end_at) > start,
-    )
-    qualified = exists().where(
-        col(Qualification.instrument_id) == col(Instrument.id),
-        col(Qualification.user_id) == user_id,
-        qualification_in_force(),
-    )
-    rows = session.exec(
-        select(Instrument)
-        .join(Lab, col(Lab.id) == Instrument.lab_id)
-        .where(
-            Instrument.category_id == instrument.category_id,
-            Instrument.id != instrument.id,
-            Instrument.status == InstrumentStatus.active,
-            col(Instrument.min_minutes) <= minutes,
-            col(Instrument.max_minutes) >= minutes,
-            or_(col(Instrument.qualification_required).is_(False), qualified),
-            ~booked,
-            ~blacked_out,
-        )
-        .order_by(
-            case((col(Instrument.lab_id) == instrument.lab_id, 0), else_=1),
-            case((col(Lab.institution_id) == institution_id, 0), else_=1),
-            col(Instrument.id),
-        )
-        .limit(limit * 4)
-    ).all()
+    postgres = is_postgres(session)
+    params: dict[str, Any] = {
+        "s": start,
+        "e": end,
+        "user_id": user_id,
+        "category_id": instrument.category_id,
+        "instrument_id": instrument.id,
+        "minutes": int((end - start).total_seconds() // 60),
+        "lab_id": instrument.lab_id,
+        "limit": limit * 4,
+        # Most of a category is free at any one time: a few times the answer's size is
+        # plenty to find it among.
+        "candidates": limit * 8,
+    }
+    if not postgres:
+        params["since"] = start - LONGEST_BOOKING
+    rows = session.exec(_ELSEWHERE[postgres], params=params).all()  # type: ignore[call-overload]
     tz = zone()
     fits: list[Instrument] = []
     for other in rows:
@@ -153,6 +214,27 @@ def same_time_elsewhere(
     return out
 
 
+def _nearest(
+    session: Session,
+    instrument: Instrument,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    ignore: int | None,
+    near: Timeline | None,
+) -> list[dict[str, object]]:
+    """The nearest slots on the instrument, from the check's own timeline (NEAR either
+    side), or from a week's when the caller loaded none."""
+    if near is not None:
+        return nearest_on_instrument(near, start, end, now=now, ignore=ignore, window=NEAR)
+    length = end - start
+    wide = load_timeline(
+        session, instrument, start - ALTERNATIVE_WINDOW, end + ALTERNATIVE_WINDOW + length
+    )
+    return nearest_on_instrument(wide, start, end, now=now, ignore=ignore)
+
+
 def alternatives(
     session: Session,
     instrument: Instrument,
@@ -162,15 +244,12 @@ def alternatives(
     user_id: int,
     now: datetime,
     ignore: int | None = None,
+    timeline: Timeline | None = None,
 ) -> list[dict[str, object]]:
     """Same instrument nearest first, then the same time on equivalent instruments."""
-    length = end - start
-    wide = load_timeline(
-        session, instrument, start - ALTERNATIVE_WINDOW, end + ALTERNATIVE_WINDOW + length
-    )
-    return nearest_on_instrument(wide, start, end, now=now, ignore=ignore) + same_time_elsewhere(
-        session, instrument, start, end, user_id=user_id, now=now
-    )
+    return _nearest(
+        session, instrument, start, end, now=now, ignore=ignore, near=timeline
+    ) + same_time_elsewhere(session, instrument, start, end, user_id=user_id, now=now)
 
 
 def unavailable(
@@ -184,13 +263,22 @@ def unavailable(
     now: datetime,
     ignore: int | None = None,
     message: str | None = None,
+    timeline: Timeline | None = None,
 ) -> SlotUnavailable:
-    """The 409 for [start, end): what is in the way and where to go instead."""
+    """The 409 for [start, end): what is in the way and where to go instead (`timeline`:
+    what the check loaded, a day either side)."""
     kinds = sorted({c.kind for c in conflicts})
     return SlotUnavailable(
         message or f"the time is not free ({', '.join(kinds)})",
         conflicts=[c.public() for c in conflicts],
         alternatives=alternatives(
-            session, instrument, start, end, user_id=user_id, now=now, ignore=ignore
+            session,
+            instrument,
+            start,
+            end,
+            user_id=user_id,
+            now=now,
+            ignore=ignore,
+            timeline=timeline,
         ),
     )

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from booking.conflicts import unavailable
+from booking.conflicts import NEAR, unavailable
 from booking.models import Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.rules import check_qualification, check_quota, check_shape
@@ -91,13 +91,23 @@ def check_all(
     check_shape(instrument, start, end, now=now, tz=tz)
     check_qualification(session, instrument, user_id)
     check_quota(session, instrument, user_id, [(start, end)], tz=tz, ignore=ignore)
-    timeline = timeline or load_timeline(session, instrument, start, end)
+    # A day either side costs the same index range and a few rows more, and lets a refusal
+    # offer the nearest free slots on this instrument without reading it again.
+    timeline = timeline or load_timeline(session, instrument, start - NEAR, end + NEAR)
     conflicts = settle_overdue(
         session, timeline, timeline.conflicts(start, end, ignore=ignore), now
     )
     if conflicts:
         raise unavailable(
-            session, instrument, start, end, conflicts, user_id=user_id, now=now, ignore=ignore
+            session,
+            instrument,
+            start,
+            end,
+            conflicts,
+            user_id=user_id,
+            now=now,
+            ignore=ignore,
+            timeline=timeline,
         )
     return timeline
 

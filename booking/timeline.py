@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
+import sqlalchemy as sa
+from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
-from core.db import is_postgres
+from core.db import UTCDateTime, is_postgres
 from core.settings import get_settings
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument, OpeningHours
@@ -198,22 +199,20 @@ class Timeline:
 
 # Weekly hours per (database, instrument, instrument.updated_at): publishing hours bumps the
 # instrument's updated_at (instruments.service.opening_hours_set), so a changed instrument
-# misses the cache in every process. Free-slot search over hundreds of instruments then
-# reads only their rules and busy time.
+# misses the cache in every process. A booking (which reads its instrument in the same
+# transaction, under its lock) and free-slot search over hundreds of instruments then read
+# only rules and busy time.
 _HOURS_CACHE: dict[tuple[str, int, datetime], Hours] = {}
 _HOURS_CACHE_MAX = 50_000
-# Single-instrument paths (a booking, its availability) always read the hours afresh.
-CACHE_FROM = 20
 
 
 def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) -> dict[int, Hours]:
     bind = str(session.get_bind().engine.url)
     out: dict[int, Hours] = {}
     missing: list[int] = []
-    use_cache = len(instruments) >= CACHE_FROM
     for i in instruments:
         assert i.id is not None
-        found = _HOURS_CACHE.get((bind, i.id, i.updated_at)) if use_cache else None
+        found = _HOURS_CACHE.get((bind, i.id, i.updated_at))
         if found is None:
             missing.append(i.id)
         else:
@@ -261,10 +260,85 @@ def _overlaps_active(session: Session, start: datetime, end: datetime) -> list[A
     ]
 
 
+def _busy_one_statement(postgres: bool) -> Any:
+    """Blackouts and active bookings of one instrument overlapping [:s, :e), in one
+    statement built once (its SQL is compiled once too, and prepared by psycopg)."""
+    start, end = bindparam("s", type_=UTCDateTime()), bindparam("e", type_=UTCDateTime())
+    instrument = bindparam("i", type_=sa.Integer())
+    blackouts = sa_select(
+        sa.literal("blackout").label("kind"),
+        col(Blackout.start_at),
+        col(Blackout.end_at),
+        sa.null().label("id"),
+        sa.null().label("status"),
+        sa.null().label("expires_at"),
+    ).where(
+        col(Blackout.instrument_id) == instrument,
+        col(Blackout.start_at) < end,
+        col(Blackout.end_at) > start,
+    )
+    overlaps: list[Any]
+    if postgres:
+        overlaps = [
+            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(
+                func.tstzrange(start, end, "[)")
+            )
+        ]
+    else:
+        overlaps = [
+            col(Booking.start_at) < end,
+            col(Booking.start_at) > bindparam("since", type_=UTCDateTime()),
+            col(Booking.end_at) > start,
+        ]
+    bookings = sa_select(
+        sa.literal("booking").label("kind"),
+        col(Booking.start_at),
+        col(Booking.end_at),
+        col(Booking.id),
+        col(Booking.status),
+        col(Booking.expires_at),
+    ).where(
+        col(Booking.instrument_id) == instrument,
+        col(Booking.status).in_(ACTIVE_STATUSES),
+        *overlaps,
+    )
+    both = sa.union_all(blackouts, bookings).subquery()
+    # Through the union SQLite loses the columns' types: say them again.
+    return sa_select(
+        both.c.kind,
+        sa.type_coerce(both.c.start_at, UTCDateTime()),
+        sa.type_coerce(both.c.end_at, UTCDateTime()),
+        both.c.id,
+        both.c.status,
+        sa.type_coerce(both.c.expires_at, UTCDateTime()),
+    )
+
+
+_BUSY_ONE = {True: _busy_one_statement(True), False: _busy_one_statement(False)}
+
+
+def load_busy_one(
+    session: Session, instrument_id: int, start: datetime, end: datetime
+) -> list[Busy]:
+    """load_busy for a single instrument: one statement, blackouts and bookings together."""
+    params: dict[str, Any] = {"i": instrument_id, "s": start, "e": end}
+    postgres = is_postgres(session)
+    if not postgres:
+        params["since"] = start - LONGEST_BOOKING
+    busy = [
+        Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires)
+        for kind, s, e, booking_id, status, expires in session.execute(_BUSY_ONE[postgres], params)
+    ]
+    busy.sort(key=lambda b: b.start)
+    return busy
+
+
 def load_busy(
     session: Session, ids: Sequence[int], start: datetime, end: datetime
 ) -> dict[int, list[Busy]]:
     """Blackouts (every kind, imported too) and active bookings overlapping [start, end)."""
+    if len(ids) == 1:
+        return {ids[0]: load_busy_one(session, ids[0], start, end)}
     busy: dict[int, list[Busy]] = defaultdict(list)
     blackouts = session.exec(
         select(Blackout.instrument_id, Blackout.start_at, Blackout.end_at).where(
