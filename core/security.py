@@ -7,6 +7,8 @@ password ends it at once.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -54,8 +56,30 @@ def token_ttl() -> timedelta:
     return timedelta(minutes=get_settings().token_ttl_minutes)
 
 
+# Verified claims by token: a client sends the same token with every request, and checking
+# its signature costs more than the rest of a small request's Python. Only what verified is
+# kept, and expiry is checked on every use; revocation is the database's (core.auth).
+_VERIFIED: OrderedDict[tuple[str, str], TokenClaims] = OrderedDict()
+_VERIFIED_MAX = 20_000
+_verified_lock = threading.Lock()
+
+
 def read_access_token(token: str) -> TokenClaims | None:
     """The claims of a well-signed, unexpired token that carries all of them, or None."""
+    key = (get_settings().signing_key(), token)  # a new secret key verifies afresh
+    found = _VERIFIED.get(key)
+    if found is not None:
+        return found if found.expires_at > datetime.now(UTC) else None
+    claims = _decode(token)
+    if claims is not None:
+        with _verified_lock:
+            _VERIFIED[key] = claims
+            if len(_VERIFIED) > _VERIFIED_MAX:
+                _VERIFIED.popitem(last=False)
+    return claims
+
+
+def _decode(token: str) -> TokenClaims | None:
     try:
         claims = jwt.decode(
             token,
