@@ -29,6 +29,9 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 }
 
 
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
 class Settings(BaseSettings):
     """labshare's settings; see the README's configuration table."""
 
@@ -95,6 +98,11 @@ class Settings(BaseSettings):
         "clients' own idle expiry (httpx: 5 s), so a client never sends a request on a "
         "connection the server is closing that very moment.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The address people reach labshare at, for feed links and mails; never "
+        "taken from a request's Host header.",
+    )
     metrics_token: str | None = Field(
         default=None, description="Serve /metrics to requests bearing this token (else off)."
     )
@@ -123,6 +131,20 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://") or value.startswith("postgres://"):
             value = "postgresql+psycopg://" + value.split("://", 1)[1]
         return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")) or value[-3:] == "://":
+            raise ValueError("public_url must be an absolute http(s) address")
+        return value.rstrip("/")
+
+    @property
+    def public_base(self) -> str:
+        """Where people reach labshare: LABSHARE_PUBLIC_URL, or the demo's own address."""
+        return self.public_url or DEFAULT_PUBLIC_URL
 
     @property
     def zone(self) -> ZoneInfo:

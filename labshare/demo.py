@@ -240,6 +240,10 @@ def run_demo(
         console.print("the database already holds data; not seeding")
 
     ctx = DemoContext(settings, host, port, env={**os.environ})
+    if settings.public_url is None:
+        # Feed links and mails name the address the demo listens at.
+        settings.public_url = ctx.url
+        ctx.env["LABSHARE_PUBLIC_URL"] = ctx.url
     stopping = threading.Event()
     # Both signals stop cleanly; SIGINT explicitly, since a shell may start us ignoring it.
     previous = {

@@ -24,6 +24,7 @@ from core.deps import CurrentUser, SessionDep, oauth2_scheme, wanted_user
 from core.errors import AppError, Unauthorized
 from core.models import User
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work
+from core.settings import get_settings
 
 ical_router = APIRouter(route_class=UnitOfWorkRoute, tags=["calendars"])
 router = APIRouter(route_class=UnitOfWorkRoute)
@@ -60,7 +61,8 @@ def _feed_response(request: Request, feed: Feed, *, public: bool) -> Response:
     return Response(feed.body, media_type="text/calendar; charset=utf-8", headers=headers)
 
 
-@ical_router.api_route("/ical/instruments/{instrument_id}.ics", methods=["GET", "HEAD"])
+@ical_router.head("/ical/instruments/{instrument_id}.ics", include_in_schema=False)
+@ical_router.get("/ical/instruments/{instrument_id}.ics")
 def instrument_calendar(session: SessionDep, request: Request, instrument_id: Id) -> Response:
     """The instrument's busy time as iCalendar: bookings and blackouts, no one's identity."""
     return _feed_response(
@@ -68,15 +70,17 @@ def instrument_calendar(session: SessionDep, request: Request, instrument_id: Id
     )
 
 
-@ical_router.api_route("/ical/users/{feed_token}.ics", methods=["GET", "HEAD"])
+@ical_router.head("/ical/users/{feed_token}.ics", include_in_schema=False)
+@ical_router.get("/ical/users/{feed_token}.ics")
 def user_calendar(session: SessionDep, request: Request, feed_token: str) -> Response:
     """One person's bookings as iCalendar, by the secret token in their feed URL."""
     feed = ical.user_feed(session, feed_token=feed_token, base_url=_base(request))
     return _feed_response(request, feed, public=False)
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def _base(_request: Request) -> str:
+    # Never the Host header: a forged one would put an attacker's address in a feed link.
+    return get_settings().public_base
 
 
 def _links(request: Request, user: User) -> FeedLinks:

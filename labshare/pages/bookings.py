@@ -19,6 +19,7 @@ from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
 from core.routing import UnitOfWorkRoute
+from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Instrument
@@ -181,7 +182,7 @@ def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
     names: dict[int, str] = {}
     feed = None
     if domains.available("calendars"):
-        feed = f"{str(request.base_url).rstrip('/')}/ical/users/{user.feed_token}.ics"
+        feed = f"{get_settings().public_base}/ical/users/{user.feed_token}.ics"
     return render(
         request,
         "booking/mine.html",
