@@ -95,6 +95,24 @@ class Directory:
             info = GatewayInfo(row.id, row.lab_id, row.revoked_at is not None, ids or None)
         return info
 
+    def forget_revoked(self, engine: Engine, uids: set[str]) -> None:
+        """Drop from the cache those of `uids` that were revoked since they were cached, so a
+        revocation holds from the next batch on, not after the cache's `ttl`: one indexed
+        query a batch."""
+        cached = [
+            u for u in uids if (hit := self._gateways.get(u)) and hit[1] and not hit[1].revoked
+        ]
+        if not cached:
+            return
+        with engine.connect() as conn:
+            revoked = conn.execute(
+                sa.select(col(Gateway.uid)).where(
+                    col(Gateway.uid).in_(cached), col(Gateway.revoked_at).is_not(None)
+                )
+            ).scalars()
+            for uid in revoked:
+                self._gateways.pop(uid, None)
+
     def instrument(self, engine: Engine, code: str) -> tuple[int, int] | None:
         """(instrument id, lab id) for a code."""
         hit = self._instruments.get(code)
@@ -145,6 +163,12 @@ class Prepared:
     now: datetime
 
 
+def _gateway_of(topic: str, root: str) -> str:
+    """The gateway id a topic names, or "" (parse_topic says what is wrong with it)."""
+    prefix = root + "/"
+    return topic[len(prefix) :].split("/", 1)[0] if topic.startswith(prefix) else ""
+
+
 def prepare_batch(
     engine: Engine, directory: Directory, batch: list[Incoming], *, root: str = TOPIC_ROOT
 ) -> Prepared:
@@ -152,6 +176,7 @@ def prepare_batch(
     now = datetime.now(UTC)
     prepared = Prepared({}, [], [], 0, now)
     events = prepared.events
+    directory.forget_revoked(engine, {_gateway_of(item.topic, root) for item in batch})
     for item in batch:
         uid = None
         try:
