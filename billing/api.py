@@ -27,7 +27,7 @@ from core.deps import CurrentUser, NetworkAdmin, SessionDep
 from core.params import only_params
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
-from core.timeutil import parse_aware
+from core.timeutil import OptionalTimeQuery, parse_aware
 from instruments.models import CODE_PATTERN
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["billing"])
@@ -51,9 +51,7 @@ def list_rate_cards(
     session: SessionDep,
     instrument_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     lab: Annotated[str | None, Query(pattern=CODE_PATTERN)] = None,
-    at: Annotated[
-        str | None, Query(max_length=64, description="RFC 3339: cards in force then")
-    ] = None,
+    at: OptionalTimeQuery = None,
 ) -> list[RateCardPublic]:
     """Rate cards, with their history, of an instrument (own and category defaults) or a lab."""
     moment = parse_aware(at, field="at") if at else None

@@ -193,15 +193,18 @@ class InvoicePublic(BaseModel):
     payer: dict[str, object]
     status: str
     currency: str
-    subtotal: int
-    voucher_total: int
-    total: int
-    amount_paid: int
+    # The whole invoice's figures are for the payer's admins (and network admins): null in a
+    # view of one's own lines ("lines_scope": "own"), which carries `own_subtotal` instead.
+    subtotal: int | None
+    voucher_total: int | None
+    total: int | None
+    amount_paid: int | None
     line_count: int
     vouchers: list[VoucherLine]
     lines: list[InvoiceLine]
     # "all", or "own" when a researcher sees only their own lines of the institution's bill.
     lines_scope: str
+    own_subtotal: int | None = None
     stripe_invoice_id: str | None
     finalized_at: UTCDatetime | None
     paid_at: UTCDatetime | None

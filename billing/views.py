@@ -132,9 +132,16 @@ def lab_charges(session: Session, *, user: User, lab_code: str, period: str) -> 
 def invoice_public(
     session: Session, invoice: Invoice, *, scope: str, user: User | None, with_lines: bool = True
 ) -> InvoicePublic:
+    """The invoice as `scope` allows: "all" of it, or only `user`'s "own" lines and their
+    subtotal (an institution's totals are for its admins)."""
     payer = session.get(Institution, invoice.payer_institution_id)
     assert payer is not None and invoice.id is not None
-    own = user.id if scope == "own" and user is not None else None
+    own = scope == "own"
+    lines = (
+        invoice_lines(session, invoice, user_id=user.id if own and user else None)
+        if with_lines or own
+        else []
+    )
     return InvoicePublic(
         id=invoice.id,
         number=invoice.number,
@@ -142,18 +149,21 @@ def invoice_public(
         payer={"id": payer.id, "code": payer.code, "name": payer.name},
         status=invoice.status.value,
         currency=invoice.currency,
-        subtotal=invoice.subtotal,
-        voucher_total=invoice.voucher_total,
-        total=invoice.total,
-        amount_paid=invoice.amount_paid,
-        line_count=invoice.line_count,
-        vouchers=[
+        subtotal=None if own else invoice.subtotal,
+        voucher_total=None if own else invoice.voucher_total,
+        total=None if own else invoice.total,
+        amount_paid=None if own else invoice.amount_paid,
+        line_count=len(lines) if own else invoice.line_count,
+        vouchers=[]
+        if own
+        else [
             VoucherLine(programme=p.code, name=p.name, amount=amount)
             for p, amount in redemptions_by_programme(session, invoice.id)
         ],
-        lines=invoice_lines(session, invoice, user_id=own) if with_lines else [],
+        lines=lines,
         lines_scope=scope,
-        stripe_invoice_id=invoice.stripe_invoice_id,
+        own_subtotal=sum(line.amount for line in lines) if own else None,
+        stripe_invoice_id=None if own else invoice.stripe_invoice_id,
         finalized_at=invoice.finalized_at,
         paid_at=invoice.paid_at,
     )
@@ -164,7 +174,17 @@ def invoice_get(session: Session, *, user: User, invoice_id: int) -> tuple[Invoi
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
         raise InvoiceNotFound(invoice_id)
-    return invoice, _scope(user, invoice)
+    scope = _scope(user, invoice)
+    if (
+        scope == "own"
+        and not session.exec(
+            select(Charge.id).where(Charge.invoice_id == invoice.id, Charge.user_id == user.id)
+        ).first()
+    ):
+        # Being of the payer's institution is not enough: a researcher or lab manager with
+        # no line on it has nothing of theirs to see.
+        raise NotYourInvoice()
+    return invoice, scope
 
 
 def invoices_list(
@@ -191,9 +211,7 @@ def invoices_list(
     result = []
     for invoice in session.exec(query).all():
         scope = _scope(user, invoice)
-        # A researcher's view is only worth showing with lines of theirs on it.
-        lines_needed = with_lines or scope == "own"
-        view = invoice_public(session, invoice, scope=scope, user=user, with_lines=lines_needed)
+        view = invoice_public(session, invoice, scope=scope, user=user, with_lines=with_lines)
         if scope == "own" and not view.lines:
             continue
         if not with_lines:
@@ -244,7 +262,10 @@ def invoice_csv(view: InvoicePublic) -> str:
                 "yes" if line.voucher_eligible else "no",
             ]
         )
+    if view.lines_scope == "own":
+        writer.writerow(_summary_row(view, "Your subtotal", view.own_subtotal or 0))
     if view.lines_scope == "all":
+        assert view.subtotal is not None and view.total is not None
         writer.writerow(_summary_row(view, "Subtotal", view.subtotal))
         for voucher in view.vouchers:
             label = f"Innovation voucher {voucher.programme}: {voucher.name}"

@@ -311,6 +311,7 @@ ZH.update(
         "total": "合计",
         "after vouchers of {amount}": "已抵扣创新券 {amount}",
         "You see your own lines of your institution's invoice.": "您看到的是本单位账单中您自己的明细。",
+        "your lines": "您的明细合计",
         "{n} lines": "{n} 条明细",
         "What": "项目",
         "Quantity": "数量",

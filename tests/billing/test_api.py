@@ -9,6 +9,7 @@ from datetime import timedelta
 from billing.invoices import invoice_run
 from core.db import session_scope
 from core.models import Role
+from instruments.models import Institution
 from tests.billing.helpers import NOV, book, create_user
 from tests.factories import auth, create_lab
 
@@ -118,6 +119,22 @@ def test_invoices_for_payers_and_admins(client, session, net) -> None:
     own = client.get("/api/v1/invoices?period=2026-11", headers=auth(net.researcher)).json()
     assert [line["user"] for line in own[0]["lines"]] == [net.researcher.email]
     assert own[0]["lines_scope"] == "own"
+    # Trust boundaries: a researcher sees their own lines and their own subtotal, never the
+    # institution's totals; one with no line on an invoice does not see it at all.
+    assert own[0]["own_subtotal"] == 30000 and own[0]["line_count"] == 1
+    assert all(own[0][k] is None for k in ("subtotal", "voucher_total", "total", "amount_paid"))
+    r = client.get(f"/api/v1/invoices/{invoice['id']}", headers=auth(net.researcher))
+    assert r.status_code == 200 and r.json()["total"] is None
+    stranger = create_user(
+        session, institution=session.get(Institution, net.researcher.institution_id)
+    )
+    session.commit()
+    r = client.get(f"/api/v1/invoices/{invoice['id']}", headers=auth(stranger))
+    assert r.status_code == 403
+    assert client.get("/api/v1/invoices?period=2026-11", headers=auth(stranger)).json() == []
+    own_csv = client.get(f"/api/v1/invoices/{invoice['id']}.csv", headers=auth(net.researcher))
+    last = list(csv.reader(io.StringIO(own_csv.text)))[-1]
+    assert last[2] == "Your subtotal" and last[13] == "30000"
     r = client.get(f"/api/v1/invoices/{invoice['id']}", headers=auth(net.engineer))
     assert r.status_code == 403
     assert client.get("/api/v1/invoices/999999", headers=auth(net.admin)).status_code == 404
