@@ -42,7 +42,7 @@ from core.deps import Admin, NetworkAdmin, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
 from core.routing import UnitOfWorkRoute
-from core.timeutil import parse_aware
+from core.timeutil import OptionalTimeQuery, parse_aware
 
 router = APIRouter(route_class=UnitOfWorkRoute, prefix="/admin", tags=["admin"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -80,8 +80,8 @@ def list_audit(
     action: Annotated[
         str | None, Query(max_length=100, description="prefix, e.g. settlement.")
     ] = None,
-    since: Annotated[str | None, Query(max_length=40, description="RFC 3339")] = None,
-    until: Annotated[str | None, Query(max_length=40, description="RFC 3339")] = None,
+    since: OptionalTimeQuery = None,
+    until: OptionalTimeQuery = None,
     limit: Limit = DEFAULT_LIMIT,
     next: Next = None,
 ) -> Page[AuditEntryPublic]:

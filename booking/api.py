@@ -31,13 +31,13 @@ from core.deps import CurrentUser, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
 from core.routing import UnitOfWorkRoute
-from core.timeutil import parse_aware
+from core.timeutil import OptionalTimeQuery, TimeQuery, parse_aware
 from instruments.models import CODE_PATTERN
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["booking"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
-TimeParam = Annotated[str, Query(max_length=64, description="RFC 3339 with an offset")]
-OptionalTime = Annotated[str | None, Query(max_length=64, description="RFC 3339 with an offset")]
+TimeParam = TimeQuery
+OptionalTime = OptionalTimeQuery
 CONFLICT_DOC: dict[int | str, dict[str, Any]] = {
     409: {"description": "not free: conflicts and alternatives"}
 }

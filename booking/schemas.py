@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from booking.models import Booking, BookingStatus, WaitlistStatus
 from core.timeutil import UTCDatetime
@@ -13,8 +13,8 @@ Id = Field(ge=1, le=2**31 - 1)
 
 
 class _Interval(BaseModel):
-    start: AwareDatetime
-    end: AwareDatetime
+    start: UTCDatetime
+    end: UTCDatetime
 
     @model_validator(mode="after")
     def _ordered(self) -> _Interval:

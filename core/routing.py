@@ -191,6 +191,11 @@ def _run_in_thread(session: Session, fn: Callable[..., Any], kwargs: dict[str, A
                 level = logging.INFO if error.status_code < 500 else logging.ERROR
                 log.log(level, "%s %s: %s", fn.__module__, fn.__name__, exc, exc_info=exc)
                 raise error from exc
+            except OverflowError as exc:
+                # A number past what the database holds (an id past 64 bits on SQLite) or a
+                # time past what Python's dates hold: the client's input, not our fault.
+                session.rollback()
+                raise Invalid("a number or time in the request is out of range") from exc
             except BaseException:
                 session.rollback()
                 raise

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from core.deps import CurrentUser, LabManager, SessionDep
 from core.errors import Forbidden
 from core.models import Role
 from core.params import only_params
 from core.routing import UnitOfWorkRoute
-from core.timeutil import parse_aware
+from core.timeutil import TimeQuery, parse_aware
 from instruments.models import CODE_PATTERN
 from telemetry import badges, review, service
 from telemetry.models import Badge
@@ -28,7 +28,7 @@ from telemetry.schemas import (
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["telemetry"])
 InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 LabCode = Annotated[str, Path(pattern=CODE_PATTERN)]
-Time = Annotated[str, Query(max_length=64, description="RFC 3339 with an offset")]
+Time = TimeQuery
 
 
 @router.get(
