@@ -12,7 +12,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core.errors import AppError
 from core.routing import UnitOfWorkRoute
 from core.security import read_access_token
-from labshare.pages import domains
 from labshare.pages.web import (
     CSRF_HEADER,
     SESSION_COOKIE,
@@ -24,26 +23,24 @@ from labshare.pages.web import (
 
 log = logging.getLogger(__name__)
 
-# Page modules, each a router, and the feature (labshare.pages.domains) each needs: a page
-# whose domain service is not in this build yet is left out rather than broken.
-MODULES: dict[str, str | None] = {
-    "account": None,
-    "catalog": None,
-    "bookings": "booking",
-    "lab": "booking",
-    "lab_usage": "telemetry",
-    "lab_instrument": "booking",
-    "lab_rates": "rates",
-    "lab_calendars": "calendar_import",
-    "live": "telemetry",
-    "invoices": "billing",
-    "admin": "admin",
-}
+# Page modules, each a router.
+MODULES = (
+    "account",
+    "catalog",
+    "bookings",
+    "lab",
+    "lab_usage",
+    "lab_instrument",
+    "lab_rates",
+    "lab_calendars",
+    "live",
+    "invoices",
+    "admin",
+)
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
-for _name, _feature in MODULES.items():
-    if _feature is None or domains.available(_feature):
-        router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)
+for _name in MODULES:
+    router.include_router(importlib.import_module(f"labshare.pages.{_name}").router)
 
 
 def _bearer_authenticates(request: Request) -> bool:

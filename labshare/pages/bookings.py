@@ -23,7 +23,6 @@ from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Instrument
-from labshare.pages import domains
 from labshare.pages.web import (
     Csrf,
     PageUser,
@@ -104,7 +103,6 @@ def book(
                 "start": start,
                 "end": end,
                 "purpose": purpose,
-                "can_wait": domains.available("waitlist"),
             },
             user=user,
             status_code=409,
@@ -180,9 +178,7 @@ def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
     own = [b for b in ahead if b.user_id == user.id]
     entries = waitlist.waitlist_list(session, user=user, status=WaitlistStatus.waiting)
     names: dict[int, str] = {}
-    feed = None
-    if domains.available("calendars"):
-        feed = f"{get_settings().public_base}/ical/users/{user.feed_token}.ics"
+    feed = f"{get_settings().public_base}/ical/users/{user.feed_token}.ics"
     return render(
         request,
         "booking/mine.html",

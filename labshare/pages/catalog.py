@@ -13,7 +13,6 @@ from core.pagination import decode_cursor, encode_cursor
 from core.routing import UnitOfWorkRoute
 from instruments import service as catalog
 from instruments.models import InstrumentStatus
-from labshare.pages import domains
 from labshare.pages.web import error_page, render
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
@@ -97,9 +96,6 @@ def instrument_page(
         {
             "i": view,
             "can_manage": user is not None and catalog.can_manage(user, instrument),
-            "can_book": domains.available("booking"),
-            "has_status": domains.available("telemetry"),
-            "has_waitlist": domains.available("waitlist"),
             "day_from": f"{first:02d}:00:00",
             "day_to": f"{min(last, 24):02d}:00:00",
         },

@@ -17,8 +17,8 @@ from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Lab
-from labshare.pages import domains
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, preload, render
+from telemetry import service as telemetry
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -69,10 +69,6 @@ def _instruments(session: Session, lab: Lab) -> list[Any]:
 
 
 def _statuses(session: Session, lab: Lab) -> dict[int, Any]:
-    if not domains.available("telemetry"):
-        return {}
-    from telemetry import service as telemetry
-
     return {s.instrument_id: s for s in telemetry.lab_status(session, lab_code=lab.code)}
 
 
@@ -80,11 +76,7 @@ def _statuses(session: Session, lab: Lab) -> dict[int, Any]:
 def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
     """The manager's desk: pending approvals, instruments with their live state, gateways."""
     lab = my_lab(session, user)
-    gateways: list[Any] = []
-    if domains.available("telemetry"):
-        from telemetry import service as telemetry
-
-        gateways = telemetry.gateway_list(session, lab_id=lab.id)
+    gateways = telemetry.gateway_list(session, lab_id=lab.id)
     instruments = _instruments(session, lab)
     pending, more = _pending(session, user, {i.id: i.name for i in instruments})
     return render(
@@ -99,7 +91,6 @@ def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLRe
             # itself answers without waiting for telemetry.
             "statuses": {},
             "gateways": gateways,
-            "has_telemetry": domains.available("telemetry"),
         },
         user=user,
     )

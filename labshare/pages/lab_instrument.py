@@ -11,8 +11,10 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.datastructures import FormData
 
+from billing import rates
 from booking import blackouts as lab_blackouts
 from booking import qualifications
+from booking.calendars import imports as calendar_import
 from booking.schemas import BlackoutCreate, QualificationGrant
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
@@ -22,7 +24,6 @@ from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Instrument, InstrumentStatus, PayerClass, RateUnit
 from instruments.schemas import BookingRules, InstrumentUpdate, OpeningInterval
-from labshare.pages import domains
 from labshare.pages.lab import people
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, parse_local, render
 
@@ -85,24 +86,15 @@ def _page(
 
 
 def _calendars(session: Session, user: User, instrument_id: int) -> dict[str, Any]:
-    """The instrument's imported calendars, when calendar import is in this build."""
-    if not domains.available("calendar_import"):
-        return {"has_import": False}
-    from booking.calendars import imports as calendar_import
-
+    """The instrument's imported calendars."""
     sources = calendar_import.calendar_source_list(session, user=user, instrument_id=instrument_id)
-    return {"has_import": True, "calendars": sources}
+    return {"calendars": sources}
 
 
 def _rate_cards(session: Session, instrument_id: int) -> dict[str, Any]:
-    """The instrument's rate cards, newest first, when billing is in this build."""
-    if not domains.available("rates"):
-        return {"has_rates": False}
-    from billing import rates
-
+    """The instrument's rate cards, newest first."""
     cards = rates.rate_cards_list(session, instrument_id=instrument_id)
     return {
-        "has_rates": True,
         "rate_cards": sorted(cards, key=lambda c: c.effective_from, reverse=True),
         "payer_classes": [p.value for p in PayerClass],
         "units": [u.value for u in RateUnit],

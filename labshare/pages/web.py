@@ -213,16 +213,13 @@ FLASH = {
 
 
 def nav_for(user: User | None) -> list[dict[str, str]]:
-    """The header's links for this person and the domains in this build."""
-    from labshare.pages import domains
-
+    """The header's links for this person."""
     if user is None:
         return []
-    items = []
-    if domains.available("booking"):
-        items.append({"href": "/me/bookings", "label": "My bookings"})
-    if domains.available("billing"):
-        items.append({"href": "/me/invoices", "label": "Invoices"})
+    items = [
+        {"href": "/me/bookings", "label": "My bookings"},
+        {"href": "/me/invoices", "label": "Invoices"},
+    ]
     if user.role == Role.lab_manager:
         items.append({"href": "/lab", "label": "My lab"})
     if user.role == Role.network_admin:

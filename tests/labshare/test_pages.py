@@ -142,15 +142,6 @@ def test_pages_work_by_keyboard_and_on_a_phone(client: TestClient, session: Sess
             assert f'for="{input_id}"' in html, f"{path}: #{input_id} has no label"
 
 
-def test_every_domains_pages_are_in_this_build() -> None:
-    """A renamed service function would silently drop its pages: fail here instead."""
-    from labshare.pages import MODULES, domains
-
-    missing = [f for f in domains.FEATURES if not domains.available(f)]
-    assert not missing, f"pages left out because their services are missing: {missing}"
-    assert all(feature is None or feature in domains.FEATURES for feature in MODULES.values())
-
-
 def test_only_a_bearer_token_that_authenticates_skips_csrf(
     client: TestClient, session: Session
 ) -> None:
