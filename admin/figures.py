@@ -8,7 +8,6 @@ a session with no known person does not.
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,44 +19,13 @@ from sqlmodel import Session, col
 from admin.models import EvaluationResult, InstrumentEvaluation
 from admin.policy import largest_remainder_int
 from billing.models import Charge, Invoice, VoucherRedemption
-from billing.periods import period_bounds
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime, is_postgres
-from core.errors import Invalid
 from core.models import User
+from core.periods import Period
 from core.settings import get_settings
 from instruments.models import Instrument, Lab, OpeningHours, Qualification
 from telemetry.models import BILLABLE_REVIEWS, UsageSession
-
-YEAR_OR_MONTH = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
-
-
-@dataclass(frozen=True)
-class Period:
-    """A month (`YYYY-MM`) or a year (`YYYY`) in the network's time zone."""
-
-    label: str
-    start: datetime
-    end: datetime
-    months: tuple[str, ...]
-
-
-def period_parse(value: str, *, allow_year: bool = False) -> Period:
-    """The period's UTC bounds and its billing months; Invalid (422) on a bad label."""
-    if (
-        not isinstance(value, str)
-        or not YEAR_OR_MONTH.match(value)
-        or (len(value) == 4 and not allow_year)
-    ):
-        shape = "YYYY-MM or YYYY" if allow_year else "YYYY-MM"
-        raise Invalid(f"period {value!r} is not written {shape}")
-    if not 2000 <= int(value[:4]) <= 2200:
-        raise Invalid(f"period {value!r} is out of range")
-    if len(value) == 7:
-        start, end = period_bounds(value)
-        return Period(value, start, end, (value,))
-    months = tuple(f"{value}-{m:02d}" for m in range(1, 13))
-    return Period(value, period_bounds(months[0])[0], period_bounds(months[-1])[1], months)
 
 
 def _at(value: datetime) -> Any:
@@ -342,17 +310,6 @@ class MonthFigures:
     used_seconds: int
     external_seconds: int
     booked_seconds: int
-
-
-def months_range(first: str, last: str) -> list[Period]:
-    """Every month from `first` to `last` (both `YYYY-MM`, inclusive), in order."""
-    start, end = period_parse(first), period_parse(last)
-    year, month = int(start.label[:4]), int(start.label[5:])
-    out = [start]
-    while out[-1].label < end.label:
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        out.append(period_parse(f"{year:04d}-{month:02d}"))
-    return out
 
 
 def by_month(session: Session, months: list[Period]) -> dict[str, MonthFigures]:

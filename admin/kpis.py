@@ -11,6 +11,7 @@ from sqlmodel import Session, col
 from admin import figures as fig
 from billing.models import Invoice, VoucherRedemption
 from core.errors import Invalid
+from core.periods import Period, months_range
 from core.settings import get_settings
 from instruments.models import Category, Institution, Lab
 
@@ -43,7 +44,7 @@ class InstrumentKpi:
         return round(self.used_seconds / self.open_seconds, 4) if self.open_seconds else 0.0
 
 
-def instrument_kpis(session: Session, period: fig.Period, currency: str) -> list[InstrumentKpi]:
+def instrument_kpis(session: Session, period: Period, currency: str) -> list[InstrumentKpi]:
     """Every instrument's figures, in id order (a handful of grouped queries)."""
     use = fig.usage(session, period)
     hours = fig.open_seconds(session, period)
@@ -116,7 +117,7 @@ def _groups(session: Session, items: list[InstrumentKpi], key: str) -> list[dict
     return out
 
 
-def vouchers_used(session: Session, period: fig.Period, currency: str) -> int:
+def vouchers_used(session: Session, period: Period, currency: str) -> int:
     """Voucher money redeemed on the period's invoices."""
     total = session.execute(
         sa.select(sa.func.coalesce(sa.func.sum(col(VoucherRedemption.amount)), 0))
@@ -128,7 +129,7 @@ def vouchers_used(session: Session, period: fig.Period, currency: str) -> int:
 
 def network_kpis(session: Session, *, period: str) -> dict[str, object]:
     """The network's KPIs for the month `YYYY-MM`."""
-    month = fig.period_parse(period)
+    month = Period.parse(period)
     currency = get_settings().currency
     items = instrument_kpis(session, month, currency)
     total = lambda attr: sum(getattr(k, attr) for k in items)  # noqa: E731
@@ -163,10 +164,10 @@ def network_kpis(session: Session, *, period: str) -> dict[str, object]:
 def network_trend(session: Session, *, first: str, last: str) -> list[dict[str, object]]:
     """Month by month from `first` to `last` (`YYYY-MM`, inclusive): the hours and utilisation
     `network_kpis` gives for each month, from one grouped pass over the range."""
-    start, end = fig.period_parse(first), fig.period_parse(last)
+    start, end = Period.parse(first), Period.parse(last)
     if end.start < start.start:
         raise Invalid(f"the range ends ({last}) before it starts ({first})")
-    months = fig.months_range(first, last)
+    months = months_range(first, last)
     if len(months) > TREND_MAX_MONTHS:
         raise Invalid(f"the range has {len(months)} months; at most {TREND_MAX_MONTHS}")
     figures = fig.by_month(session, months)

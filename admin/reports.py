@@ -9,11 +9,11 @@ import sqlalchemy as sa
 from openpyxl import Workbook
 from sqlmodel import Session, col
 
-from admin import figures as fig
 from admin.kpis import instrument_kpis
 from admin.models import Settlement, SettlementInstitution, SettlementInstrument
 from admin.settlement import settlement_get
 from core.exports import csv_text, sheet_append
+from core.periods import Period
 from core.settings import CURRENCY_EXPONENTS, get_settings
 from instruments.models import Category, Institution, Instrument, Lab
 
@@ -183,7 +183,7 @@ def settlement_xlsx(session: Session, *, settlement_id: int) -> bytes:
 
 def assessment_csv(session: Session, *, period: str) -> str:
     """The national-assessment figures per instrument for a month or a year."""
-    span = fig.period_parse(period, allow_year=True)
+    span = Period.parse(period, allow_year=True)
     currency = get_settings().currency
     names: dict[str, dict[int, str]] = {
         "category": {

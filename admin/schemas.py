@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from admin.models import EvaluationResult, PayoutStatus, SettlementStatus
-from billing.periods import PERIOD_PATTERN
 from core.models import Role
+from core.periods import PERIOD_PATTERN
 from core.timeutil import UTCDatetime
 from instruments.models import CODE_PATTERN, InstitutionKind
 

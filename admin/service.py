@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from admin import figures as fig
 from admin.kpis import instrument_kpis
 from admin.models import Settlement, SettlementInstitution, SettlementInstrument
 from admin.schemas import (
@@ -14,6 +13,7 @@ from admin.schemas import (
     SettlementInstrumentPublic,
     SettlementPublic,
 )
+from core.periods import Period
 from core.settings import get_settings
 from instruments.models import Institution
 
@@ -107,7 +107,7 @@ def instrument_kpis_page(
     session: Session, *, period: str, idle: bool | None, after: int | None, limit: int
 ) -> tuple[list[InstrumentKpiPublic], int | None]:
     """One page of per-instrument KPIs for the month, by instrument id."""
-    month = fig.period_parse(period)
+    month = Period.parse(period)
     rows = [
         k
         for k in instrument_kpis(session, month, get_settings().currency)

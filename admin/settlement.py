@@ -33,13 +33,14 @@ from billing.models import BillingPeriod, PeriodStatus
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict
+from core.periods import Period
 from core.timeutil import utcnow
 
 INSERT_CHUNK = 5000
 
 
 def settlement_inputs(
-    session: Session, *, period: fig.Period, policy: PolicyDocument
+    session: Session, *, period: Period, policy: PolicyDocument
 ) -> list[InstrumentFigures]:
     """The figures of every instrument active in the period; NothingToSettle when none is."""
     if is_postgres(session):
@@ -164,7 +165,7 @@ def _summary(settlement: Settlement) -> dict[str, object]:
 
 
 def _compute(
-    session: Session, settlement: Settlement, period: fig.Period, policy: PolicyDocument
+    session: Session, settlement: Settlement, period: Period, policy: PolicyDocument
 ) -> Allocation:
     figures = settlement_inputs(session, period=period, policy=policy)
     alloc = allocate(policy, figures)
@@ -189,7 +190,7 @@ def settlement_preview(
     note: str = "",
 ) -> Settlement:
     """Compute and store a preview settlement for the month under a policy (latest by default)."""
-    month = fig.period_parse(period)
+    month = Period.parse(period)
     policy_row = policy_resolve(session, policy_id)
     assert policy_row.id is not None
     settlement = Settlement(
@@ -234,7 +235,7 @@ def settlement_list(
     """Settlements newest first; returns the page and the id to continue after."""
     query = select(Settlement)
     if period:
-        query = query.where(Settlement.period == fig.period_parse(period).label)
+        query = query.where(Settlement.period == Period.parse(period).label)
     if after is not None:
         query = query.where(col(Settlement.id) < after)
     rows = list(session.exec(query.order_by(col(Settlement.id).desc()).limit(limit + 1)))
@@ -266,7 +267,7 @@ def settlement_update(
     policy_row = policy_resolve(session, policy_id or settlement.policy_id)
     settlement.policy_id = policy_row.id  # type: ignore[assignment]
     alloc = _compute(
-        session, settlement, fig.period_parse(settlement.period), policy_document(policy_row)
+        session, settlement, Period.parse(settlement.period), policy_document(policy_row)
     )
     for table in (SettlementInstrument, SettlementInstitution):
         session.execute(sa.delete(table).where(col(table.settlement_id) == settlement_id))
@@ -308,7 +309,7 @@ def settlement_finalize(
 ) -> Settlement:
     """Check the inputs are unchanged, post to the ledger, and make the settlement immutable."""
     settlement = _editable(session, settlement_id)
-    month = fig.period_parse(settlement.period)
+    month = Period.parse(settlement.period)
     if month.end > utcnow():
         raise Conflict(f"period {settlement.period} has not ended yet: it can only be previewed")
     billing_month = session.get(BillingPeriod, settlement.period, with_for_update={"read": True})

@@ -193,7 +193,7 @@ def _settlement(engine: Any) -> int:
     from admin.policy import policy_parse
     from admin.settlement import settlement_preview
     from core.db import session_scope
-    from labshare.pages.admin import last_month
+    from core.periods import last_month
 
     with session_scope(engine=engine) as session:
         policy = policy_create(
@@ -271,8 +271,8 @@ def pages(base: str, n: int, settlement_id: int | None) -> dict[str, dict[str, A
     import sqlalchemy as sa
 
     from core.db import get_engine
+    from core.periods import last_month
     from instruments.seed import DEMO_DOMAIN, DEMO_LAB
-    from labshare.pages.admin import last_month
 
     with get_engine().connect() as conn:
         busy = conn.execute(

@@ -16,8 +16,8 @@ from datetime import datetime
 from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
-from billing.periods import period_bounds
 from core.db import UTCDateTime
+from core.periods import period_bounds
 from core.timeutil import utcnow
 
 

@@ -13,7 +13,6 @@ from sqlmodel import col, select
 
 from billing.invoices import invoice_close, invoice_run
 from billing.models import Invoice, RateCard
-from billing.periods import parse_period
 from billing.rates import policy_set, rate_card_create, rates_sync
 from billing.schemas import ChargingPolicyIn, RateCardIn
 from billing.stripe_gateway import invoice_send, invoices_to_send, stripe_client
@@ -21,6 +20,7 @@ from billing.vouchers import ProgrammeIn, programme_create, programmes_list
 from core.cli_support import err_console, fail, reasons
 from core.db import session_scope
 from core.money import format_money
+from core.periods import parse_period
 from core.settings import get_settings
 
 invoices_app = typer.Typer(help="Monthly charges and invoices.", no_args_is_help=True)

@@ -5,11 +5,6 @@ from __future__ import annotations
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 
 
-class BadPeriod(Invalid):
-    def __init__(self, value: str) -> None:
-        super().__init__(f"period {value!r} is not a month written YYYY-MM")
-
-
 class PeriodClosed(Conflict):
     def __init__(self, period: str) -> None:
         super().__init__(f"billing period {period} is closed: its invoices are final")

@@ -23,10 +23,10 @@ from billing.models import (
     PeriodStatus,
     VoucherRedemption,
 )
-from billing.periods import parse_period, period_bounds
 from billing.vouchers import vouchers_apply
 from core.db import UTCDateTime
 from core.errors import Conflict, Invalid
+from core.periods import parse_period, period_bounds
 from core.settings import get_settings
 from core.timeutil import utcnow
 from telemetry.usage import usage_reconcile

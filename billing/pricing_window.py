@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 
 from billing.errors import Retroactive
 from billing.models import BillingPeriod, Charge, PeriodStatus
-from billing.periods import period_bounds
+from core.periods import period_bounds
 from core.timeutil import to_utc_z
 from instruments.models import Instrument
 

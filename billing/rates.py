@@ -19,7 +19,6 @@ from billing.models import (
     PeriodStatus,
     RateCard,
 )
-from billing.periods import period_of
 from billing.pricing_window import priced_until, require_not_retroactive
 from billing.schemas import (
     ChargingPolicyIn,
@@ -30,6 +29,7 @@ from billing.schemas import (
 from booking.models import Booking
 from core.errors import Conflict, NotFound
 from core.models import Role, User
+from core.periods import period_of
 from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments.errors import UnknownCode

@@ -9,13 +9,13 @@ from sqlmodel import Session, col, select
 
 from billing.errors import InvoiceNotFound, NotYourInvoice
 from billing.models import Charge, ChargeKind, Invoice
-from billing.periods import parse_period
 from billing.schemas import InvoiceLine, InvoicePublic, LabCharge, VoucherLine
 from billing.vouchers import redemptions_by_programme
 from core.errors import Forbidden
 from core.exports import SafeWriter
 from core.models import Role, User
 from core.money import format_money
+from core.periods import parse_period
 from core.settings import get_settings
 from instruments.errors import UnknownCode
 from instruments.models import Institution, Instrument, Lab

@@ -21,8 +21,8 @@ from billing.models import (
     VoucherProgramme,
     VoucherRedemption,
 )
-from billing.periods import parse_period, period_first_day
 from core.errors import Conflict, Invalid, NotFound
+from core.periods import parse_period, period_first_day
 from core.settings import CURRENCY_EXPONENTS
 
 

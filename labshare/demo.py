@@ -190,7 +190,8 @@ def seed_database(
 def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> None:
     """Bookings and usage around today, then a draft invoice run for the last full month."""
     from billing.invoices import invoice_run
-    from labshare.demo_history import previous_month, seed_history
+    from core.periods import last_month
+    from labshare.demo_history import seed_history
 
     started = time.perf_counter()
     with rich_reporter() as reporter, session_scope(engine=engine) as session:
@@ -202,7 +203,7 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
         f"({statuses}), {history.usage_sessions:,} usage sessions "
         f"({history.walk_ups:,} walk-ups), in {seconds:.1f} s"
     )
-    period = previous_month()
+    period = last_month()
     with session_scope(engine=engine) as session:
         report = invoice_run(session, period=period)
     console.print(

@@ -150,13 +150,6 @@ def _insert_bookings(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return ids
 
 
-def previous_month(now: datetime | None = None) -> str:
-    """The last complete billing month before `now`, as YYYY-MM (network time zone)."""
-    local = (now or utcnow()).astimezone(get_settings().zone)
-    last = local.date().replace(day=1) - timedelta(days=1)
-    return f"{last.year:04d}-{last.month:02d}"
-
-
 def _instruments(session: Session) -> list[_Inst]:
     rows = session.exec(
         select(

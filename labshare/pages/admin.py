@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -17,9 +17,9 @@ from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
 from core.pagination import decode_cursor, encode_cursor
+from core.periods import last_month, months_back
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
-from core.timeutil import utcnow
 from labshare.pages.lab import people
 from labshare.pages.web import Csrf, PageAdmin, back_to, error_page, render
 
@@ -27,23 +27,6 @@ router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")]
 TREND_MONTHS = 6
-
-
-def last_month(today: date | None = None) -> str:
-    """The latest finished month, `YYYY-MM`, in the network's zone."""
-    today = today or utcnow().astimezone(get_settings().zone).date()
-    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
-    return f"{year:04d}-{month:02d}"
-
-
-def months_back(period: str, count: int) -> list[str]:
-    """`count` months ending with `period`, oldest first."""
-    year, month = (int(p) for p in period.split("-"))
-    out = []
-    for _ in range(count):
-        out.append(f"{year:04d}-{month:02d}")
-        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
-    return out[::-1]
 
 
 def _subsidies(session: Session, period: str) -> dict[str, Any] | None:

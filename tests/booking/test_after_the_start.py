@@ -10,10 +10,10 @@ from sqlmodel import Session, select
 
 from billing.invoices import invoice_run
 from billing.models import Charge
-from billing.periods import period_of
 from booking.models import Booking, BookingStatus
 from core.db import session_scope
 from core.models import Role
+from core.periods import period_of
 from tests.factories import auth, create_institution, create_instrument, create_lab, create_user
 
 

@@ -8,6 +8,7 @@ the ends of the calendar) have their own named tests in test_hostile_input.py.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import pytest
@@ -20,7 +21,7 @@ from core.models import Role
 from instruments.models import Lab
 from tests.factories import auth, create_instrument, create_user
 
-EXAMPLES = 6
+EXAMPLES = int(os.environ.get("LABSHARE_FUZZ_EXAMPLES", "6"))
 # What may legitimately change the world under the fuzzer's feet, or answer slowly for
 # reasons of its own, is left to the named tests: signing out ends the token the fuzzer
 # signs in with; the webhook is Stripe's, tested with real signatures.

@@ -15,11 +15,12 @@ from billing.models import Invoice, InvoiceStatus
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from booking.timeline import on_grid
 from core.models import User
+from core.periods import last_month
 from core.settings import get_settings
 from instruments.models import Instrument, OpeningHours
 from instruments.seed import seed_network
 from labshare.cli import app
-from labshare.demo_history import DEMO_MAX, PAST_DAYS, previous_month, seed_history
+from labshare.demo_history import DEMO_MAX, PAST_DAYS, seed_history
 from telemetry.models import UsageKind, UsageSession
 from tests.conftest import _empty_all_tables
 
@@ -143,7 +144,7 @@ def test_invoice_run_after_history_makes_draft_invoices(engine: Engine, session:
     _seeded(engine, instruments=100)
     seed_history(session, seed=3, now=NOW)
     session.commit()
-    period = previous_month(NOW)
+    period = last_month(NOW)
     assert period == "2026-02"
     report = invoice_run(session, period=period)
     session.commit()
