@@ -29,9 +29,9 @@ def settle(
 ) -> None:
     """Sharing-subsidy and voucher settlement for a month: a preview, or --finalize it."""
     from admin.policies import policy_find_or_create
-    from admin.policy import policy_load
     from admin.reports import institution_rows, settlement_csv
     from admin.settlement import settlement_finalize, settlement_preview
+    from admin.subsidy import policy_load
 
     document = policy_load(policy) if policy else None
     with session_scope() as session:
@@ -65,7 +65,7 @@ def settle(
 @reasons
 def policy_check(path: Annotated[Path, typer.Argument(help="Policy YAML file")]) -> None:
     """Validate a subsidy policy file; exit 1 with the reason when it is bad."""
-    from admin.policy import policy_load
+    from admin.subsidy import policy_load
 
     doc = policy_load(path)
     typer.echo(f"ok: {doc.name}, budget {format_money(doc.budget, doc.currency)}")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from admin.models import EvaluationResult, InstrumentEvaluation
-from admin.policy import largest_remainder_int
+from admin.subsidy import largest_remainder_int
 from billing.models import Charge, Invoice, VoucherRedemption
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime, is_postgres

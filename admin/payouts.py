@@ -8,7 +8,6 @@ from typing import Any
 import stripe
 from sqlmodel import Session, col, select
 
-from admin.ledger import payout_post
 from admin.models import (
     ConnectedAccount,
     Payout,
@@ -17,6 +16,7 @@ from admin.models import (
     SettlementStatus,
 )
 from admin.settlement import settlement_get
+from admin.settlement_ledger import payout_post
 from core.audit import audit_record
 from core.errors import Conflict, Invalid
 from core.models import utcnow

@@ -6,7 +6,7 @@ from sqlmodel import Session, col, select
 
 from admin.errors import NoPolicy, PolicyNotFound
 from admin.models import SubsidyPolicy
-from admin.policy import PolicyDocument
+from admin.subsidy import PolicyDocument
 from core.audit import audit_record
 
 

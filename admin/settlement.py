@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 
 from admin import figures as fig
 from admin.errors import NothingToSettle, SettlementFinalized, SettlementNotFound
-from admin.ledger import settlement_post
 from admin.models import (
     Settlement,
     SettlementInstitution,
@@ -28,7 +27,8 @@ from admin.models import (
     SubsidyPolicy,
 )
 from admin.policies import policy_document, policy_resolve
-from admin.policy import Allocation, InstrumentFigures, PolicyDocument, allocate
+from admin.settlement_ledger import settlement_post
+from admin.subsidy import Allocation, InstrumentFigures, PolicyDocument, allocate
 from billing.models import BillingPeriod, PeriodStatus
 from core.audit import audit_record
 from core.db import is_postgres

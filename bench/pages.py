@@ -190,8 +190,8 @@ def _aware(value: Any) -> datetime:
 def _settlement(engine: Any) -> int:
     """A policy and last month's preview settlement, through the admin services."""
     from admin.policies import policy_create
-    from admin.policy import policy_parse
     from admin.settlement import settlement_preview
+    from admin.subsidy import policy_parse
     from core.db import session_scope
     from core.periods import last_month
 

@@ -128,8 +128,8 @@ def settle_in_this_process(url: str) -> None:
     """The measured part: preview then finalize, as `labshare settle --finalize` does."""
     os.environ["LABSHARE_DATABASE_URL"] = url
     from admin.policies import policy_create
-    from admin.policy import policy_parse
     from admin.settlement import settlement_finalize, settlement_preview
+    from admin.subsidy import policy_parse
     from core.db import session_scope
 
     with session_scope() as session:

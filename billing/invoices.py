@@ -29,7 +29,7 @@ from core.errors import Conflict, Invalid
 from core.periods import parse_period, period_bounds
 from core.settings import get_settings
 from core.timeutil import utcnow
-from telemetry.usage import usage_reconcile
+from telemetry.reconcile import usage_reconcile
 
 Progress = Callable[[str], None] | None
 

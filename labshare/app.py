@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 import admin.api
+import admin.management_api
 import billing.api
 import billing.pages
 import booking.api
@@ -66,6 +67,7 @@ def create_app() -> FastAPI:
     app.include_router(billing.api.router, prefix=API_PREFIX)
     app.include_router(billing.pages.router)
     app.include_router(admin.api.router, prefix=API_PREFIX)
+    app.include_router(admin.management_api.router, prefix=API_PREFIX)
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_pages(app)

@@ -107,7 +107,7 @@ def gateways_acl(
 @reasons
 def usage_reconcile_cmd() -> None:
     """Close silent sessions, mark no-shows, complete used bookings (the worker does this too)."""
-    from telemetry.usage import usage_reconcile
+    from telemetry.reconcile import usage_reconcile
 
     with session_scope() as session:
         result = usage_reconcile(session)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from core.db import session_scope
 from telemetry.metrics import IngestMetrics
 from telemetry.protocol import SHARED_GROUP, TOPIC_ROOT
+from telemetry.reconcile import usage_reconcile
 from telemetry.store import (
     BatchResult,
     Directory,
@@ -30,7 +31,6 @@ from telemetry.store import (
     prepare_batch,
     write_batch,
 )
-from telemetry.usage import usage_reconcile
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from admin.models import Settlement
 from admin.policies import policy_create
-from admin.policy import policy_parse
+from admin.subsidy import policy_parse
 from billing.models import BillingPeriod, PeriodStatus
 from core.models import Role
 from telemetry.models import UsageSession

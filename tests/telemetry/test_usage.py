@@ -19,8 +19,8 @@ from telemetry.models import (
     UsageSession,
 )
 from telemetry.protocol import encode, events_topic, presence_topic
+from telemetry.reconcile import usage_reconcile
 from telemetry.store import Directory, Incoming, write_batch
-from telemetry.usage import usage_reconcile
 from tests.factories import create_badge, create_instrument, create_user
 from tests.telemetry.conftest import Net
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from admin.policy import (
+from admin.subsidy import (
     InstrumentFigures,
     PolicyDocument,
     allocate,

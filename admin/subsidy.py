@@ -1,4 +1,5 @@
-"""Subsidy policy: its shape, its YAML file, and the pure arithmetic of a settlement.
+"""Subsidy policy (its shape and YAML file) and the pure arithmetic of a settlement: the
+reward formula, caps, pro rata scaling and largest-remainder rounding.
 
 Everything here is exact (Fractions) until the last step, which turns amounts into integer
 minor units by largest-remainder rounding with fixed tie-breaks, so the same inputs always
