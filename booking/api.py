@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from booking import blackouts, qualifications, service, waitlist
 from booking.availability import availability, slots_find
 from booking.idempotency import run_once
-from booking.models import BookingStatus, WaitlistStatus
+from booking.models import Booking, BookingStatus, WaitlistStatus
 from booking.schemas import (
     Availability,
     BlackoutCreate,
@@ -26,6 +26,7 @@ from booking.schemas import (
     Slots,
     WaitlistCreate,
     WaitlistPublic,
+    booking_public,
 )
 from core.deps import CurrentUser, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
@@ -97,6 +98,12 @@ def get_slots(
     )
 
 
+def _created(result: Booking | SeriesCreated) -> tuple[int, dict[str, Any]]:
+    """A new booking or series as the 201 answer (and what an Idempotency-Key replays)."""
+    shown = booking_public(result) if isinstance(result, Booking) else result
+    return 201, shown.model_dump(mode="json")
+
+
 @router.post(
     "/bookings",
     status_code=201,
@@ -117,7 +124,7 @@ def create_booking(
         user_id=user.id,
         key=idempotency_key,
         payload=data.model_dump(mode="json"),
-        action=lambda: service.booking_create(session, user=user, data=data),
+        action=lambda: _created(service.booking_create(session, user=user, data=data)),
     )
     headers = {"ETag": f'W/"{body["id"]}-{body["version"]}"'}
     if replayed:
@@ -151,7 +158,7 @@ def list_bookings(
         session, user=user, filters=filters, after=decode_cursor(next), limit=limit
     )
     return Page(
-        items=[service.booking_public(b) for b in rows],
+        items=[booking_public(b) for b in rows],
         next=encode_cursor(last) if last is not None else None,
     )
 
@@ -162,7 +169,7 @@ def get_booking(
 ) -> BookingPublic:
     """One booking (its owner or a manager of its lab), with its ETag."""
     booking = service.booking_get(session, user=user, booking_id=booking_id)
-    return _booking_response(service.booking_public(booking), service.etag(booking), response)
+    return _booking_response(booking_public(booking), service.etag(booking), response)
 
 
 @router.post("/bookings/{booking_id}/cancel", response_model=BookingPublic)
@@ -171,7 +178,7 @@ def cancel_booking(
 ) -> BookingPublic:
     """Cancel a booking; the freed time goes to the first waiting request that fits."""
     booking = service.booking_cancel(session, user=user, booking_id=booking_id)
-    return _booking_response(service.booking_public(booking), service.etag(booking), response)
+    return _booking_response(booking_public(booking), service.etag(booking), response)
 
 
 @router.patch("/bookings/{booking_id}", response_model=BookingPublic, responses=CONFLICT_DOC)
@@ -187,7 +194,7 @@ def reschedule_booking(
     booking = service.booking_reschedule(
         session, user=user, booking_id=booking_id, data=data, if_match=if_match
     )
-    return _booking_response(service.booking_public(booking), service.etag(booking), response)
+    return _booking_response(booking_public(booking), service.etag(booking), response)
 
 
 @router.post("/bookings/{booking_id}/approve", response_model=BookingPublic)
@@ -202,7 +209,7 @@ def approve_booking(
     booking = service.booking_approve(
         session, user=user, booking_id=booking_id, reason=data.reason if data else ""
     )
-    return _booking_response(service.booking_public(booking), service.etag(booking), response)
+    return _booking_response(booking_public(booking), service.etag(booking), response)
 
 
 @router.post("/bookings/{booking_id}/reject", response_model=BookingPublic)
@@ -217,7 +224,7 @@ def reject_booking(
     booking = service.booking_reject(
         session, user=user, booking_id=booking_id, reason=data.reason if data else ""
     )
-    return _booking_response(service.booking_public(booking), service.etag(booking), response)
+    return _booking_response(booking_public(booking), service.etag(booking), response)
 
 
 @router.post("/waitlist", response_model=WaitlistPublic, status_code=201)

@@ -21,7 +21,12 @@ from booking.errors import (
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.placement import check_all, expire_booking, initial_status, place, write
-from booking.schemas import BookingCreate, BookingPublic, BookingReschedule, booking_public
+from booking.schemas import (
+    BookingCreate,
+    BookingPublic,
+    BookingReschedule,
+    SeriesCreated,
+)
 from booking.series import series_create
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
@@ -45,8 +50,9 @@ def _etag_matches(header: str, booking: Booking) -> bool:
 
 def booking_create(
     session: Session, *, user: User, data: BookingCreate, now: datetime | None = None
-) -> tuple[int, dict[str, object]]:
-    """Book one time or, with `recurrence`, a series; returns the status code and the body."""
+) -> Booking | SeriesCreated:
+    """Book one time or, with `recurrence`, a series (SlotUnavailable and the rules' errors
+    otherwise); returns the booking, or the series with what it skipped."""
     now = now or utcnow()
     instrument = instrument_get(session, data.instrument_id, for_update=True)
     assert user.id is not None
@@ -55,7 +61,7 @@ def booking_create(
         pending = [b for b in created.bookings if b.status == BookingStatus.pending]
         if pending:
             _ask_managers_for_series(session, instrument, pending)
-        return 201, created.model_dump(mode="json")
+        return created
     if data.allow_partial:
         raise RuleViolation("allow_partial applies to a series (give recurrence)")
     booking = place(
@@ -69,7 +75,7 @@ def booking_create(
     )
     if booking.status == BookingStatus.pending:
         _ask_managers(session, instrument, booking)
-    return 201, booking_public(booking).model_dump(mode="json")
+    return booking
 
 
 def _lab_managers(session: Session, instrument: Instrument) -> list[int]:

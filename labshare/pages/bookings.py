@@ -14,7 +14,7 @@ from booking import service as bookings
 from booking import waitlist
 from booking.errors import SlotUnavailable
 from booking.models import Booking, BookingStatus, WaitlistStatus
-from booking.schemas import BookingCreate, BookingReschedule, WaitlistCreate
+from booking.schemas import BookingCreate, BookingReschedule, WaitlistCreate, booking_public
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
@@ -81,7 +81,8 @@ def book(
             end=parse_local(end, field="end"),
             purpose=purpose,
         )
-        _status, body = bookings.booking_create(session, user=user, data=data)
+        created = bookings.booking_create(session, user=user, data=data)
+        body = booking_public(created) if isinstance(created, Booking) else created
     except ValidationError as exc:
         return error_page(request, _invalid(exc), user=user)
     except SlotUnavailable as exc:
