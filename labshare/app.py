@@ -15,7 +15,6 @@ from fastapi.staticfiles import StaticFiles
 import admin.api
 import admin.management_api
 import billing.api
-import billing.pages
 import booking.api
 import booking.calendars.api
 import booking.notifications.api
@@ -65,7 +64,6 @@ def create_app() -> FastAPI:
     app.include_router(labshare.ops.router)
     app.include_router(labshare.ops.metrics_router)
     app.include_router(billing.api.router, prefix=API_PREFIX)
-    app.include_router(billing.pages.router)
     app.include_router(admin.api.router, prefix=API_PREFIX)
     app.include_router(admin.management_api.router, prefix=API_PREFIX)
 

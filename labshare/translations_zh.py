@@ -346,5 +346,22 @@ ZH.update(
         "No badges yet. Register one above: the person must belong to your institution, or have booked or been qualified on your instruments.": "还没有卡号。请在上方登记：持卡人须属于本单位，或预约过、或获得过本实验室仪器的资质。",
         "Confirmed: the session will be billed to that person.": "已确认：该记录将向此人计费。",
         "Dismissed: the session will never be billed.": "已驳回：该记录不会计费。",
+        # the printable invoice
+        "Invoice {number}": "账单 {number}",
+        "All invoices": "全部账单",
+        "Shown": "显示范围",
+        "only your own lines": "仅您本人的明细",
+        "User": "使用人",
+        "voucher eligible": "可用创新券",
+        "Your subtotal": "您的小计",
+        "Subtotal": "小计",
+        "Innovation voucher": "创新券",
+        "Total due": "应付合计",
+        "Download CSV": "下载 CSV",
+        "{n} h": "{n} 小时",
+        "{n} samples": "{n} 个样品",
+        "1 sample": "1 个样品",
+        "fee": "费用",
+        "No lines.": "无明细。",
     }
 )

@@ -37,3 +37,13 @@ def my_invoices(
         user=user,
         status_code=422 if error else 200,
     )
+
+
+@router.get("/billing/invoices/{invoice_id:int}", response_class=HTMLResponse)
+def invoice_page(
+    request: Request, session: SessionDep, user: PageUser, invoice_id: int
+) -> HTMLResponse:
+    """One invoice, printable: numbered lines, vouchers, total due (or your own subtotal)."""
+    invoice, scope = views.invoice_get(session, user=user, invoice_id=invoice_id)
+    view = views.invoice_public(session, invoice, scope=scope, user=user)
+    return render(request, "billing/invoice.html", {"invoice": view}, user=user)
