@@ -64,7 +64,8 @@ def plan_slots(
     qualification or quota, spread across instruments."""
     from sqlmodel import select
 
-    from booking.timeline import grid_starts, load_timelines
+    from booking.intervals import grid_starts
+    from booking.timeline import load_timelines
     from core.db import make_engine, session_scope
     from instruments.models import Instrument, InstrumentStatus
 

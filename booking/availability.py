@@ -13,8 +13,9 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from booking.errors import RuleViolation
+from booking.intervals import grid_starts, subtract
 from booking.schemas import Availability, BusyOut, IntervalOut, Slot, Slots
-from booking.timeline import Timeline, grid_starts, load_timeline, load_timelines, subtract
+from booking.timeline import Timeline, load_timeline, load_timelines
 from core.errors import Invalid
 from core.timeutil import utcnow
 from instruments.errors import UnknownCode

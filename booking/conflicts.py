@@ -9,17 +9,10 @@ from sqlalchemy import bindparam, case, exists, func, or_
 from sqlmodel import Session, col, select
 
 from booking.errors import RuleViolation, SlotUnavailable
+from booking.intervals import grid_starts
 from booking.models import ACTIVE_STATUSES, Booking
 from booking.rules import check_shape
-from booking.timeline import (
-    LONGEST_BOOKING,
-    Busy,
-    Timeline,
-    grid_starts,
-    load_timeline,
-    load_timelines,
-    zone,
-)
+from booking.timeline import LONGEST_BOOKING, Busy, Timeline, load_timeline, load_timelines, zone
 from core.db import UTCDateTime, is_postgres
 from core.timeutil import to_utc_z
 from instruments.models import (

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from dateutil.rrule import rrulestr
 
 from booking.errors import RuleViolation
-from booking.timeline import Interval
+from booking.intervals import Interval
 
 MAX_OCCURRENCES = 200
 # No rule looks further than the longest horizon a lab may set (instruments.schemas): this

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, col, select
 
 from booking.errors import NotQualified, RuleViolation
+from booking.intervals import Interval, on_grid
 from booking.models import ACTIVE_STATUSES, Booking
-from booking.timeline import Interval, on_grid
 from instruments.models import Instrument, InstrumentStatus, Qualification, qualification_in_force
 
 

@@ -9,11 +9,11 @@ import pytest
 from sqlmodel import Session, select
 
 from booking.errors import RuleViolation, SlotUnavailable
+from booking.intervals import align_up, expand_hours, merge, on_grid, subtract
 from booking.models import Booking
 from booking.placement import new_booking, write
 from booking.recurrence import expand
 from booking.rules import iso_weeks
-from booking.timeline import align_up, expand_hours, merge, on_grid, subtract
 from core.timeutil import utcnow
 from tests.booking.helpers import at
 from tests.factories import create_instrument, create_user

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from billing.invoices import invoice_run
 from billing.models import Invoice, InvoiceStatus
+from booking.intervals import on_grid
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
-from booking.timeline import on_grid
 from core.models import User
 from core.periods import last_month
 from core.settings import get_settings
