@@ -4,6 +4,7 @@ approve; on a phone and in Chinese too."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,6 +19,17 @@ from tests.e2e.conftest import Shots
 from tests.factories import PASSWORD, create_instrument, create_lab, create_user
 
 pytest.importorskip("playwright.sync_api")
+
+
+def _wait_for(page, expression: str, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until `expression` is true in the page. Playwright's wait_for_function evaluates
+    its string with eval(), which the pages' Content-Security-Policy rightly refuses;
+    page.evaluate goes through the debugger protocol instead."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        time.sleep(0.1)
 
 
 def _day() -> str:
@@ -113,7 +125,7 @@ def test_researcher_books_is_refused_and_takes_an_alternative(
     page.get_by_role("button", name="Book", exact=True).click()
     page.locator("#booked").wait_for()
     assert "14:00–15:00" in page.locator("#booked").inner_text()
-    page.wait_for_function("document.querySelectorAll('.fc-event.ev-booking').length >= 2")
+    _wait_for(page, "document.querySelectorAll('.fc-event.ev-booking').length >= 2")
     shots(page, "booked")
 
     _drag(page, day, "10:00", "10:30")
@@ -281,8 +293,8 @@ def test_admin_previews_a_settlement(
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/api/v1/admin/kpis" in r.url else None)
     page.goto(f"{live_server}/admin?period=2026-10")
-    page.wait_for_function("document.querySelector('[data-kpi=instruments]').textContent !== '…'")
-    page.wait_for_function("Chart.getChart('chart-trend') !== undefined")
+    _wait_for(page, "document.querySelector('[data-kpi=instruments]').textContent !== '…'")
+    _wait_for(page, "Chart.getChart('chart-trend') !== undefined")
     # The month's KPIs and the six-month trend: two requests, not one per month.
     assert sorted(u.split("/api/v1/admin/")[1] for u in asked) == [
         "kpis/trend?from=2026-05&to=2026-10",
