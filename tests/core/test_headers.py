@@ -18,6 +18,7 @@ def test_pages_and_api_carry_the_security_headers(client: TestClient, path: str)
     assert headers["referrer-policy"] == "same-origin"
     policy = headers["content-security-policy"]
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "font-src 'self' data:" in policy  # FullCalendar's embedded icon font
     assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
 
 
