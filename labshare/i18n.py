@@ -18,7 +18,33 @@ LANGUAGES = {"en": "English", "zh": "中文"}
 DEFAULT = "en"
 # The html lang attribute, and FullCalendar's locale, per language.
 HTML_LANG = {"en": "en", "zh": "zh-CN"}
-CATALOGS: dict[str, dict[str, str]] = {"en": {}, "zh": ZH}
+# English text is its own key, except the machine words pages show as they are stored
+# (statuses, states): those read as words.
+EN: dict[str, str] = {
+    "pending": "Pending",
+    "confirmed": "Confirmed",
+    "cancelled": "Cancelled",
+    "rejected": "Rejected",
+    "displaced": "Displaced",
+    "completed": "Completed",
+    "no_show": "No-show",
+    "draft": "Draft",
+    "sent": "Sent",
+    "paid": "Paid",
+    "partially_paid": "Partly paid",
+    "payment_failed": "Payment failed",
+    "in_use": "In use",
+    "idle": "Idle",
+    "fault": "Fault",
+    "offline": "Offline",
+    "online": "Online",
+    "active": "Active",
+    "maintenance": "In maintenance",
+    "retired": "Retired",
+    "preview": "Preview",
+    "finalized": "Finalized",
+}
+CATALOGS: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}
 
 Translate = Callable[..., str]
 

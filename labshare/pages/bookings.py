@@ -176,7 +176,12 @@ def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
         after=None,
         limit=100,
     )
+    active = {BookingStatus.pending, BookingStatus.confirmed}
     own = [b for b in ahead if b.user_id == user.id]
+    # Coming up is what will happen: a cancelled, rejected or displaced booking leaves it
+    # for a list of its own, and one that has begun is no longer ahead.
+    coming = [b for b in own if b.status in active and b.start_at > now]
+    changed = [b for b in own if b.status not in active]
     entries = waitlist.waitlist_list(session, user=user, status=WaitlistStatus.waiting)
     names: dict[int, str] = {}
     feed = f"{get_settings().public_base}/ical/users/{user.feed_token}.ics"
@@ -184,12 +189,13 @@ def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
         request,
         "booking/mine.html",
         {
-            "ahead": _rows(session, own),
+            "ahead": _rows(session, coming),
+            "changed": _rows(session, changed),
             "past": _rows(session, [b for b in past if b.user_id == user.id and b.end_at <= now]),
             "waiting": [
                 {"e": e, "name": _name_of(session, e.instrument_id, names)} for e in entries
             ],
-            "active": {BookingStatus.pending, BookingStatus.confirmed},
+            "active": active,
             "feed": feed,
         },
         user=user,

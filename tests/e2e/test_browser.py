@@ -151,13 +151,27 @@ def test_researcher_books_is_refused_and_takes_an_alternative(
     assert page.locator("#feed-url").input_value().endswith(".ics")
     shots(page, "my-bookings")
 
-    # Cancel the first one from the list, by keyboard.
+    # Cancel the first one from the list, by keyboard. It asks first: saying no keeps it.
     row = page.locator("table tbody tr[id^=booking-]").first
     row.locator("summary").focus()
     page.keyboard.press("Enter")
+    questions: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:  # type: ignore[no-untyped-def]
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    row.get_by_role("button", name="Cancel booking").focus()
+    page.keyboard.press("Enter")
+    assert questions and questions[0].startswith("Cancel this booking?")
+    assert page.get_by_role("heading", name="Coming up").is_visible()
+    page.once("dialog", lambda d: answer(d, True))
     row.get_by_role("button", name="Cancel booking").focus()
     page.keyboard.press("Enter")
     page.get_by_text("The booking is cancelled.").wait_for()
+    # The cancelled booking left "Coming up" for a list of its own.
+    assert page.locator("h2", has_text="Cancelled, rejected or displaced").is_visible()
     shots(page, "cancelled")
     context.close()
 
