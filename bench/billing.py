@@ -161,7 +161,7 @@ def timed(args: list[str], url: str) -> dict[str, object]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
     out = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "labshare"), *args],
+        [str(Path(sys.executable).parent / "labshare"), *args],
         env=env,
         capture_output=True,
         text=True,

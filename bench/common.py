@@ -6,6 +6,7 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,9 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = os.environ.get("LABSHARE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "bench-secret-key-bench-secret-key-0123456789"
-PYTHON = ROOT / ".venv" / "bin" / "python"
+# The environment running the benchmark serves the apps too (the README's .venv, or any).
+BIN = Path(sys.executable).parent
+PYTHON = BIN / "python"
 
 
 def pct(values: list[float], q: float) -> float:
@@ -99,7 +102,7 @@ def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> No
 def serve_labshare(url: str, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
     """`labshare serve` as users run it."""
     proc = subprocess.Popen(
-        [str(ROOT / ".venv/bin/labshare"), "serve", "--port", str(port), "--workers", str(workers)],
+        [str(BIN / "labshare"), "serve", "--port", str(port), "--workers", str(workers)],
         env={**os.environ, "LABSHARE_DATABASE_URL": url, "LABSHARE_SECRET_KEY": SECRET, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -113,7 +116,7 @@ def serve_baseline(url: str, port: int, workers: int) -> subprocess.Popen[bytes]
     """bench/baseline_app.py, served the same way (uvicorn, the same worker count)."""
     proc = subprocess.Popen(
         [
-            str(ROOT / ".venv/bin/uvicorn"), "baseline_app:app", "--port", str(port),
+            str(BIN / "uvicorn"), "baseline_app:app", "--port", str(port),
             "--workers", str(workers), "--no-access-log", "--log-level", "warning",
             "--timeout-keep-alive", "30",
         ],
