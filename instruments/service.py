@@ -48,6 +48,8 @@ class SearchFilters:
     institution: str | None = None
     lab: str | None = None
     status: InstrumentStatus | None = None
+    # Retired instruments cannot be booked: the pages leave them out unless asked for.
+    exclude_retired: bool = False
 
 
 def _ref(obj: Lab | Institution) -> Ref:
@@ -170,6 +172,8 @@ def instrument_search(
         page = page.where(Instrument.lab_id == _id_by_code(session, Lab, filters.lab, "lab"))
     if filters.status:
         page = page.where(Instrument.status == filters.status)
+    elif filters.exclude_retired:
+        page = page.where(Instrument.status != InstrumentStatus.retired)
     if after is not None:
         page = page.where(col(Instrument.id) > after)
     ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]

@@ -117,6 +117,8 @@ ZH.update(
         "None.": "无。",
         "Coming up": "即将到来",
         "Cancelled, rejected or displaced": "已取消、被拒绝或被占用",
+        "In service (not retired)": "在用(不含已停用)",
+        "Any, retired included": "全部(含已停用)",
         "Cancel this booking? The time goes to the next person waiting.": "确定取消这个预约吗?这段时间将交给候补中的下一位。",
         "Waitlist": "候补名单",
         "Leave the waitlist": "退出候补",

@@ -18,6 +18,8 @@ from labshare.pages.web import error_page, render
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PAGE_SIZE = 25
+# The status filter's "any, retired included"; no status at all means "not retired".
+ANY_STATUS = "all"
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -49,7 +51,8 @@ def home(
             category=form["category"] or None,
             institution=form["institution"] or None,
             lab=form["lab"] or None,
-            status=InstrumentStatus(status) if status else None,
+            status=InstrumentStatus(status) if status and status != ANY_STATUS else None,
+            exclude_retired=not status,
         )
         items, last = catalog.instrument_search(
             session, filters=filters, after=decode_cursor(next), limit=PAGE_SIZE

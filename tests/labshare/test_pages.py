@@ -33,6 +33,22 @@ def test_catalog_search_filters_and_pages(client: TestClient, session: Session) 
     assert bad.status_code == 422 and "no lab with the code" in bad.text
 
 
+def test_retired_instruments_are_hidden_unless_asked_for(
+    client: TestClient, session: Session
+) -> None:
+    from instruments.models import InstrumentStatus
+
+    create_instrument(session, name="Old Krios").status = InstrumentStatus.retired
+    create_instrument(session, name="New Krios")
+    session.commit()
+    default = client.get("/", params={"q": "krios"}).text
+    assert "New Krios" in default and "Old Krios" not in default
+    everything = client.get("/", params={"q": "krios", "status": "all"}).text
+    assert "New Krios" in everything and "Old Krios" in everything
+    retired = client.get("/", params={"q": "krios", "status": "retired"}).text
+    assert "Old Krios" in retired and "New Krios" not in retired
+
+
 def test_instrument_page_shows_rules_rates_and_calendar(
     client: TestClient, session: Session
 ) -> None:
