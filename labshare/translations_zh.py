@@ -368,5 +368,14 @@ ZH.update(
         "1 sample": "1 个样品",
         "fee": "费用",
         "No lines.": "无明细。",
+        # notifications
+        "Notifications": "通知",
+        "Mark all read": "全部标为已读",
+        "Mark read": "标为已读",
+        "new": "新",
+        "See the booking": "查看预约",
+        "Nothing yet. Approvals, displaced bookings and waitlist offers appear here.": "暂无通知。审批结果、被占用的预约和候补通知会显示在这里。",
+        "{n} unread": "{n} 条未读",
+        "All notifications are marked read.": "所有通知已标为已读。",
     }
 )

@@ -195,6 +195,7 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 # Messages a redirect may ask the next page to show (`?msg=key`); English is the i18n key.
 FLASH = {
+    "notifications-read": "All notifications are marked read.",
     "signed-out": "You are signed out.",
     "saved": "Saved.",
     "cancelled": "The booking is cancelled.",
@@ -231,6 +232,16 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
+def _unread(request: Request, user: User | None) -> int:
+    """The header's unread count: the signed-in person's unread notifications."""
+    if user is None:
+        return 0
+    from booking.notifications.service import notification_unread_count
+    from core.routing import request_session
+
+    return notification_unread_count(request_session(request), user=user)
+
+
 def render(
     request: Request,
     name: str,
@@ -253,6 +264,7 @@ def render(
         "msg": request.query_params.get("msg"),
         "flash": FLASH,
         "nav": nav_for(user),
+        "unread": _unread(request, user),
     }
     ctx.update(context or {})
     response = templates.TemplateResponse(request, name, ctx, status_code=status_code)

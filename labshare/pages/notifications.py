@@ -1,0 +1,40 @@
+"""A person's notifications: the inbox, newest first, with unread ones marked."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import HTMLResponse, Response
+
+from booking.notifications import service as notifications
+from core.deps import SessionDep
+from core.routing import UnitOfWorkRoute
+from labshare.pages.web import Csrf, PageUser, back_to, render
+
+router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
+SHOWN = 50
+Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+@router.get("/me/notifications", response_class=HTMLResponse)
+def inbox(request: Request, session: SessionDep, user: PageUser) -> HTMLResponse:
+    """What labshare told me: approvals, displacements, waitlist offers, newest first."""
+    items, _ = notifications.notification_list(
+        session, user=user, unread=None, before=None, limit=SHOWN
+    )
+    return render(request, "notifications/inbox.html", {"items": items}, user=user)
+
+
+@router.post("/me/notifications/read-all", dependencies=[Csrf])
+def read_all(session: SessionDep, user: PageUser) -> Response:
+    """Mark every unread notification read."""
+    notifications.notifications_mark_all_read(session, user=user)
+    return back_to("/me/notifications", "notifications-read")
+
+
+@router.post("/me/notifications/{notification_id}/read", dependencies=[Csrf])
+def read_one(session: SessionDep, user: PageUser, notification_id: Id) -> Response:
+    """Mark one notification read."""
+    notifications.notification_mark_read(session, user=user, notification_id=notification_id)
+    return back_to("/me/notifications")
