@@ -299,7 +299,7 @@ def test_admin_previews_a_settlement(
     page.get_by_label("Note").fill("October preview")
     page.get_by_role("button", name="Run preview").click()
     page.wait_for_url("**/admin/settlements/*")
-    assert page.locator("#settlement-status").inner_text() == "preview"
+    assert page.locator("#settlement-status").inner_text() == "Preview"  # statuses read as words
     lines = page.locator("#settlement-lines").inner_text()
     assert "Northwest University" in lines
     shots(page, "settlement-preview")
