@@ -120,6 +120,11 @@ def _elsewhere_statement(postgres: bool) -> Any:
     same_institution = (
         select(Lab.institution_id).where(col(Lab.id) == bindparam("lab_id")).scalar_subquery()
     )
+    preferred = (
+        case((col(Instrument.lab_id) == bindparam("lab_id"), 0), else_=1),
+        case((col(Lab.institution_id) == same_institution, 0), else_=1),
+        col(Instrument.id),
+    )
     candidates = (
         select(col(Instrument.id).label("id"))
         .join(Lab, col(Lab.id) == Instrument.lab_id)
@@ -131,11 +136,7 @@ def _elsewhere_statement(postgres: bool) -> Any:
             col(Instrument.max_minutes) >= bindparam("minutes"),
             or_(col(Instrument.qualification_required).is_(False), qualified),
         )
-        .order_by(
-            case((col(Instrument.lab_id) == bindparam("lab_id"), 0), else_=1),
-            case((col(Lab.institution_id) == same_institution, 0), else_=1),
-            col(Instrument.id),
-        )
+        .order_by(*preferred)
         .limit(bindparam("candidates"))
         .subquery("candidates")
     )
@@ -144,11 +145,7 @@ def _elsewhere_statement(postgres: bool) -> Any:
         .join(candidates, candidates.c.id == Instrument.id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .where(~booked, ~blacked_out)
-        .order_by(
-            case((col(Instrument.lab_id) == bindparam("lab_id"), 0), else_=1),
-            case((col(Lab.institution_id) == same_institution, 0), else_=1),
-            col(Instrument.id),
-        )
+        .order_by(*preferred)
         .limit(bindparam("limit"))
     )
 

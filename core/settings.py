@@ -30,6 +30,8 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+# Secret keys generated into (or read from) a data directory, once per process.
+_GENERATED_KEYS: dict[Path, str] = {}
 
 
 class Settings(BaseSettings):
@@ -158,14 +160,20 @@ class Settings(BaseSettings):
         """The secret key, generated once per data directory when none is set."""
         if self.secret_key:
             return self.secret_key
-        path = self.data_dir / "secret_key"
+        path = (self.data_dir / "secret_key").absolute()
+        # Every request verifies a token with it: read the file once per process.
+        known = _GENERATED_KEYS.get(path)
+        if known is not None:
+            return known
         if path.exists():
-            return path.read_text().strip()
+            key = _GENERATED_KEYS[path] = path.read_text().strip()
+            return key
         path.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
         path.write_text(key)
         path.chmod(0o600)
         log.warning("LABSHARE_SECRET_KEY is not set; generated one in %s", path)
+        _GENERATED_KEYS[path] = key
         return key
 
 

@@ -17,10 +17,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session, col, select
 
+from booking.notifications.service import notification_unread_count
 from core.deps import oauth2_scheme, wanted_user
 from core.errors import AppError, Forbidden, Invalid
 from core.models import Role, User
 from core.money import format_money
+from core.routing import request_session
 from core.settings import CURRENCY_EXPONENTS, get_settings
 from labshare import i18n
 
@@ -234,11 +236,8 @@ def is_htmx(request: Request) -> bool:
 
 def _unread(request: Request, user: User | None) -> int:
     """The header's unread count: the signed-in person's unread notifications."""
-    if user is None:
-        return 0
-    from booking.notifications.service import notification_unread_count
-    from core.routing import request_session
-
+    if user is None or is_htmx(request):
+        return 0  # a fragment has no header to show it in: spare the query
     return notification_unread_count(request_session(request), user=user)
 
 
