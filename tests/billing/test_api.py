@@ -146,6 +146,7 @@ def test_invoices_for_payers_and_admins(client, session, net) -> None:
     page = client.get(f"/billing/invoices/{invoice['id']}", headers=auth(net.academic_admin))
     assert page.status_code == 200 and "INV-2026-11-UNIV-B" in page.text
     assert "Total due" in page.text and "900.00 CNY" in page.text
+    assert ">1 h<" in page.text  # a line's quantity as people say it, not "60 minute"
 
 
 def test_lab_sees_who_used_what(client, session, net) -> None:
