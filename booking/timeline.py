@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, func
+from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -28,7 +28,7 @@ from booking.intervals import (
     subtract,
 )
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
-from core.db import UTCDateTime, is_postgres
+from core.db import UTCDateTime
 from core.settings import get_settings
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument, OpeningHours
@@ -160,16 +160,12 @@ def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) ->
     return out
 
 
-def _overlaps_active(session: Session, start: datetime, end: datetime) -> list[Any]:
-    """Bookings overlapping [start, end). PostgreSQL answers from the exclusion constraint's
-    GiST index (active bookings only, ranges); elsewhere the (instrument, start) index with
-    a lower bound from the longest booking a rule allows."""
-    if is_postgres(session):
-        return [
-            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(
-                func.tstzrange(start, end, "[)")
-            )
-        ]
+def _overlaps_active(start: datetime, end: datetime) -> list[Any]:
+    """Bookings overlapping [start, end), through the (instrument, start) b-tree index with a
+    lower bound from the longest booking a rule allows. On PostgreSQL this beats the
+    exclusion constraint's GiST index: its planner, given both, ANDs the b-tree with a
+    GiST scan of the range alone over every instrument (14 ms for one instrument's week on
+    the 1.3 M-booking network, against 0.1 ms; bench/booking.py)."""
     return [
         col(Booking.start_at) < end,
         col(Booking.start_at) > start - LONGEST_BOOKING,
@@ -177,7 +173,7 @@ def _overlaps_active(session: Session, start: datetime, end: datetime) -> list[A
     ]
 
 
-def _busy_one_statement(postgres: bool) -> Any:
+def _busy_one_statement() -> Any:
     """Blackouts and active bookings of one instrument overlapping [:s, :e), in one
     statement built once (its SQL is compiled once too, and prepared by psycopg)."""
     start, end = bindparam("s", type_=UTCDateTime()), bindparam("e", type_=UTCDateTime())
@@ -194,19 +190,11 @@ def _busy_one_statement(postgres: bool) -> Any:
         col(Blackout.start_at) < end,
         col(Blackout.end_at) > start,
     )
-    overlaps: list[Any]
-    if postgres:
-        overlaps = [
-            func.tstzrange(Booking.start_at, Booking.end_at, "[)").op("&&")(
-                func.tstzrange(start, end, "[)")
-            )
-        ]
-    else:
-        overlaps = [
-            col(Booking.start_at) < end,
-            col(Booking.start_at) > bindparam("since", type_=UTCDateTime()),
-            col(Booking.end_at) > start,
-        ]
+    overlaps = [
+        col(Booking.start_at) < end,
+        col(Booking.start_at) > bindparam("since", type_=UTCDateTime()),
+        col(Booking.end_at) > start,
+    ]
     bookings = sa_select(
         sa.literal("booking").label("kind"),
         col(Booking.start_at),
@@ -231,20 +219,17 @@ def _busy_one_statement(postgres: bool) -> Any:
     )
 
 
-_BUSY_ONE = {True: _busy_one_statement(True), False: _busy_one_statement(False)}
+_BUSY_ONE = _busy_one_statement()
 
 
 def load_busy_one(
     session: Session, instrument_id: int, start: datetime, end: datetime
 ) -> list[Busy]:
     """load_busy for a single instrument: one statement, blackouts and bookings together."""
-    params: dict[str, Any] = {"i": instrument_id, "s": start, "e": end}
-    postgres = is_postgres(session)
-    if not postgres:
-        params["since"] = start - LONGEST_BOOKING
+    params = {"i": instrument_id, "s": start, "e": end, "since": start - LONGEST_BOOKING}
     busy = [
         Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires)
-        for kind, s, e, booking_id, status, expires in session.execute(_BUSY_ONE[postgres], params)
+        for kind, s, e, booking_id, status, expires in session.execute(_BUSY_ONE, params)
     ]
     busy.sort(key=lambda b: b.start)
     return busy
@@ -277,7 +262,7 @@ def load_busy(
         ).where(
             col(Booking.instrument_id).in_(ids),
             col(Booking.status).in_(ACTIVE_STATUSES),
-            *_overlaps_active(session, start, end),
+            *_overlaps_active(start, end),
         )
     ).all()
     for instrument_id, booking_id, s, e, status, expires_at in bookings:
