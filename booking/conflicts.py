@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, case, exists, func, literal_column, or_
 from sqlmodel import Session, col, select
 
-from booking.errors import RuleViolation, SlotUnavailable
+from booking.errors import InTheWay, RuleViolation, SlotUnavailable
 from booking.intervals import grid_starts
 from booking.models import ACTIVE_STATUSES, Booking
 from booking.rules import check_shape
@@ -91,7 +91,7 @@ def _elsewhere_statement(postgres: bool) -> Any:
         # The bounds are a literal, not a parameter: the plan a prepared statement settles
         # on must see the index's own expression, tstzrange(start_at, end_at, '[)'), or it
         # filters every active booking of each candidate (4 ms a 409; bench/booking.py).
-        bounds = literal_column("'[)'")
+        bounds: Any = literal_column("'[)'")
         overlap = [
             func.tstzrange(Booking.start_at, Booking.end_at, bounds).op("&&")(
                 func.tstzrange(start, end, bounds)
@@ -258,6 +258,7 @@ def unavailable(
     ignore: int | None = None,
     message: str | None = None,
     timeline: Timeline | None = None,
+    raced: bool = False,
 ) -> SlotUnavailable:
     """The 409 for [start, end): what is in the way and where to go instead (`timeline`:
     what the check loaded, a day either side)."""
@@ -265,6 +266,11 @@ def unavailable(
     return SlotUnavailable(
         message or f"the time is not free ({', '.join(kinds)})",
         conflicts=[c.public() for c in conflicts],
+        in_the_way=[
+            InTheWay(c.kind, c.start, c.end, mine=c.user_id is not None and c.user_id == user_id)
+            for c in conflicts
+        ],
+        raced=raced,
         alternatives=alternatives(
             session,
             instrument,

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from core.errors import Conflict, Forbidden, Invalid, NotFound, PreconditionFailed
+
+
+@dataclass(frozen=True)
+class InTheWay:
+    """One conflict as the person asking reads it: what, when, and whether it is a booking
+    of their own. Pages word it; the API's `conflicts` never says whose."""
+
+    kind: str  # booking, blackout or closed
+    start: datetime
+    end: datetime
+    mine: bool = False
 
 
 class SlotUnavailable(Conflict):
@@ -16,9 +29,14 @@ class SlotUnavailable(Conflict):
         *,
         conflicts: list[dict[str, Any]],
         alternatives: list[dict[str, Any]] | None = None,
+        in_the_way: list[InTheWay] | None = None,
+        raced: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message, conflicts=conflicts, alternatives=alternatives or [], **extra)
+        self.in_the_way = in_the_way or []
+        # Taken between our check and our insert (the database refused the overlap).
+        self.raced = raced
 
 
 class RuleViolation(Invalid):

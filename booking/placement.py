@@ -151,6 +151,7 @@ def write(
             now=now,
             ignore=ignore,
             message="the time was taken a moment ago (booking)",
+            raced=True,
         )
 
 

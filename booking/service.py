@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
@@ -193,9 +194,13 @@ def booking_list(
     return rows, (rows[-1].id if more and rows else None)
 
 
-def _require_active(booking: Booking, action: str) -> None:
-    if booking.status not in ACTIVE_STATUSES:
-        raise RuleViolation(f"a {booking.status.value} booking cannot be {action}")
+def _require_active(booking: Booking, action: Literal["cancel", "reschedule"]) -> None:
+    if booking.status in ACTIVE_STATUSES:
+        return
+    status = booking.status.value
+    if action == "cancel":
+        raise RuleViolation(f"a {status} booking cannot be cancelled")
+    raise RuleViolation(f"a {status} booking cannot be rescheduled")
 
 
 def _touch(booking: Booking, now: datetime) -> None:
@@ -211,7 +216,7 @@ def booking_cancel(
     booking, instrument = _booking_and_instrument(
         session, user=user, booking_id=booking_id, lock=True
     )
-    _require_active(booking, "cancelled")
+    _require_active(booking, "cancel")
     if booking.start_at <= now and not manages(user, instrument):
         raise AlreadyStarted()
     booking.status = BookingStatus.cancelled
@@ -258,7 +263,7 @@ def booking_reschedule(
         raise IfMatchRequired()
     if not _etag_matches(if_match, booking):
         raise StaleVersion(etag(booking))
-    _require_active(booking, "rescheduled")
+    _require_active(booking, "reschedule")
     old = (booking.start_at, booking.end_at)
     check_all(
         session,

@@ -53,6 +53,9 @@ class Busy:
     booking_id: int | None = None
     status: str | None = None
     expires_at: datetime | None = None
+    # Whose booking it is: only ever compared with the person asking (their own booking
+    # reads as theirs on a refusal), never shown.
+    user_id: int | None = None
 
     def public(self) -> dict[str, str]:
         """What a 409 or an availability answer may say: when and what kind, not whose."""
@@ -185,6 +188,7 @@ def _busy_one_statement() -> Any:
         sa.null().label("id"),
         sa.null().label("status"),
         sa.null().label("expires_at"),
+        sa.null().label("user_id"),
     ).where(
         col(Blackout.instrument_id) == instrument,
         col(Blackout.start_at) < end,
@@ -202,6 +206,7 @@ def _busy_one_statement() -> Any:
         col(Booking.id),
         col(Booking.status),
         col(Booking.expires_at),
+        col(Booking.user_id),
     ).where(
         col(Booking.instrument_id) == instrument,
         col(Booking.status).in_(ACTIVE_STATUSES),
@@ -216,6 +221,7 @@ def _busy_one_statement() -> Any:
         both.c.id,
         both.c.status,
         sa.type_coerce(both.c.expires_at, UTCDateTime()),
+        both.c.user_id,
     )
 
 
@@ -228,8 +234,8 @@ def load_busy_one(
     """load_busy for a single instrument: one statement, blackouts and bookings together."""
     params = {"i": instrument_id, "s": start, "e": end, "since": start - LONGEST_BOOKING}
     busy = [
-        Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires)
-        for kind, s, e, booking_id, status, expires in session.execute(_BUSY_ONE, params)
+        Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires, uid)
+        for kind, s, e, booking_id, status, expires, uid in session.execute(_BUSY_ONE, params)
     ]
     busy.sort(key=lambda b: b.start)
     return busy
@@ -259,15 +265,16 @@ def load_busy(
             col(Booking.end_at),
             col(Booking.status),
             col(Booking.expires_at),
+            col(Booking.user_id),
         ).where(
             col(Booking.instrument_id).in_(ids),
             col(Booking.status).in_(ACTIVE_STATUSES),
             *_overlaps_active(start, end),
         )
     ).all()
-    for instrument_id, booking_id, s, e, status, expires_at in bookings:
+    for instrument_id, booking_id, s, e, status, expires_at, owner in bookings:
         busy[instrument_id].append(
-            Busy(s, e, "booking", booking_id, BookingStatus(status).value, expires_at)
+            Busy(s, e, "booking", booking_id, BookingStatus(status).value, expires_at, owner)
         )
     for items in busy.values():
         items.sort(key=lambda b: b.start)

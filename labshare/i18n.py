@@ -6,12 +6,16 @@ without a translation shows in English (a test lists the templates' keys that la
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from fastapi import Request
 
 from labshare.translations_zh import ZH
+from labshare.translations_zh_messages import MESSAGES_ZH
 
 LANG_COOKIE = "labshare_lang"
 LANGUAGES = {"en": "English", "zh": "中文"}
@@ -45,6 +49,8 @@ EN: dict[str, str] = {
     "finalized": "Finalized",
 }
 CATALOGS: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}
+# The services' messages (errors), matched by pattern: `labshare.translations_zh_messages`.
+MESSAGES: dict[str, dict[str, str]] = {"zh": MESSAGES_ZH}
 
 Translate = Callable[..., str]
 
@@ -77,12 +83,68 @@ def pick_language(request: Request) -> str:
     return _from_accept_language(request.headers.get("accept-language", "")) or DEFAULT
 
 
+def _unescape(text: str) -> str:
+    return text.replace("{{", "{").replace("}}", "}")
+
+
+@cache
+def _exact(lang: str) -> dict[str, str]:
+    """The messages without values, as they read (a key's `{{` is a literal brace)."""
+    return {
+        _unescape(english): _unescape(translated)
+        for english, translated in MESSAGES.get(lang, {}).items()
+        if not any(field is not None for _, field, _, _ in string.Formatter().parse(english))
+    }
+
+
+@cache
+def _patterns(lang: str) -> list[tuple[re.Pattern[str], str]]:
+    """Each message with values as a pattern, the most literal text first, so that
+    "no booking {0}" is tried before "{0}: {1}"."""
+    out: list[tuple[int, re.Pattern[str], str]] = []
+    for english, translated in MESSAGES.get(lang, {}).items():
+        parts = list(string.Formatter().parse(english))
+        if not any(field is not None for _, field, _, _ in parts):
+            continue
+        regex = "".join(
+            re.escape(literal) + ("(.+?)" if field is not None else "")
+            for literal, field, _, _ in parts
+        )
+        literal_size = sum(len(literal) for literal, _, _, _ in parts)
+        out.append((literal_size, re.compile(f"^{regex}$", re.S), translated))
+    out.sort(key=lambda item: -item[0])
+    return [(pattern, translated) for _, pattern, translated in out]
+
+
+def translate_message(lang: str, text: str, *, depth: int = 2) -> str:
+    """A service's message (English, with its values filled in) in `lang`: the message
+    itself if known, else the first pattern it matches, with each value translated too
+    when it is a known word or message. Unknown text stays as it is."""
+    messages = MESSAGES.get(lang)
+    if not messages or not text:
+        return text
+    known = _exact(lang).get(text) or CATALOGS.get(lang, {}).get(text)
+    if known is not None:
+        return known
+    if depth == 0:
+        return text
+    for pattern, translated in _patterns(lang):
+        found = pattern.match(text)
+        if found:
+            values = [translate_message(lang, v, depth=depth - 1) for v in found.groups()]
+            return translated.format(*values)
+    return text
+
+
 def translator(lang: str) -> Translate:
-    """`_("Hello {name}", name=...)`: the text in `lang`, formatted with the arguments."""
+    """`_("Hello {name}", name=...)`: the text in `lang`, formatted with the arguments. Text
+    no template knows, a service's message, is matched against the messages' patterns."""
     catalog = CATALOGS.get(lang, {})
 
     def _(text: str, **values: Any) -> str:
-        message = catalog.get(text, text)
+        message = catalog.get(text)
+        if message is None:
+            return translate_message(lang, text) if not values else text.format(**values)
         return message.format(**values) if values else message
 
     return _

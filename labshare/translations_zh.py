@@ -377,5 +377,11 @@ ZH.update(
         "Nothing yet. Approvals, displaced bookings and waitlist offers appear here.": "暂无通知。审批结果、被占用的预约和候补通知会显示在这里。",
         "{n} unread": "{n} 条未读",
         "All notifications are marked read.": "所有通知已标为已读。",
+        # a refusal, worded
+        "Someone else booked it a moment before you.": "就在您之前，别人刚刚预约了这个时段。",
+        "It overlaps your own booking {span}.": "与您自己的预约 {span} 重叠。",
+        "It overlaps another booking {span}.": "与另一个预约 {span} 重叠。",
+        "The instrument is blocked {span} (maintenance, a closure or training).": "仪器在 {span} 不可用（维护、停用或培训）。",
+        "The instrument is closed {span}.": "仪器在 {span} 不开放。",
     }
 )

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from booking import service as bookings
 from booking import waitlist
@@ -22,7 +22,8 @@ from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments import service as catalog
-from instruments.models import Instrument
+from instruments.models import Instrument, Lab
+from instruments.prices import prices_for
 from labshare.pages.web import (
     Csrf,
     PageUser,
@@ -43,6 +44,29 @@ PurposeField = Annotated[str, Form(max_length=1000)]
 def _invalid(exc: ValidationError) -> Invalid:
     first = exc.errors()[0]
     return Invalid(str(first.get("msg", "invalid input")).removeprefix("Value error, "))
+
+
+def _described(
+    session: Session, user: User, alternatives: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Alternatives with what tells equivalent instruments apart: name, code, lab, and the
+    price this person would pay."""
+    ids = sorted({int(a["instrument_id"]) for a in alternatives})
+    if not ids:
+        return []
+    rows = session.exec(
+        select(Instrument.id, Instrument.name, Instrument.code, Lab.name)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .where(col(Instrument.id).in_(ids))
+    ).all()
+    about = {i: (name, code, lab) for i, name, code, lab in rows}
+    price = prices_for(session, user, ids)
+    out = []
+    for a in alternatives:
+        name, code, lab = about.get(int(a["instrument_id"]), ("", "", ""))
+        out.append({**a, "name": name, "code": code, "lab": lab,
+                    "price": price.get(int(a["instrument_id"]))})  # fmt: skip
+    return out
 
 
 def _name_of(session: Session, instrument_id: int, cache: dict[int, str]) -> str:
@@ -88,16 +112,13 @@ def book(
     except SlotUnavailable as exc:
         # The refused request must not leave anything behind; the 409 explains and offers.
         session.rollback()
-        names: dict[int, str] = {}
-        alternatives = [
-            {**a, "name": _name_of(session, int(a["instrument_id"]), names)}
-            for a in exc.extra.get("alternatives", [])
-        ]
+        alternatives = _described(session, user, exc.extra.get("alternatives", []))
         return _fragment(
             request,
             "booking/_refused.html",
             {
-                "message": exc.message,
+                "in_the_way": exc.in_the_way,
+                "raced": exc.raced,
                 "conflicts": exc.extra.get("conflicts", []),
                 "alternatives": alternatives,
                 "instrument_id": instrument_id,
@@ -239,7 +260,8 @@ def move(
             "booking/result_page.html",
             {
                 "fragment": "booking/_refused.html",
-                "message": exc.message,
+                "in_the_way": exc.in_the_way,
+                "raced": exc.raced,
                 "conflicts": exc.extra.get("conflicts", []),
                 "alternatives": [],
                 "moving": True,

@@ -47,6 +47,14 @@ def local(value: datetime | str | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return value.astimezone(get_settings().zone).strftime(fmt)
 
 
+def local_span(start: datetime | str, end: datetime | str) -> str:
+    """A time range in the network's zone: the end's date only when it differs."""
+    first, last = local(start), local(end)
+    if first[:10] == last[:10]:
+        return f"{first}–{last[11:]}"  # noqa: RUF001  (an en dash, as pages write ranges)
+    return f"{first} – {last}"  # noqa: RUF001
+
+
 def local_input(value: datetime | str | None) -> str:
     """A time as a `datetime-local` input value in the network's zone."""
     return local(value, "%Y-%m-%dT%H:%M")
@@ -85,6 +93,7 @@ def money(amount: int | None, currency: str | None = None) -> str:
 templates.env.filters["local"] = local
 templates.env.filters["money"] = money
 templates.env.filters["local_input"] = local_input
+templates.env.globals["local_span"] = local_span
 
 
 # --- loading what a page shows about many rows --------------------------------------------

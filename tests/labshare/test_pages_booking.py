@@ -50,8 +50,9 @@ def test_book_refused_then_take_an_alternative(client: TestClient, session: Sess
     )
     assert refused.status_code == 409
     assert "That time cannot be booked." in refused.text
-    assert f"{day} 10:00–11:00 · booking" in refused.text
+    assert f"It overlaps another booking {day} 10:00–11:00." in refused.text
     assert first.email not in refused.text  # conflicts name nobody
+    assert "Orbitrap B" in refused.text and lab.name in refused.text  # told apart by lab
     offers = re.findall(
         r'action="/instruments/(\d+)/book".*?name="start" value="([^"]+)".*?name="end" value="([^"]+)"',
         refused.text,
@@ -72,6 +73,25 @@ def test_book_refused_then_take_an_alternative(client: TestClient, session: Sess
     session.expire_all()
     mine = session.exec(select(Booking).where(Booking.user_id == second.id)).all()
     assert [(b.instrument_id, b.status) for b in mine] == [(int(target), BookingStatus.confirmed)]
+
+
+def test_a_refusal_says_the_time_is_your_own_booking_in_chinese(
+    client: TestClient, session: Session
+) -> None:
+    instrument = create_instrument(session)
+    user = create_user(session)
+    browser, token = _client_for(client, user.email)
+    day = _day_after_tomorrow()
+    slot = {"start": f"{day}T10:00", "end": f"{day}T12:00", "csrf_token": token}
+    assert browser.post(f"/instruments/{instrument.id}/book", data=slot).status_code == 201
+    again = {**slot, "start": f"{day}T11:00", "end": f"{day}T13:00"}
+    english = browser.post(f"/instruments/{instrument.id}/book", data=again, headers=HTMX)
+    assert english.status_code == 409
+    assert f"It overlaps your own booking {day} 10:00–12:00." in english.text
+    browser.cookies.set("labshare_lang", "zh")
+    chinese = browser.post(f"/instruments/{instrument.id}/book", data=again, headers=HTMX)
+    assert f"与您自己的预约 {day} 10:00–12:00 重叠。" in chinese.text
+    assert "the time is not free" not in chinese.text
 
 
 def test_without_javascript_a_refusal_is_a_whole_page(client: TestClient, session: Session) -> None:
