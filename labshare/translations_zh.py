@@ -383,5 +383,8 @@ ZH.update(
         "It overlaps another booking {span}.": "与另一个预约 {span} 重叠。",
         "The instrument is blocked {span} (maintenance, a closure or training).": "仪器在 {span} 不可用（维护、停用或培训）。",
         "The instrument is closed {span}.": "仪器在 {span} 不开放。",
+        # a refused change, kept in place
+        "Not saved.": "未保存。",
+        "See the reason beside the form below.": "请查看下方表单旁的原因。",
     }
 )

@@ -247,7 +247,14 @@ MESSAGES_ZH: dict[str, str] = {
     "{0}: {1} has no UTC offset": "{0}：{1} 没有 UTC 偏移",
     "{0}: {1} is not an RFC 3339 time": "{0}：{1} 不是 RFC 3339 时间",
     "{0}: {1} {2}": "{0}：{1} {2}",
-    # the pages' own form checks (labshare.pages.web)
+    # the pages' own form checks (labshare.pages)
+    "unknown payer class or unit": "未知的付款类别或计价单位",
+    "{0}: {1} is not a date": "{0}：{1} 不是日期",
+    "your account manages no lab; ask a network administrator": "您的账户没有管理任何实验室；请联系平台管理员",
+    "the form expired or came from another site: reload the page and retry": "表单已过期或来自其他网站：请刷新页面后重试",
+    "weekly quota: a whole number of hours": "每周限额：请填写整数小时",
+    "{0}: give both opening and closing times": "{0}：请同时填写开放和关闭时间",
+    "{0}: times look like 08:30": "{0}：时间格式如 08:30",
     "{0}: {1} is not a date and time": "{0}：{1} 不是日期和时间",
     "{0}: {1} is not an amount in {2} decimals or fewer": "{0}：{1} 不是最多 {2} 位小数的金额",
 }

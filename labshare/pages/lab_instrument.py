@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import time, timedelta
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
@@ -30,6 +31,13 @@ from labshare.pages.web import Csrf, PageManager, back_to, error_page, parse_loc
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+async def _form(request: Request) -> FormData:
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(_form)]
 
 
 def _mine(session: Session, user: User, instrument_id: int) -> Instrument:
@@ -85,6 +93,48 @@ def _page(
     return render(request, "lab/instrument.html", context, user=user, status_code=status_code)
 
 
+# The sections of the edit page whose forms keep what was typed when it is refused.
+Section = Literal["details", "hours", "rates", "blackouts"]
+
+
+def _field_of(exc: ValidationError) -> str | None:
+    """The form field a validation error names, if it names one."""
+    loc = [str(p) for p in exc.errors()[0].get("loc", ()) if p not in ("body", "rules")]
+    return loc[-1] if loc else None
+
+
+def page_with_problem(
+    request: Request,
+    session: Session,
+    user: User,
+    instrument_id: int,
+    *,
+    section: Section,
+    problem: AppError,
+    form: FormData,
+    field: str | None = None,
+) -> HTMLResponse:
+    """The edit page again, the reason beside the section's form and what was typed kept
+    in it, instead of a page that loses the input. Nothing of the refused change stays."""
+    session.rollback()
+    try:
+        instrument = _mine(session, user, instrument_id)
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    typed = {k: v for k, v in form.multi_items() if isinstance(v, str) and k != "csrf_token"}
+    return _page(
+        request,
+        session,
+        user,
+        instrument,
+        extra={
+            "problem": {"section": section, "message": problem.message, "field": field},
+            "kept": {section: typed},
+        },
+        status_code=problem.status_code,
+    )
+
+
 def _calendars(session: Session, user: User, instrument_id: int) -> dict[str, Any]:
     """The instrument's imported calendars."""
     sources = calendar_import.calendar_source_list(session, user=user, instrument_id=instrument_id)
@@ -116,6 +166,7 @@ def save_details(
     session: SessionDep,
     user: PageManager,
     instrument_id: Id,
+    form: FormDep,
     name: Annotated[str, Form(max_length=200)],
     status: Annotated[str, Form(max_length=32)],
     slot_step_minutes: Annotated[int, Form()],
@@ -130,6 +181,9 @@ def save_details(
     qualification_required: Annotated[bool, Form()] = False,
 ) -> Response:
     """Save the instrument's description and booking rules."""
+    again = partial(
+        page_with_problem, request, session, user, instrument_id, section="details", form=form
+    )
     try:
         rules = BookingRules(
             slot_step_minutes=slot_step_minutes,
@@ -150,19 +204,14 @@ def save_details(
         )
         catalog.instrument_update(session, user=user, instrument_id=instrument_id, data=data)
     except ValidationError as exc:
-        return error_page(request, _invalid(exc), user=user)
+        return again(problem=_invalid(exc), field=_field_of(exc))
     except ValueError:
-        return error_page(request, Invalid("weekly quota: a whole number of hours"), user=user)
+        return again(
+            problem=Invalid("weekly quota: a whole number of hours"), field="weekly_quota_hours"
+        )
     except AppError as exc:
-        return error_page(request, exc, user=user)
+        return again(problem=exc)
     return back_to(f"/lab/instruments/{instrument_id}", "saved")
-
-
-async def _form(request: Request) -> FormData:
-    return await request.form()
-
-
-FormDep = Annotated[FormData, Depends(_form)]
 
 
 def _closing(value: str) -> time:
@@ -198,10 +247,14 @@ def save_hours(
             session, user=user, instrument_id=instrument_id, intervals=_intervals(form)
         )
     except ValidationError as exc:
-        return error_page(request, _invalid(exc), user=user)
+        problem: AppError = _invalid(exc)
     except AppError as exc:
-        return error_page(request, exc, user=user)
-    return back_to(f"/lab/instruments/{instrument_id}", "saved")
+        problem = exc
+    else:
+        return back_to(f"/lab/instruments/{instrument_id}", "saved")
+    return page_with_problem(
+        request, session, user, instrument_id, section="hours", problem=problem, form=form
+    )
 
 
 @router.post("/lab/instruments/{instrument_id}/blackouts", dependencies=[Csrf])
@@ -210,12 +263,16 @@ def add_blackout(
     session: SessionDep,
     user: PageManager,
     instrument_id: Id,
+    form: FormDep,
     start: Annotated[str, Form(max_length=40)],
     end: Annotated[str, Form(max_length=40)],
     kind: Annotated[str, Form(max_length=20)] = "maintenance",
     reason: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
     """Block time for maintenance or lab use; shows the bookings it displaced and their owners."""
+    again = partial(
+        page_with_problem, request, session, user, instrument_id, section="blackouts", form=form
+    )
     try:
         instrument = _mine(session, user, instrument_id)
         data = BlackoutCreate(
@@ -228,9 +285,9 @@ def add_blackout(
             session, user=user, instrument_id=instrument_id, data=data
         )
     except ValidationError as exc:
-        return error_page(request, _invalid(exc), user=user)
+        return again(problem=_invalid(exc), field=_field_of(exc))
     except AppError as exc:
-        return error_page(request, exc, user=user)
+        return again(problem=exc)
     from booking import service as bookings
 
     owners = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
@@ -14,7 +15,8 @@ from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.routing import UnitOfWorkRoute
 from instruments.models import PayerClass, RateUnit
-from labshare.pages.web import Csrf, PageManager, back_to, error_page, parse_money
+from labshare.pages.lab_instrument import FormDep, page_with_problem
+from labshare.pages.web import Csrf, PageManager, back_to, parse_money
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -26,12 +28,16 @@ def add_rate(
     session: SessionDep,
     user: PageManager,
     instrument_id: Id,
+    form: FormDep,
     payer_class: Annotated[str, Form(max_length=32)],
     unit: Annotated[str, Form(max_length=16)],
     amount: Annotated[str, Form(max_length=20)],
     minimum_charge: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
     """A new price from now on for one payer class; it supersedes the one in force."""
+    again = partial(
+        page_with_problem, request, session, user, instrument_id, section="rates", form=form
+    )
     try:
         data = RateCardIn(
             instrument_id=instrument_id,
@@ -43,9 +49,11 @@ def add_rate(
         rates.rate_card_create(session, user=user, data=data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        return error_page(request, Invalid(str(first.get("msg", "invalid"))), user=user)
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        return again(problem=Invalid(message))
     except ValueError:
-        return error_page(request, Invalid("unknown payer class or unit"), user=user)
+        return again(problem=Invalid("unknown payer class or unit"))
     except AppError as exc:
-        return error_page(request, exc, user=user)
+        field = "amount" if "price" in exc.message else None
+        return again(problem=exc, field=field)
     return back_to(f"/lab/instruments/{instrument_id}", "saved")

@@ -88,7 +88,7 @@ NOT_SHOWN = {
     "billing/ledger.py",
     "instruments/seed.py",
 }
-DOMAINS = ("booking", "instruments", "billing", "admin", "telemetry", "core")
+DOMAINS = ("booking", "instruments", "billing", "admin", "telemetry", "core", "labshare/pages")
 NOT_MESSAGES = {"fail", "RuntimeError", "ProtocolError", "AssertionError", "TypeError", "KeyError"}
 
 

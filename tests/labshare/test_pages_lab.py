@@ -165,6 +165,52 @@ def test_manager_edits_rules_and_opening_hours(client: TestClient, session: Sess
     assert "Mon 08:00–12:00" in public and "Sat 09:00–23:59" in public
 
 
+def test_a_refused_change_is_shown_beside_its_form_with_what_was_typed(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab, name="Cryo-EM")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    desk, token = _browser(client, manager.email)
+    url = f"/lab/instruments/{instrument.id}"
+
+    backwards = desk.post(
+        f"{url}/hours", data={"opens1_2": "17:00", "closes1_2": "09:00", "csrf_token": token}
+    )
+    assert backwards.status_code == 422
+    page = backwards.text
+    assert "Cryo-EM" in page and "Sorry" not in page  # the edit page, not a dead end
+    assert 'id="hours-error"' in page and "opens must be before closes" in page
+    assert 'name="opens1_2" value="17:00"' in page and 'name="closes1_2" value="09:00"' in page
+
+    price = desk.post(
+        f"{url}/rates",
+        data={"payer_class": "company", "unit": "hour", "amount": "12,5x", "csrf_token": token},
+    )
+    assert price.status_code == 422 and 'id="rates-error"' in price.text
+    assert 'value="12,5x" aria-invalid="true"' in price.text
+    assert '<option value="company" selected>' in price.text
+
+    rules = {
+        "name": "Cryo-EM Krios",
+        "status": "active",
+        "slot_step_minutes": "30",
+        "min_minutes": "60",
+        "max_minutes": "30",
+        "lead_minutes": "0",
+        "horizon_days": "30",
+        "csrf_token": token,
+    }
+    desk.cookies.set("labshare_lang", "zh")
+    refused = desk.post(url, data=rules)
+    assert refused.status_code == 422 and 'id="details-error"' in refused.text
+    assert "最长时长不能小于最短时长" in refused.text  # the validator's message, in Chinese
+    assert 'value="Cryo-EM Krios"' in refused.text  # the typed name is kept
+    session.rollback()
+    session.expire_all()
+    assert session.get(Instrument, instrument.id).name == "Cryo-EM"  # nothing was saved
+
+
 def test_manager_imports_a_calendar(client: TestClient, session: Session) -> None:
     lab = create_lab(session)
     instrument = create_instrument(session, lab=lab)
