@@ -292,8 +292,6 @@ def pages(base: str, n: int, settlement_id: int | None) -> dict[str, dict[str, A
     researcher = signed_in(base, f"researcher@{DEMO_DOMAIN}")
     manager = signed_in(base, f"manager@{DEMO_DOMAIN}")
     admin = signed_in(base, f"admin@{DEMO_DOMAIN}")
-    deep = anyone.get("/", params={"q": "spectr"}).text
-    cursor = re.search(r"next=([A-Za-z0-9_-]+)", deep)
     start = _aware(taken[0]).isoformat()
     end = _aware(taken[1]).isoformat()
     week = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -302,8 +300,9 @@ def pages(base: str, n: int, settlement_id: int | None) -> dict[str, dict[str, A
         ("catalog: text search", anyone, "GET", "/?q=mass", {}),
         ("catalog: category", anyone, "GET", "/?category=ms", {}),
         ("catalog: status filter", anyone, "GET", "/?status=maintenance", {}),
-        ("catalog: next page", anyone, "GET",
-         f"/?q=spectr&next={cursor.group(1) if cursor else ''}", {}),
+        ("catalog: next page", anyone, "GET", "/?q=spectr&page=2", {}),
+        ("catalog: signed in (prices)", researcher, "GET", "/?q=mass", {}),
+        ("find a free slot (category, 2 h)", researcher, "GET", "/find?category=ms&hours=2", {}),
         ("instrument page", anyone, "GET", f"/instruments/{busy}", {}),
         ("instrument page (last id)", anyone, "GET", f"/instruments/{last}", {}),
         ("instrument live status", anyone, "GET", f"/instruments/{busy}/live", {}),

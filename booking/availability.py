@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -186,3 +186,32 @@ def slots_find(
         for slot_start, instrument_id in found
     ]
     return Slots(items=items)
+
+
+def next_free(
+    session: Session,
+    instrument_ids: Sequence[int],
+    *,
+    within: timedelta = timedelta(days=14),
+    now: datetime | None = None,
+) -> dict[int, datetime]:
+    """When each active instrument can next be booked for its shortest booking, if within
+    `within` from now: what a catalog result shows beside the instrument."""
+    now = now or utcnow()
+    if not instrument_ids:
+        return {}
+    instruments = session.exec(
+        select(Instrument).where(
+            col(Instrument.id).in_(list(instrument_ids)),
+            col(Instrument.status) == InstrumentStatus.active,
+        )
+    ).all()
+    timelines = load_timelines(session, instruments, now, now + within)
+    out: dict[int, datetime] = {}
+    for instrument in instruments:
+        assert instrument.id is not None
+        length = timedelta(minutes=instrument.min_minutes)
+        first = next(_slots_of(timelines[instrument.id], now, now + within, length, now), None)
+        if first is not None:
+            out[instrument.id] = first[0]
+    return out

@@ -8,6 +8,7 @@ name of someone who never booked with the lab. A revoked grant keeps its reason.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import update
@@ -163,3 +164,28 @@ def qualifications_claim(session: Session, *, user: User) -> int:
         update(Qualification).where(*pending).values(user_id=user.id)
     )
     return int(result.rowcount or 0)
+
+
+def training_needed(session: Session, user: User | None, instrument_ids: Sequence[int]) -> set[int]:
+    """Of these instruments, those that need a qualification the person does not hold (all
+    that need one, for someone not signed in): a catalog marks them."""
+    if not instrument_ids:
+        return set()
+    needing = set(
+        session.exec(
+            select(Instrument.id).where(
+                col(Instrument.id).in_(list(instrument_ids)),
+                col(Instrument.qualification_required).is_(True),
+            )
+        ).all()
+    )
+    if not needing or user is None:
+        return {i for i in needing if i is not None}
+    held = session.exec(
+        select(Qualification.instrument_id).where(
+            Qualification.user_id == user.id,
+            col(Qualification.instrument_id).in_(needing),
+            qualification_in_force(),
+        )
+    ).all()
+    return {i for i in needing if i is not None} - set(held)

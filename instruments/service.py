@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, literal_column, or_
+from sqlalchemy import ColumnElement, case, delete, func, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -153,42 +153,42 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def instrument_search(
-    session: Session, *, filters: SearchFilters, after: int | None, limit: int
-) -> tuple[list[InstrumentSummary], int | None]:
-    """One page of the catalog, ordered by id; returns the items and the last id if more follow."""
-    # First the page's ids from the instrument table alone, then their details.
-    page = select(Instrument.id)
+def _where(session: Session, filters: SearchFilters) -> list[ColumnElement[bool]]:
+    """The conditions on the instrument table that the filters make."""
+    where: list[ColumnElement[bool]] = []
     if filters.q and filters.q.strip():
-        page = page.where(_text_match(session, filters.q.strip()))
+        where.append(_text_match(session, filters.q.strip()))
     if filters.category:
-        page = page.where(col(Instrument.category_id).in_(_category_ids(session, filters.category)))
+        where.append(col(Instrument.category_id).in_(_category_ids(session, filters.category)))
     if filters.institution:
         institution_id = _id_by_code(session, Institution, filters.institution, "institution")
-        page = page.where(
+        where.append(
             col(Instrument.lab_id).in_(select(Lab.id).where(Lab.institution_id == institution_id))
         )
     if filters.lab:
-        page = page.where(Instrument.lab_id == _id_by_code(session, Lab, filters.lab, "lab"))
+        where.append(col(Instrument.lab_id) == _id_by_code(session, Lab, filters.lab, "lab"))
     if filters.status:
-        page = page.where(Instrument.status == filters.status)
+        where.append(col(Instrument.status) == filters.status)
     elif filters.exclude_retired:
-        page = page.where(Instrument.status != InstrumentStatus.retired)
-    if after is not None:
-        page = page.where(col(Instrument.id) > after)
-    ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]
+        where.append(col(Instrument.status) != InstrumentStatus.retired)
+    return where
+
+
+def _summaries(session: Session, ids: list[int]) -> list[InstrumentSummary]:
+    """The catalog's view of these instruments, in the order of `ids`."""
+    if not ids:
+        return []
     # Plain columns rather than ORM objects: a page is read-only and this is the hot path.
     query = (
         sa_select(*_SUMMARY_COLUMNS)
         .join(Category, col(Category.id) == Instrument.category_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .join(Institution, col(Institution.id) == Lab.institution_id)
-        .where(col(Instrument.id).in_(ids[:limit]))
-        .order_by(col(Instrument.id))
+        .where(col(Instrument.id).in_(ids))
     )
     rows: Any = session.connection().execute(query)  # plain tuples, in _SUMMARY_COLUMNS order
-    items = [
-        InstrumentSummary(
+    by_id = {
+        row[0]: InstrumentSummary(
             id=row[0],
             code=row[1],
             name=row[2],
@@ -200,9 +200,56 @@ def instrument_search(
             institution=Ref(id=row[10], code=row[11], name=row[12]),
         )
         for row in rows
-    ]
+    }
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def instrument_search(
+    session: Session, *, filters: SearchFilters, after: int | None, limit: int
+) -> tuple[list[InstrumentSummary], int | None]:
+    """One page of the catalog, ordered by id; returns the items and the last id if more follow."""
+    # First the page's ids from the instrument table alone, then their details.
+    page = select(Instrument.id).where(*_where(session, filters))
+    if after is not None:
+        page = page.where(col(Instrument.id) > after)
+    ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]
+    items = _summaries(session, ids[:limit])
     more = len(ids) > limit
     return items, (items[-1].id if more and items else None)
+
+
+def _relevance(q: str) -> ColumnElement[int]:
+    """How well an instrument's own text matches `q`: its code exactly, then a name that
+    starts with it, a name that holds it, its maker or model; last, instruments found
+    through their category, lab or institution."""
+    text = q.strip().lower()
+    holds = _like_pattern(text)
+    starts = holds[1:]  # the same escaped text, anchored at the start
+    name = func.lower(col(Instrument.name))
+    return case(
+        (func.lower(col(Instrument.code)) == text, 0),
+        (name.like(starts, escape="\\"), 1),
+        (name.like(holds, escape="\\"), 2),
+        (func.lower(col(Instrument.manufacturer)).like(holds, escape="\\"), 3),
+        (func.lower(col(Instrument.model)).like(holds, escape="\\"), 3),
+        else_=4,
+    )
+
+
+def catalog_page(
+    session: Session, *, filters: SearchFilters, page: int, size: int
+) -> tuple[list[InstrumentSummary], int]:
+    """One numbered page of the catalog as people browse it, and how many match in all: the
+    best matches for `q` first, else by name."""
+    where = _where(session, filters)
+    total = session.exec(select(func.count()).select_from(Instrument).where(*where)).one()
+    order: list[Any] = [func.lower(col(Instrument.name)), col(Instrument.id)]
+    if filters.q and filters.q.strip():
+        order.insert(0, _relevance(filters.q))
+    ids = session.exec(
+        select(Instrument.id).where(*where).order_by(*order).offset((page - 1) * size).limit(size)
+    ).all()
+    return _summaries(session, [i for i in ids if i is not None]), total
 
 
 def instrument_get(session: Session, instrument_id: int, *, for_update: bool = False) -> Instrument:
@@ -365,3 +412,31 @@ def categories_list(session: Session) -> list[CategoryPublic]:
         )
         for c in categories
     ]
+
+
+def directory(session: Session) -> list[tuple[Ref, list[Ref]]]:
+    """Institutions with their labs, by name: what the catalog's pickers list. Only labs
+    that hold an instrument, and institutions with such a lab."""
+    rows = session.exec(
+        select(Institution, Lab)
+        .join(Lab, col(Lab.institution_id) == Institution.id)
+        .where(col(Lab.id).in_(select(Instrument.lab_id).distinct()))
+        .order_by(col(Institution.name), col(Lab.name))
+    ).all()
+    out: dict[int, tuple[Ref, list[Ref]]] = {}
+    for institution, lab in rows:
+        assert institution.id is not None
+        out.setdefault(institution.id, (_ref(institution), []))[1].append(_ref(lab))
+    return list(out.values())
+
+
+def lab_names(session: Session, instrument_ids: Sequence[int]) -> dict[int, str]:
+    """Each instrument's lab name: lists of slots and alternatives tell equal names apart."""
+    if not instrument_ids:
+        return {}
+    rows = session.exec(
+        select(Instrument.id, Lab.name)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .where(col(Instrument.id).in_(list(instrument_ids)))
+    ).all()
+    return {i: name for i, name in rows if i is not None}

@@ -386,5 +386,28 @@ ZH.update(
         # a refused change, kept in place
         "Not saved.": "未保存。",
         "See the reason beside the form below.": "请查看下方表单旁的原因。",
+        # the catalog as people browse it
+        "All of {group}": "{group}（全部）",
+        "Filters": "筛选",
+        "{n} instruments": "共 {n} 台仪器",
+        "{first}–{last} shown": "显示第 {first}–{last} 台",
+        "best matches first": "最匹配的在前",
+        "Find a free slot in this category": "在此类别中查找空闲时段",
+        "Find a free slot across a category": "按类别查找空闲时段",
+        "Next free": "最近空闲",
+        "Training needed": "需要培训",
+        "Ask the lab for training before you book": "预约前请先向实验室申请培训",
+        "Not in the next 14 days": "未来 14 天内无空闲",
+        "Sign in for your price": "登录查看您的价格",
+        "No instruments match. Try fewer words, another category, or “Any, retired included”.": "没有符合条件的仪器。请减少关键词、换一个类别，或选择“任意（含已退役）”。",
+        "Previous page": "上一页",
+        "Page {page} of {pages}": "第 {page} 页，共 {pages} 页",
+        "Find a free slot": "查找空闲时段",
+        "The earliest free times of that length on every instrument of a category, over two weeks.": "在某一类别的所有仪器上，查找两周内最早的、满足所需时长的空闲时段。",
+        "Choose…": "请选择…",
+        "Hours": "小时数",
+        "Find": "查找",
+        "Free slots": "空闲时段",
+        "No free time of that length in these two weeks. Try a shorter time, a later day or another category.": "这两周内没有满足该时长的空闲时间。请缩短时长、换一个日期或类别。",
     }
 )

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
+from booking import availability, qualifications
+from booking.schemas import Slot
 from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
-from core.pagination import decode_cursor, encode_cursor
 from core.routing import UnitOfWorkRoute
+from core.settings import get_settings
 from instruments import service as catalog
 from instruments.models import InstrumentStatus
+from instruments.prices import prices_for
+from instruments.schemas import InstrumentSummary
 from labshare.pages.web import error_page, render
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
@@ -20,6 +25,8 @@ InstrumentId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 PAGE_SIZE = 25
 # The status filter's "any, retired included"; no status at all means "not retired".
 ANY_STATUS = "all"
+# How far "find a free slot" looks from the day asked for.
+FIND_WINDOW = timedelta(days=14)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -32,12 +39,14 @@ def home(
     institution: Annotated[str | None, Query(max_length=64)] = None,
     lab: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=32)] = None,
-    next: Annotated[str | None, Query(max_length=200)] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
-    """The catalog: search by text, category, institution, lab and status."""
+    """The catalog: search by text, category, institution, lab and status; the best
+    matches first, each with when it is next free, its price for this person and whether
+    it needs training."""
     error = None
-    items: list = []
-    last = None
+    items: list[InstrumentSummary] = []
+    total = 0
     form = {
         "q": (q or "").strip(),
         "category": category or "",
@@ -54,23 +63,30 @@ def home(
             status=InstrumentStatus(status) if status and status != ANY_STATUS else None,
             exclude_retired=not status,
         )
-        items, last = catalog.instrument_search(
-            session, filters=filters, after=decode_cursor(next), limit=PAGE_SIZE
-        )
+        items, total = catalog.catalog_page(session, filters=filters, page=page, size=PAGE_SIZE)
     except AppError as exc:
         error = exc.message
     except ValueError:
         error = f"status: {status!r} is not one of {', '.join(s.value for s in InstrumentStatus)}"
+    ids = [i.id for i in items]
+    categories = catalog.categories_list(session)
     return render(
         request,
         "catalog/search.html",
         {
             "items": items,
+            "total": total,
+            "page": page,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+            "first_shown": (page - 1) * PAGE_SIZE + 1,
             "form": form,
             "statuses": [s.value for s in InstrumentStatus],
-            "categories": catalog.categories_list(session),
-            "next": encode_cursor(last) if last is not None else None,
-            "after": next,
+            "groups": [c for c in categories if c.parent is None],
+            "leaves": categories,
+            "directory": catalog.directory(session),
+            "next_free": availability.next_free(session, ids),
+            "prices": prices_for(session, user, ids),
+            "training": qualifications.training_needed(session, user, ids),
             "error": error,
         },
         user=user,
@@ -80,7 +96,11 @@ def home(
 
 @router.get("/instruments/{instrument_id}", response_class=HTMLResponse)
 def instrument_page(
-    request: Request, session: SessionDep, user: OptionalUser, instrument_id: InstrumentId
+    request: Request,
+    session: SessionDep,
+    user: OptionalUser,
+    instrument_id: InstrumentId,
+    at: Annotated[date | None, Query(description="open the calendar at this day")] = None,
 ) -> HTMLResponse:
     """One instrument: what it is, where, its rules, rates, opening hours and week calendar."""
     try:
@@ -101,6 +121,61 @@ def instrument_page(
             "can_manage": user is not None and catalog.can_manage(user, instrument),
             "day_from": f"{first:02d}:00:00",
             "day_to": f"{min(last, 24):02d}:00:00",
+            "initial_day": at.isoformat() if at else "",
         },
         user=user,
+    )
+
+
+@router.get("/find", response_class=HTMLResponse)
+def find_slot(
+    request: Request,
+    session: SessionDep,
+    user: OptionalUser,
+    category: Annotated[str | None, Query(max_length=64)] = None,
+    day: Annotated[date | None, Query(description="from this day (network zone)")] = None,
+    hours: Annotated[float, Query(gt=0, le=24 * 31)] = 1,
+    institution: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    """The earliest free slots of a length across a category's instruments, two weeks from
+    a day: what PPMS and iLab users look for first. Each books in one click."""
+    zone = get_settings().zone
+    start_day = day or datetime.now(zone).date()
+    start = datetime.combine(start_day, time(0), zone).astimezone(UTC)
+    slots: list[Slot] = []
+    error = None
+    if category:
+        try:
+            slots = availability.slots_find(
+                session,
+                category=category,
+                start=start,
+                end=start + FIND_WINDOW,
+                duration_minutes=round(hours * 60),
+                institution=institution or None,
+                limit=30,
+            ).items
+        except AppError as exc:
+            error = exc.message
+    ids = sorted({s.instrument_id for s in slots})
+    return render(
+        request,
+        "catalog/find.html",
+        {
+            "form": {
+                "category": category or "",
+                "day": start_day.isoformat(),
+                "hours": hours,
+                "institution": institution or "",
+            },
+            "slots": slots,
+            "categories": catalog.categories_list(session),
+            "directory": catalog.directory(session),
+            "labs": catalog.lab_names(session, ids),
+            "prices": prices_for(session, user, ids),
+            "training": qualifications.training_needed(session, user, ids),
+            "error": error,
+        },
+        user=user,
+        status_code=422 if error else 200,
     )

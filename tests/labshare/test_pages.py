@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from core.models import Role
-from tests.factories import create_instrument, create_lab, create_user
+from tests.factories import create_institution, create_instrument, create_lab, create_user
 from tests.labshare.pages_helpers import csrf_of, page_sign_in
 
 
@@ -31,6 +31,62 @@ def test_catalog_search_filters_and_pages(client: TestClient, session: Session) 
     assert "Cryo-EM Krios" in client.get("/", params={"category": "ms-lc", "q": "krios"}).text
     bad = client.get("/", params={"lab": "NOPE"})
     assert bad.status_code == 422 and "no lab with the code" in bad.text
+
+
+def test_catalog_results_come_best_first_with_what_people_choose_by(
+    client: TestClient, session: Session
+) -> None:
+    from instruments.models import Rate
+
+    lab = create_lab(session, name="Proteomics Core")
+    create_instrument(session, lab=lab, name="LC system", model="Orbitrap Exploris")
+    named = create_instrument(session, lab=lab, name="Orbitrap Eclipse")
+    trained = create_instrument(
+        session, lab=lab, name="Orbitrap Astral", qualification_required=True
+    )
+    create_instrument(session, lab=lab, name="Cryo-EM Krios")
+    # Another university's researcher pays the academic rate; a company the company rate.
+    session.add(Rate(instrument_id=named.id, payer_class="company", amount=90000, currency="cny"))
+    session.commit()
+    elsewhere = create_user(session, institution=create_institution(session))
+
+    signed_out = client.get("/", params={"q": "orbitrap"}).text
+    assert "3 instruments" in signed_out
+    # A name that starts with the words first (by name), a model that holds them last.
+    assert signed_out.index("Orbitrap Astral") < signed_out.index("Orbitrap Eclipse")
+    assert signed_out.index("Orbitrap Eclipse") < signed_out.index("LC system")
+    assert "Sign in for your price" in signed_out
+    row = signed_out.split("Orbitrap Astral", 1)[1].split("</tr>", 1)[0]
+    assert "Training needed" in row
+    assert f"/instruments/{trained.id}?at=" in row  # next free, opening the calendar there
+
+    browser = TestClient(client.app)
+    page_sign_in(browser, elsewhere.email)
+    mine = browser.get("/", params={"q": "orbitrap"}).text
+    eclipse = mine.split("Orbitrap Eclipse", 1)[1].split("</tr>", 1)[0]
+    assert "300.00 CNY / hour" in eclipse and "900.00" not in eclipse
+
+
+def test_find_a_free_slot_across_a_category_and_book_it(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session, name="Imaging Core")
+    krios = create_instrument(session, lab=lab, name="Krios G4", lead_minutes=0)
+    user = create_user(session)
+    browser = TestClient(client.app)
+    page_sign_in(browser, user.email)
+    assert "Find a free slot across a category" in browser.get("/").text
+    found = browser.get("/find", params={"category": "ms-lc", "hours": "2"})
+    assert found.status_code == 200 and "Krios G4" in found.text and "Imaging Core" in found.text
+    start = found.text.split('name="start" value="', 1)[1].split('"', 1)[0]
+    end = found.text.split('name="end" value="', 1)[1].split('"', 1)[0]
+    booked = browser.post(
+        f"/instruments/{krios.id}/book",
+        data={"start": start, "end": end, "csrf_token": csrf_of(browser)},
+    )
+    assert booked.status_code == 201 and "Booked." in booked.text
+    unknown = browser.get("/find", params={"category": "nope"})
+    assert unknown.status_code == 422 and "no category with the code" in unknown.text
 
 
 def test_retired_instruments_are_hidden_unless_asked_for(

@@ -75,6 +75,7 @@
     now: () => wallOf(new Date()) + "Z",
     locale: el.dataset.lang === "zh" ? "zh-cn" : "en-gb",
     initialView: narrow ? "timeGridDay" : "timeGridWeek",
+    initialDate: el.dataset.initial || undefined,
     headerToolbar: { left: "prev,next today", center: "title", right: narrow ? "" : "timeGridWeek,timeGridDay" },
     firstDay: 1,
     allDaySlot: false,
