@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 
 from booking.errors import RuleViolation
 from booking.intervals import grid_starts, subtract
+from booking.models import BookingStatus
 from booking.schemas import Availability, BusyOut, IntervalOut, Slot, Slots
 from booking.timeline import Timeline, load_timeline, load_timelines
 from core.errors import Invalid
@@ -47,7 +48,12 @@ def availability(
         for s, e in subtract([(start, end)], timeline.open(start, end))
     ]
     busy += [
-        BusyOut(start=max(b.start, start), end=min(b.end, end), kind=b.kind)
+        BusyOut(
+            start=max(b.start, start),
+            end=min(b.end, end),
+            kind=b.kind,
+            pending=b.status == BookingStatus.pending,
+        )
         for b in timeline.overlapping(start, end)
     ]
     busy.sort(key=lambda b: (b.start, b.end))

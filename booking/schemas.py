@@ -111,6 +111,8 @@ class IntervalOut(BaseModel):
 
 class BusyOut(IntervalOut):
     kind: str
+    # A booking awaiting the lab's decision: it holds the time, but may yet free it.
+    pending: bool = False
 
 
 class Availability(BaseModel):

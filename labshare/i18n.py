@@ -46,6 +46,10 @@ EN: dict[str, str] = {
     "maintenance": "In maintenance",
     "retired": "Retired",
     "preview": "Preview",
+    "internal": "Internal",
+    "academic": "Academic",
+    "company": "Company",
+    "small_company": "Small company",
     "finalized": "Finalized",
 }
 CATALOGS: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}

@@ -409,5 +409,19 @@ ZH.update(
         "Find": "查找",
         "Free slots": "空闲时段",
         "No free time of that length in these two weeks. Try a shorter time, a later day or another category.": "这两周内没有满足该时长的空闲时间。请缩短时长、换一个日期或类别。",
+        # the instrument page
+        "{n} min": "{n} 分钟",
+        "{h} h {m} min": "{h} 小时 {m} 分钟",
+        "Book from {min} to {max}, in steps of {step}": "每次预约 {min} 至 {max}，以 {step} 为单位",
+        "At least {lead} ahead, at most {days} days ahead": "至少提前 {lead}，最多提前 {days} 天",
+        "Up to {days} days ahead": "最多提前 {days} 天",
+        "ask the lab before you book": "预约前请先联系实验室",
+        "Closed on the days not listed.": "未列出的日期不开放。",
+        "awaiting the lab's decision": "等待实验室审批",
+        "yours": "您的",
+        "past, or too soon to book": "已过去或来不及预约",
+        "awaiting decision": "待审批",
+        "your booking": "您的预约",
+        "your request": "您的申请",
     }
 )

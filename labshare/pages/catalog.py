@@ -122,6 +122,11 @@ def instrument_page(
             "day_from": f"{first:02d}:00:00",
             "day_to": f"{min(last, 24):02d}:00:00",
             "initial_day": at.isoformat() if at else "",
+            "your_price": prices_for(session, user, [instrument_id]).get(instrument_id),
+            "training_needed": instrument_id
+            in qualifications.training_needed(session, user, [instrument_id])
+            if user is not None
+            else False,
         },
         user=user,
     )

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from sqlmodel import Session, col, select
 
 from booking.notifications.service import notification_unread_count
@@ -90,6 +91,41 @@ def money(amount: int | None, currency: str | None = None) -> str:
     return format_money(amount, currency or get_settings().currency)
 
 
+@pass_context
+def duration(context: Any, minutes: int) -> str:
+    """Minutes as people say them, in the page's language: "30 min", "24 h", "1 h 30 min"."""
+    _ = context["_"]
+    hours, rest = divmod(int(minutes), 60)
+    if not hours:
+        return str(_("{n} min", n=rest))
+    if not rest:
+        return str(_("{n} h", n=hours))
+    return str(_("{h} h {m} min", h=hours, m=rest))
+
+
+def weekly_hours(intervals: list[Any]) -> list[tuple[list[int], list[tuple[str, str]]]]:
+    """Opening hours as a compact table: runs of weekdays that keep the same hours
+    ([0..4] Mon-Fri, 08:00-18:00), in week order."""
+    by_day: dict[int, list[tuple[str, str]]] = {}
+    for o in sorted(intervals, key=lambda o: (o.weekday, o.opens)):
+        closes = (
+            "24:00" if o.closes.hour == 23 and o.closes.minute == 59 else o.closes.strftime("%H:%M")
+        )
+        by_day.setdefault(o.weekday, []).append((o.opens.strftime("%H:%M"), closes))
+    runs: list[tuple[list[int], list[tuple[str, str]]]] = []
+    for day in range(7):
+        spans = by_day.get(day)
+        if spans is None:
+            continue
+        if runs and runs[-1][0][-1] == day - 1 and runs[-1][1] == spans:
+            runs[-1][0].append(day)
+        else:
+            runs.append(([day], spans))
+    return runs
+
+
+templates.env.filters["duration"] = duration
+templates.env.globals["weekly_hours"] = weekly_hours
 templates.env.filters["local"] = local
 templates.env.filters["money"] = money
 templates.env.filters["local_input"] = local_input

@@ -125,7 +125,10 @@ def test_researcher_books_is_refused_and_takes_an_alternative(
     page.get_by_role("button", name="Book", exact=True).click()
     page.locator("#booked").wait_for()
     assert "14:00–15:00" in page.locator("#booked").inner_text()
-    _wait_for(page, "document.querySelectorAll('.fc-event.ev-booking').length >= 2")
+    # The new booking shows as his own, and the form is cleared for the next one.
+    _wait_for(page, "document.querySelectorAll('.fc-event.ev-mine').length >= 1")
+    assert "14:00" in page.locator(".fc-event.ev-mine").first.inner_text()
+    assert page.locator("#start").input_value() == ""
     shots(page, "booked")
 
     _drag(page, day, "10:00", "10:30")
@@ -133,7 +136,7 @@ def test_researcher_books_is_refused_and_takes_an_alternative(
     refusal = page.locator("#refused")
     refusal.wait_for()
     assert "That time cannot be booked." in refusal.inner_text()
-    assert f"{day} 10:00–11:00" in refusal.inner_text()
+    assert f"It overlaps another booking {day} 10:00–11:00." in refusal.inner_text()
     assert "alice" not in page.locator("#booking-result").inner_text().lower()
     offers = page.locator("#alternatives button.alternative")
     assert offers.count() >= 2
@@ -261,6 +264,43 @@ def test_on_a_phone_in_chinese(
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Orbitrap Exploris 480").wait_for()
     assert page.get_by_role("heading", name="Booking rules").is_visible()
+    context.close()
+
+
+def test_a_refusal_in_chinese_names_your_own_booking(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    instrument = create_instrument(session, name="NMR 600")
+    wei = create_user(session, email="wei@example.org")
+    day = _day()
+    start = datetime.fromisoformat(f"{day}T10:00").replace(tzinfo=get_settings().zone)
+    bookings.booking_create(
+        session,
+        user=wei,
+        data=BookingCreate(
+            instrument_id=instrument.id, start=start, end=start + timedelta(hours=2)
+        ),
+    )
+    session.commit()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/instruments/{instrument.id}")
+    _sign_in(page, live_server, wei.email)
+    page.wait_for_url(f"**/instruments/{instrument.id}")
+    context.add_cookies([{"name": "labshare_lang", "value": "zh", "url": live_server}])
+    page.reload()
+    _show_day(page, day)
+    page.locator(".fc-event.ev-mine").first.wait_for()  # drawn as hers
+    page.locator("#start").fill(f"{day}T11:00")
+    page.locator("#end").fill(f"{day}T12:00")
+    page.get_by_role("button", name="预约", exact=True).click()
+    refusal = page.locator("#refused")
+    refusal.wait_for()
+    assert f"与您自己的预约 {day} 10:00–12:00 重叠。" in refusal.inner_text()
+    shots(page, "refused-own-booking-zh")
     context.close()
 
 

@@ -162,7 +162,8 @@ def test_manager_edits_rules_and_opening_hours(client: TestClient, session: Sess
         (5, time(9), time(23, 59, 59)),
     ]
     public = client.get(f"/instruments/{instrument.id}").text
-    assert "Mon 08:00–12:00" in public and "Sat 09:00–23:59" in public
+    assert "<td>08:00–12:00, 13:00–18:00</td>" in public  # Monday's two intervals
+    assert "<td>09:00–24:00</td>" in public  # Saturday, to the end of the day
 
 
 def test_a_refused_change_is_shown_beside_its_form_with_what_was_typed(

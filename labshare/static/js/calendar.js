@@ -38,28 +38,66 @@
     `${date.getUTCFullYear()}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}T${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}`;
 
   const errorBox = document.getElementById("calendar-error");
-  const labels = { booking: el.dataset.labelBooking, blackout: el.dataset.labelBlackout, closed: el.dataset.labelClosed };
+  const labels = {
+    booking: el.dataset.labelBooking, blackout: el.dataset.labelBlackout,
+    closed: el.dataset.labelClosed, pending: el.dataset.labelPending,
+    mine: el.dataset.labelMine, minePending: el.dataset.labelMinePending,
+  };
+  const leadMs = (parseInt(el.dataset.lead, 10) || 0) * 60000;
+  const hhmm = (wall) => wall.slice(11, 16);
+
+  const getJson = (url) =>
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))));
+
+  // The viewer's own active bookings of this instrument in the window (signed in only).
+  function loadMine(start, end) {
+    if (el.dataset.mine !== "true") return Promise.resolve([]);
+    const url = `/api/v1/bookings?instrument_id=${id}&start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}&limit=200`;
+    return getJson(url)
+      .then((body) => (body.items || []).filter((b) => b.status === "confirmed" || b.status === "pending"))
+      .catch(() => []);
+  }
 
   function loadEvents(info, success, failure) {
     const start = instantOf(info.startStr).toISOString();
     const end = instantOf(info.endStr).toISOString();
-    fetch(`/api/v1/instruments/${id}/availability?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`,
-      { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status)))))
-      .then((body) => {
+    const availability = getJson(`/api/v1/instruments/${id}/availability?start=${encodeURIComponent(start)}&end=${encodeURIComponent(end)}`);
+    Promise.all([availability, loadMine(start, end)])
+      .then(([body, mine]) => {
         if (errorBox) errorBox.hidden = true;
+        // Time already gone, or inside the lead time, cannot be booked: never painted free.
+        const bookableFrom = wallOf(new Date(Date.now() + leadMs)) + "Z";
         const events = [];
-        for (const f of body.free || []) {
-          events.push({ start: wallZ(f.start), end: wallZ(f.end), display: "background", classNames: ["ev-free"] });
+        if (info.startStr < bookableFrom) {
+          events.push({ start: info.startStr, end: bookableFrom < info.endStr ? bookableFrom : info.endStr,
+                        display: "background", classNames: ["ev-past"] });
         }
+        for (const f of body.free || []) {
+          const fStart = wallZ(f.start);
+          const fEnd = wallZ(f.end);
+          if (fEnd <= bookableFrom) continue;
+          events.push({ start: fStart < bookableFrom ? bookableFrom : fStart, end: fEnd,
+                        display: "background", classNames: ["ev-free"] });
+        }
+        const own = new Set(mine.map((b) => `${wallZ(b.start)}|${wallZ(b.end)}`));
         for (const b of body.busy || []) {
           const kind = b.kind || "booking";
           const start = wallZ(b.start);
           const end = wallZ(b.end);
+          if (kind === "booking" && own.has(`${start}|${end}`)) continue;  // drawn as yours
+          const shown = kind === "booking" && b.pending ? "pending" : kind;
           // Busy time is drawn behind the grid, so one can still drag over it: the server
           // then explains the refusal and offers alternatives or the waitlist.
-          const title = kind === "closed" ? "" : `${labels[kind] || kind} ${start.slice(11, 16)}–${end.slice(11, 16)}`;
-          events.push({ start, end, title, display: "background", classNames: ["ev-" + kind] });
+          const title = kind === "closed" ? "" : `${labels[shown] || kind} ${hhmm(start)}–${hhmm(end)}`;
+          events.push({ start, end, title, display: "background", classNames: ["ev-" + shown] });
+        }
+        for (const b of mine) {
+          const start = wallZ(b.start);
+          const end = wallZ(b.end);
+          const label = b.status === "pending" ? labels.minePending : labels.mine;
+          events.push({ start, end, title: `${label} ${hhmm(start)}–${hhmm(end)}`, display: "background",
+                        classNames: [b.status === "pending" ? "ev-mine-pending" : "ev-mine"] });
         }
         success(events);
       })
@@ -105,6 +143,11 @@
   });
   calendar.render();
   // A booking made, moved or cancelled by htmx redraws the calendar.
-  document.body.addEventListener("booking-changed", () => calendar.refetchEvents());
+  // A booking made here also clears the form, so the next one starts fresh.
+  document.body.addEventListener("booking-changed", () => {
+    calendar.refetchEvents();
+    const form = document.querySelector("form.booking-form");
+    if (form) for (const name of ["start", "end", "purpose"]) { if (form.elements[name]) form.elements[name].value = ""; }
+  });
   window.labshareCalendar = calendar;
 })();
