@@ -102,6 +102,9 @@ def displace_overlapping(
                 "booking_id": booking.id,
                 "instrument_id": booking.instrument_id,
                 "alternatives": offers,
+                # What the booking's page says about why (the lab's own words).
+                "reason": reason,
+                "blocked": {"start": to_utc_z(start), "end": to_utc_z(end)},
             },
             booking_id=booking.id,
         )

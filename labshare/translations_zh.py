@@ -423,5 +423,9 @@ ZH.update(
         "awaiting decision": "待审批",
         "your booking": "您的预约",
         "your request": "您的申请",
+        # a displaced booking
+        "The lab blocked the instrument {span}.": "实验室在 {span} 停用了该仪器。",
+        "Reason: {reason}": "原因：{reason}",
+        "Rebook in one click:": "一键重新预约：",
     }
 )

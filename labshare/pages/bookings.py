@@ -14,6 +14,7 @@ from booking import service as bookings
 from booking import waitlist
 from booking.errors import SlotUnavailable
 from booking.models import Booking, BookingStatus, WaitlistStatus
+from booking.notifications.models import Notification
 from booking.schemas import BookingCreate, BookingReschedule, WaitlistCreate, booking_public
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
@@ -179,6 +180,33 @@ def _rows(session: Session, items: list[Booking]) -> list[dict[str, Any]]:
     return rows
 
 
+def _why_displaced(
+    session: Session, user: User, items: list[Booking]
+) -> dict[int, dict[str, Any]]:
+    """For each displaced booking, what the lab blocked and why, and the times it offered
+    instead (described as a refusal's are), from the notice the owner was sent."""
+    if not items:
+        return {}
+    notices = session.exec(
+        select(Notification)
+        .where(
+            Notification.user_id == user.id,
+            Notification.kind == "booking_displaced",
+            col(Notification.booking_id).in_([b.id for b in items]),
+        )
+        .order_by(col(Notification.id))
+    ).all()
+    out: dict[int, dict[str, Any]] = {}
+    for notice in notices:  # the latest notice of a booking wins
+        data = notice.data or {}
+        out[notice.booking_id or 0] = {
+            "reason": data.get("reason", ""),
+            "blocked": data.get("blocked"),
+            "offers": _described(session, user, list(data.get("alternatives", []))[:3]),
+        }
+    return out
+
+
 @router.get("/me/bookings", response_class=HTMLResponse)
 def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLResponse:
     """Own bookings ahead and of the last 30 days, waitlist entries, and the calendar feed link."""
@@ -203,6 +231,7 @@ def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
     # for a list of its own, and one that has begun is no longer ahead.
     coming = [b for b in own if b.status in active and b.start_at > now]
     changed = [b for b in own if b.status not in active]
+    displaced = _why_displaced(session, user, [b for b in changed if b.status == "displaced"])
     entries = waitlist.waitlist_list(session, user=user, status=WaitlistStatus.waiting)
     names: dict[int, str] = {}
     feed = f"{get_settings().public_base}/ical/users/{user.feed_token}.ics"
@@ -212,6 +241,7 @@ def my_bookings(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
         {
             "ahead": _rows(session, coming),
             "changed": _rows(session, changed),
+            "displaced": displaced,
             "past": _rows(session, [b for b in past if b.user_id == user.id and b.end_at <= now]),
             "waiting": [
                 {"e": e, "name": _name_of(session, e.instrument_id, names)} for e in entries

@@ -106,6 +106,21 @@ def test_blackout_shows_whom_it_displaces(client: TestClient, session: Session) 
     session.expire_all()
     assert session.exec(select(Booking)).one().status == BookingStatus.displaced
 
+    # The researcher sees why, and rebooks from the offers in one click.
+    mine = alice.get("/me/bookings").text
+    why = mine.split('id="why-', 1)[1].split("</div>", 1)[0]
+    assert f"The lab blocked the instrument {day} 09:00–13:00." in why
+    assert "Reason: cryo-cycle" in why
+    start = why.split('name="start" value="', 1)[1].split('"', 1)[0]
+    end = why.split('name="end" value="', 1)[1].split('"', 1)[0]
+    target = why.split('action="/instruments/', 1)[1].split("/", 1)[0]
+    rebooked = alice.post(
+        f"/instruments/{target}/book", data={"start": start, "end": end, "csrf_token": token}
+    )
+    assert rebooked.status_code == 201, rebooked.text
+    alice.cookies.set("labshare_lang", "zh")
+    assert "原因：cryo-cycle" in alice.get("/me/bookings").text
+
 
 def test_manager_edits_rules_and_opening_hours(client: TestClient, session: Session) -> None:
     lab = create_lab(session)
