@@ -427,5 +427,14 @@ ZH.update(
         "The lab blocked the instrument {span}.": "实验室在 {span} 停用了该仪器。",
         "Reason: {reason}": "原因：{reason}",
         "Rebook in one click:": "一键重新预约：",
+        # rates as billed
+        "Charged now": "现行收费",
+        "this instrument's rate card, since {day}": "本仪器价目表，自 {day} 起",
+        "the lab's default for the category, since {day}": "实验室该类别默认价，自 {day} 起",
+        "the published rate (no rate card yet)": "公布的费率（尚无价目表）",
+        "Nothing is charged yet: set a price below.": "尚未收费：请在下方设置价格。",
+        "Set a new price": "设置新价格",
+        "Rate cards": "价目表",
+        "No rate card yet: the published rates above are charged.": "尚无价目表：按上方公布的费率收费。",
     }
 )

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from billing.prices import prices_for
 from booking import service as bookings
 from booking import waitlist
 from booking.errors import SlotUnavailable
@@ -24,7 +25,6 @@ from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments import service as catalog
 from instruments.models import Instrument, Lab
-from instruments.prices import prices_for
 from labshare.pages.web import (
     Csrf,
     PageUser,
@@ -180,9 +180,7 @@ def _rows(session: Session, items: list[Booking]) -> list[dict[str, Any]]:
     return rows
 
 
-def _why_displaced(
-    session: Session, user: User, items: list[Booking]
-) -> dict[int, dict[str, Any]]:
+def _why_displaced(session: Session, user: User, items: list[Booking]) -> dict[int, dict[str, Any]]:
     """For each displaced booking, what the lab blocked and why, and the times it offered
     instead (described as a refusal's are), from the notice the owner was sent."""
     if not items:

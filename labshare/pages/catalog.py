@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
+from billing.prices import prices_for, prices_in_force
 from booking import availability, qualifications
 from booking.schemas import Slot
 from core.deps import OptionalUser, SessionDep
@@ -16,7 +17,6 @@ from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from instruments import service as catalog
 from instruments.models import InstrumentStatus
-from instruments.prices import prices_for
 from instruments.schemas import InstrumentSummary
 from labshare.pages.web import error_page, render
 
@@ -123,6 +123,9 @@ def instrument_page(
             "day_to": f"{min(last, 24):02d}:00:00",
             "initial_day": at.isoformat() if at else "",
             "your_price": prices_for(session, user, [instrument_id]).get(instrument_id),
+            "charged": list(
+                prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()
+            ),
             "training_needed": instrument_id
             in qualifications.training_needed(session, user, [instrument_id])
             if user is not None

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from starlette.datastructures import FormData
 
 from billing import rates
+from billing.prices import prices_in_force
 from booking import blackouts as lab_blackouts
 from booking import qualifications
 from booking.calendars import imports as calendar_import
@@ -145,6 +146,7 @@ def _rate_cards(session: Session, instrument_id: int) -> dict[str, Any]:
     """The instrument's rate cards, newest first."""
     cards = rates.rate_cards_list(session, instrument_id=instrument_id)
     return {
+        "charged": list(prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()),
         "rate_cards": sorted(cards, key=lambda c: c.effective_from, reverse=True),
         "payer_classes": [p.value for p in PayerClass],
         "units": [u.value for u in RateUnit],
