@@ -440,3 +440,9 @@ def lab_names(session: Session, instrument_ids: Sequence[int]) -> dict[int, str]
         .where(col(Instrument.id).in_(list(instrument_ids)))
     ).all()
     return {i: name for i, name in rows if i is not None}
+
+
+def instrument_names(session: Session, *, lab_id: int) -> dict[int, str]:
+    """The names of a lab's instruments by id."""
+    rows = session.exec(select(Instrument.id, Instrument.name).where(Instrument.lab_id == lab_id))
+    return {i: name for i, name in rows.all() if i is not None}

@@ -436,5 +436,15 @@ ZH.update(
         "Set a new price": "设置新价格",
         "Rate cards": "价目表",
         "No rate card yet: the published rates above are charged.": "尚无价目表：按上方公布的费率收费。",
+        # the lab's desk and usage
+        "Search the lab's instruments": "搜索本实验室的仪器",
+        "name or code": "名称或编号",
+        "No instrument of the lab matches.": "本实验室没有符合条件的仪器。",
+        "Utilisation per instrument": "各仪器利用率",
+        "Hours booked against hours the gateways saw in use, over the last {n} days. A long booked bar over a short used one is time held but not used.": "过去 {n} 天内预约时长与网关记录的实际使用时长对比。预约条长而使用条短，表示时段被占用却未使用。",
+        "Booked": "预约",
+        "Booked and used": "预约与使用",
+        "Nothing booked or used in these days.": "这几天没有预约或使用。",
+        "{n} more instruments were booked or used less.": "另有 {n} 台仪器的预约或使用更少。",
     }
 )

@@ -6,11 +6,13 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
-from booking.models import Booking
+from booking.models import Booking, BookingStatus
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Role, User, utcnow
 from core.timeutil import require_interval
@@ -375,3 +377,62 @@ def telemetry_counts(session: Session) -> dict[str, float]:
         ),
         "seconds_since_last_event": (utcnow() - last).total_seconds() if last else -1.0,
     }
+
+
+@dataclass(frozen=True)
+class Utilisation:
+    """One instrument over a window: hours booked (time people held) and hours used (time
+    the gateway saw it in use), each clipped to the window."""
+
+    instrument_id: int
+    name: str
+    booked_hours: float
+    used_hours: float
+
+
+def lab_utilisation(
+    session: Session, *, lab_id: int, start: datetime, end: datetime, now: datetime | None = None
+) -> list[Utilisation]:
+    """Booked against used hours per instrument of a lab, the busiest first."""
+    now = now or utcnow()
+    names = dict(
+        session.exec(
+            select(Instrument.id, Instrument.name).where(Instrument.lab_id == lab_id)
+        ).all()
+    )
+    ids = [i for i in names if i is not None]
+
+    def clipped(rows: Sequence[tuple[int, datetime, datetime | None]]) -> dict[int, float]:
+        hours: dict[int, float] = {}
+        for instrument_id, s, e in rows:
+            span = (min(e or now, end) - max(s, start)).total_seconds() / 3600
+            if span > 0:
+                hours[instrument_id] = hours.get(instrument_id, 0.0) + span
+        return hours
+
+    held = (BookingStatus.confirmed, BookingStatus.completed, BookingStatus.no_show)
+    booked = clipped(
+        session.exec(
+            select(Booking.instrument_id, Booking.start_at, Booking.end_at).where(
+                col(Booking.instrument_id).in_(ids),
+                col(Booking.status).in_(held),
+                col(Booking.start_at) < end,
+                col(Booking.end_at) > start,
+            )
+        ).all()
+    )
+    used = clipped(
+        session.exec(
+            select(UsageSession.instrument_id, UsageSession.start_at, UsageSession.end_at).where(
+                col(UsageSession.instrument_id).in_(ids),
+                col(UsageSession.start_at) < end,
+                or_(col(UsageSession.end_at).is_(None), col(UsageSession.end_at) > start),
+            )
+        ).all()
+    )
+    out = [
+        Utilisation(i, names[i], round(booked.get(i, 0.0), 1), round(used.get(i, 0.0), 1))
+        for i in ids
+        if booked.get(i) or used.get(i)
+    ]
+    return sorted(out, key=lambda u: (-(u.booked_hours + u.used_hours), u.name))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -16,7 +17,7 @@ from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments import service as catalog
-from instruments.models import Lab
+from instruments.models import InstrumentStatus, Lab
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, preload, render
 from telemetry import service as telemetry
 
@@ -61,11 +62,48 @@ def _pending(
     return items, more is not None
 
 
-def _instruments(session: Session, lab: Lab) -> list[Any]:
-    items, _ = catalog.instrument_search(
-        session, filters=catalog.SearchFilters(lab=lab.code), after=None, limit=500
+BOARD_PAGE = 25
+
+
+@dataclass(frozen=True)
+class BoardQuery:
+    """The desk's instrument list: a text, a status, a page."""
+
+    q: str = ""
+    status: str = ""
+    page: int = 1
+
+    def params(self, **changed: object) -> dict[str, object]:
+        out = {"q": self.q, "status": self.status, "page": self.page, **changed}
+        return {k: v for k, v in out.items() if v not in ("", None)}
+
+
+def _instruments(session: Session, lab: Lab, query: BoardQuery) -> tuple[list[Any], int]:
+    """One page of the lab's instruments matching the query, and how many match."""
+    known = {s.value for s in InstrumentStatus}
+    status = InstrumentStatus(query.status) if query.status in known else None
+    return catalog.catalog_page(
+        session,
+        filters=catalog.SearchFilters(lab=lab.code, q=query.q or None, status=status),
+        page=query.page,
+        size=BOARD_PAGE,
     )
-    return items
+
+
+def _board(session: Session, lab: Lab, query: BoardQuery) -> dict[str, Any]:
+    instruments, total = _instruments(session, lab, query)
+    return {
+        "instruments": instruments,
+        "total": total,
+        "query": query,
+        "pages": max(1, -(-total // BOARD_PAGE)),
+        "statuses_all": [s.value for s in InstrumentStatus],
+    }
+
+
+BoardText = Annotated[str, Query(max_length=100)]
+BoardStatus = Annotated[str, Query(max_length=32)]
+BoardPage = Annotated[int, Query(ge=1, le=1000)]
 
 
 def _statuses(session: Session, lab: Lab) -> dict[int, Any]:
@@ -73,12 +111,20 @@ def _statuses(session: Session, lab: Lab) -> dict[int, Any]:
 
 
 @router.get("/lab", response_class=HTMLResponse)
-def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
-    """The manager's desk: pending approvals, instruments with their live state, gateways."""
+def lab_home(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    q: BoardText = "",
+    status: BoardStatus = "",
+    page: BoardPage = 1,
+) -> HTMLResponse:
+    """The manager's desk: pending approvals, instruments with their live state (searched
+    and a page at a time), gateways."""
     lab = my_lab(session, user)
     gateways = telemetry.gateway_list(session, lab_id=lab.id)
-    instruments = _instruments(session, lab)
-    pending, more = _pending(session, user, {i.id: i.name for i in instruments})
+    board = _board(session, lab, BoardQuery(q.strip(), status, page))
+    pending, more = _pending(session, user, catalog.instrument_names(session, lab_id=lab.id))
     return render(
         request,
         "lab/home.html",
@@ -86,7 +132,7 @@ def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLRe
             "lab": lab,
             "pending": pending,
             "more_pending": more,
-            "instruments": instruments,
+            **board,
             # Live states arrive with the board's first refresh (/lab/status), so the desk
             # itself answers without waiting for telemetry.
             "statuses": {},
@@ -97,13 +143,23 @@ def lab_home(request: Request, session: SessionDep, user: PageManager) -> HTMLRe
 
 
 @router.get("/lab/status", response_class=HTMLResponse)
-def lab_status_board(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
-    """The live status board (an htmx fragment the desk refreshes)."""
+def lab_status_board(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    q: BoardText = "",
+    status: BoardStatus = "",
+    page: BoardPage = 1,
+) -> HTMLResponse:
+    """The live status board (an htmx fragment the desk refreshes), for the same query."""
     lab = my_lab(session, user)
     return render(
         request,
         "lab/_board.html",
-        {"instruments": _instruments(session, lab), "statuses": _statuses(session, lab)},
+        {
+            **_board(session, lab, BoardQuery(q.strip(), status, page)),
+            "statuses": _statuses(session, lab),
+        },
         user=user,
     )
 

@@ -14,12 +14,14 @@ from core.deps import SessionDep
 from core.errors import AppError
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
-from labshare.pages.lab import USAGE_SHOWN, _instruments, my_lab, people
+from instruments import service as catalog
+from labshare.pages.lab import USAGE_SHOWN, my_lab, people
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, render
 from telemetry import badges, review
 from telemetry import service as telemetry
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
+UTILISATION_SHOWN = 40
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -45,7 +47,9 @@ def lab_usage(
         after=None,
         limit=500,
     )
-    names = {i.id: i.name for i in _instruments(session, lab)}
+    assert lab.id is not None
+    names = catalog.instrument_names(session, lab_id=lab.id)
+    utilisation = telemetry.lab_utilisation(session, lab_id=lab.id, start=start, end=end)
     no_shows = [b for b in no_shows if b.instrument_id in names]
     who = people(
         session,
@@ -65,6 +69,10 @@ def lab_usage(
             "names": names,
             "who": who,
             "walk_ups": sum(1 for u in usage if u.kind == "walk_up"),
+            "utilisation": utilisation[:UTILISATION_SHOWN],
+            "utilisation_more": max(0, len(utilisation) - UTILISATION_SHOWN),
+            # Bars are drawn against the longest one, so the busiest instrument fills its row.
+            "scale": max((max(u.booked_hours, u.used_hours) for u in utilisation), default=1) or 1,
             "overtime": sum(1 for u in usage if u.overtime_minutes > 0),
         },
         user=user,

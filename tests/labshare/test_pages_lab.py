@@ -269,3 +269,41 @@ def test_manager_imports_a_calendar(client: TestClient, session: Session) -> Non
     assert broken.status_code == 422
     no_token = desk.post(url, files={"file": ("lab.ics", ics.encode(), "text/calendar")})
     assert no_token.status_code == 403
+
+
+def test_the_desk_searches_and_pages_the_labs_instruments_and_shows_utilisation(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    for n in range(30):
+        create_instrument(session, lab=lab, name=f"Microscope {n:02d}")
+    special = create_instrument(session, lab=lab, name="Raman alpha300")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    researcher = create_user(session)
+    desk, _ = _browser(client, manager.email)
+
+    board = desk.get("/lab/status").text
+    assert "31 instruments" in board and "Page 1 of 2" in board
+    assert "Microscope 00" in board and "Raman alpha300" not in board  # by name, 25 a page
+    second = desk.get("/lab/status", params={"page": 2}).text
+    assert "Raman alpha300" in second
+    found = desk.get("/lab", params={"q": "raman"}).text
+    assert 'hx-get="/lab/status?q=raman' in found  # the refresh keeps the search
+    assert "Raman alpha300" in desk.get("/lab/status", params={"q": "raman"}).text
+
+    # Two hours booked yesterday: booked against used, per instrument.
+    now = datetime.now(get_settings().zone)
+    start = (now - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    session.add(
+        Booking(
+            instrument_id=special.id,
+            user_id=researcher.id,
+            start_at=start,
+            end_at=start + timedelta(hours=2),
+            status=BookingStatus.completed,
+        )
+    )
+    session.commit()
+    usage = desk.get("/lab/usage").text
+    row = usage.split('id="utilisation"', 1)[1].split("Raman alpha300", 1)[1].split("</tr>", 1)[0]
+    assert "2.0 h" in row and "0.0 h" in row
