@@ -438,6 +438,7 @@ ZH.update(
         "No rate card yet: the published rates above are charged.": "尚无价目表：按上方公布的费率收费。",
         # the lab's desk and usage
         "Search the lab's instruments": "搜索本实验室的仪器",
+        "No gateway": "未接入网关",
         "name or code": "名称或编号",
         "No instrument of the lab matches.": "本实验室没有符合条件的仪器。",
         "Utilisation per instrument": "各仪器利用率",

@@ -12,13 +12,16 @@ from typing import Annotated
 
 import paho.mqtt.client as mqtt
 import typer
+from sqlalchemy import case
 from sqlmodel import Session, col, select
 
 from booking.models import Booking, BookingStatus
 from core.cli_support import fail, reasons
 from core.db import get_engine, session_scope
+from core.models import Role, User
 from core.settings import get_settings
 from instruments.models import Instrument, Lab
+from instruments.seed import DEMO_LOGINS
 from telemetry.models import Badge, Gateway, GatewayInstrument
 from telemetry.protocol import TOPIC_ROOT, encode, events_topic, presence_topic
 from telemetry.service import gateway_create, mosquitto_hash
@@ -52,10 +55,14 @@ class SimGateway:
 
 def prepare_gateways(session: Session, *, count: int, horizon: timedelta) -> list[SimGateway]:
     """Reuse (with fresh passwords) or create one simulated gateway per lab, for `count` labs."""
+    # The labs that the demo's own lab managers run come first: the first thing a manager
+    # signing in to the demo sees is their lab's board, and it should be alive.
+    demo_managers = [email for email, role, _ in DEMO_LOGINS if role == Role.lab_manager]
+    demo_labs = select(User.lab_id).where(col(User.email).in_(demo_managers))
     labs = session.exec(
         select(Lab)
         .where(col(Lab.id).in_(select(Instrument.lab_id).distinct()))
-        .order_by(col(Lab.id))
+        .order_by(case((col(Lab.id).in_(demo_labs), 0), else_=1), col(Lab.id))
     ).all()
     if not labs:
         raise ValueError("no instruments: run `labshare seed` first")
