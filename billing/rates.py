@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import Enum
 
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,7 @@ from billing.schemas import (
     RateCardPublic,
 )
 from booking.models import Booking
+from core.audit import audit_record
 from core.errors import Conflict, NotFound
 from core.models import Role, User
 from core.periods import period_of
@@ -135,6 +137,22 @@ def rate_card_create(session: Session, *, user: User | None, data: RateCardIn) -
     except IntegrityError:  # the exclusion constraint: a concurrent card took the period
         raise RateOverlap("overlaps another rate card for this payer class")
     rates_sync(session, lab_id=lab_id, instrument_id=instrument_id, category_id=category_id)
+    audit_record(
+        session,
+        actor_id=user.id if user else None,
+        action="rate_card.create",
+        entity="instrument" if card.instrument_id else "lab",
+        entity_id=card.instrument_id or card.lab_id,
+        after={
+            "rate_card_id": card.id,
+            "payer_class": card.payer_class.value,
+            "unit": card.unit.value,
+            "amount": card.amount,
+            "currency": card.currency,
+            "minimum_charge": card.minimum_charge,
+            "effective_from": card.effective_from.isoformat(),
+        },
+    )
     return card
 
 
@@ -314,7 +332,23 @@ def policy_set(
     current.updated_by_id = user.id if user else None
     session.add(current)
     session.flush()
+    audit_record(
+        session,
+        actor_id=user.id if user else None,
+        action="charging_policy.set",
+        entity="lab",
+        entity_id=lab.id,
+        after={**{k: _plain(v) for k, v in terms.items()}, "currency": currency,
+               "effective_from": start.isoformat()},
+    )  # fmt: skip
     return policy_get(session, lab_code=lab_code)
+
+
+def _plain(value: object) -> object:
+    """A value as the audit log keeps it (JSON)."""
+    if isinstance(value, Enum):
+        return value.value
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def assisted_set(session: Session, *, user: User | None, booking_id: int, assisted: bool) -> bool:

@@ -23,6 +23,7 @@ from booking.schemas import (
     DisplacedBooking,
 )
 from booking.timeline import load_timeline
+from core.audit import audit_record
 from core.models import User
 from core.timeutil import to_utc_z, utcnow
 from instruments.models import Blackout, BlackoutKind, Instrument
@@ -131,6 +132,21 @@ def blackout_create(
     displaced = displace_overlapping(
         session, instrument=instrument, start=data.start, end=data.end, reason=data.reason
     )
+    audit_record(
+        session,
+        actor_id=user.id,
+        action="blackout.create",
+        entity="instrument",
+        entity_id=instrument_id,
+        after={
+            "blackout_id": blackout.id,
+            "start": to_utc_z(data.start),
+            "end": to_utc_z(data.end),
+            "kind": blackout.kind.value,
+            "reason": data.reason,
+            "displaced_bookings": [b.id for b in displaced],
+        },
+    )
     return BlackoutCreated(
         **blackout_public(blackout).model_dump(),
         displaced=[
@@ -163,6 +179,15 @@ def blackout_delete(session: Session, *, user: User, instrument_id: int, blackou
     if blackout.kind == BlackoutKind.imported:
         raise RuleViolation("imported busy time follows its calendar; change it there")
     start, end = blackout.start_at, blackout.end_at
+    audit_record(
+        session,
+        actor_id=user.id,
+        action="blackout.lift",
+        entity="instrument",
+        entity_id=instrument_id,
+        before={"blackout_id": blackout.id, "start": to_utc_z(start), "end": to_utc_z(end),
+                "kind": blackout.kind.value, "reason": blackout.reason},
+    )  # fmt: skip
     session.delete(blackout)
     session.flush()
     waitlist.promote(session, instrument_id=instrument_id, start=start, end=end, now=utcnow())

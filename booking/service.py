@@ -29,6 +29,7 @@ from booking.schemas import (
     SeriesCreated,
 )
 from booking.series import series_create
+from core.audit import audit_record
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
 from instruments.models import Instrument
@@ -310,6 +311,17 @@ def _decide(
     session.add(booking)
     session.flush()
     verdict = "approved" if approve else "rejected"
+    audit_record(
+        session,
+        actor_id=user.id,
+        action=f"booking.{'approve' if approve else 'reject'}",
+        entity="booking",
+        entity_id=booking.id,
+        before={"status": "pending"},
+        after={"status": booking.status.value, "reason": reason}
+        if reason
+        else {"status": booking.status.value},
+    )
     notify(
         session,
         user_id=booking.user_id,

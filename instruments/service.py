@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from itertools import pairwise
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy import ColumnElement, case, delete, func, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict
 from core.models import Role, User
@@ -39,6 +41,9 @@ from instruments.schemas import (
 )
 
 RULE_FIELDS = tuple(BookingRules.model_fields)
+
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 @dataclass(frozen=True)
@@ -356,12 +361,30 @@ def instrument_update(
         changes.update(data.rules.model_dump())
     if data.category is not None:
         changes["category_id"] = _leaf_category_id(session, data.category)
+    before = {name: _plain(getattr(instrument, name)) for name in changes}
     for name, value in changes.items():
         setattr(instrument, name, value)
+    after = {name: _plain(getattr(instrument, name)) for name in changes}
+    changed = {k for k in after if after[k] != before[k]}
+    if changed:
+        audit_record(
+            session,
+            actor_id=user.id,
+            action="instrument.update",
+            entity="instrument",
+            entity_id=instrument.id,
+            before={k: before[k] for k in sorted(changed)},
+            after={k: after[k] for k in sorted(changed)},
+        )
     instrument.updated_at = utcnow()
     session.add(instrument)
     session.flush()
     return instrument
+
+
+def _plain(value: object) -> object:
+    """A value as the audit log keeps it (JSON)."""
+    return value.value if isinstance(value, Enum) else value
 
 
 def opening_hours_get(session: Session, instrument_id: int) -> list[OpeningInterval]:
@@ -383,6 +406,19 @@ def opening_hours_set(
     for before, after in pairwise(ordered):
         if before.weekday == after.weekday and after.opens < before.closes:
             raise Conflict(f"opening intervals overlap on weekday {before.weekday}")
+
+    def spans(items: Sequence[OpeningInterval]) -> list[str]:
+        return [f"{WEEKDAY_NAMES[i.weekday]} {i.opens:%H:%M}-{i.closes:%H:%M}" for i in items]
+
+    audit_record(
+        session,
+        actor_id=user.id,
+        action="opening_hours.set",
+        entity="instrument",
+        entity_id=instrument_id,
+        before={"hours": spans(opening_hours_get(session, instrument_id))},
+        after={"hours": spans(ordered)},
+    )
     session.execute(delete(OpeningHours).where(col(OpeningHours.instrument_id) == instrument_id))
     session.add_all(
         OpeningHours(instrument_id=instrument_id, weekday=i.weekday, opens=i.opens, closes=i.closes)

@@ -11,6 +11,7 @@ from pathlib import Path
 from booking.models import BookingStatus, WaitlistStatus
 from instruments.models import InstrumentStatus, PayerClass, RateUnit
 from labshare import i18n
+from labshare.pages.admin import ACTION_WORDS
 from labshare.pages.web import FLASH
 from labshare.translations_zh import ZH
 from labshare.translations_zh_messages import MESSAGES_ZH
@@ -28,6 +29,7 @@ DYNAMIC = (
     + ["booking", "blackout", "closed", "imported", "idle", "in_use", "fault", "offline"]
     + ["online", "unknown", "walk_up", "booked", "preview", "finalized", "internal"]
     + ["draft", "sent", "paid", "payment_failed"]
+    + list(ACTION_WORDS.values())
 )
 
 

@@ -307,3 +307,45 @@ def test_the_desk_searches_and_pages_the_labs_instruments_and_shows_utilisation(
     usage = desk.get("/lab/usage").text
     row = usage.split('id="utilisation"', 1)[1].split("Raman alpha300", 1)[1].split("</tr>", 1)[0]
     assert "2.0 h" in row and "0.0 h" in row
+
+
+def test_the_labs_actions_are_in_the_audit_log_in_words(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab, name="FIB-SEM", approval_required=True)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    researcher = create_user(session)
+    admin = create_user(session, role=Role.network_admin)
+    day = _day()
+    alice, token = _browser(client, researcher.email)
+    alice.post(
+        f"/instruments/{instrument.id}/book",
+        data={"start": f"{day}T10:00", "end": f"{day}T11:00", "csrf_token": token},
+    )
+    booking = session.exec(select(Booking)).one()
+    desk, mtoken = _browser(client, manager.email)
+    url = f"/lab/instruments/{instrument.id}"
+    desk.post(f"/lab/bookings/{booking.id}/approve", data={"csrf_token": mtoken})
+    desk.post(
+        f"{url}/hours", data={"opens1_0": "09:00", "closes1_0": "17:00", "csrf_token": mtoken}
+    )
+    desk.post(
+        f"{url}/blackouts",
+        data={
+            "start": f"{day}T12:00",
+            "end": f"{day}T13:00",
+            "reason": "service",
+            "csrf_token": mtoken,
+        },
+    )
+    desk.post(
+        f"{url}/rates",
+        data={"payer_class": "academic", "unit": "hour", "amount": "250", "csrf_token": mtoken},
+    )
+    office, _ = _browser(client, admin.email)
+    log = office.get("/admin/audit").text
+    for words in ("Approved a booking", "Changed opening hours", "Blocked an instrument",
+                  "Set a price"):  # fmt: skip
+        assert words in log, words
+    assert "Mon 09:00-17:00" in log  # the hours after the change
