@@ -78,9 +78,11 @@ def kpis(period: Annotated[str, typer.Option(help="The month, YYYY-MM")]) -> Non
     import json
 
     from admin.kpis import network_kpis
+    from core.timeutil import to_utc_z
 
     with session_scope(write=False) as session:
         data = network_kpis(session, period=period)
+    data["computed_at"] = to_utc_z(data["computed_at"])  # type: ignore[arg-type]
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from threading import Thread
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
+from admin import figure_cache
 from admin import figures as fig
 from billing.models import Invoice, VoucherRedemption
 from core.errors import Invalid
-from core.periods import Period, months_range
+from core.periods import Period, last_month, months_back, months_range
 from core.settings import get_settings
 from instruments.models import Category, Institution, Lab
 
+log = logging.getLogger(__name__)
 HOUR = 3600
 # The longest range the trend answers: two years of months.
 TREND_MAX_MONTHS = 24
@@ -128,8 +134,14 @@ def vouchers_used(session: Session, period: Period, currency: str) -> int:
 
 
 def network_kpis(session: Session, *, period: str) -> dict[str, object]:
-    """The network's KPIs for the month `YYYY-MM`."""
+    """The network's KPIs for the month `YYYY-MM` (kept a while: admin.figure_cache), with
+    `computed_at`."""
     month = Period.parse(period)
+    figures, at = figure_cache.kept(session, "kpis", month, lambda: _kpis(session, month))
+    return {**figures, "computed_at": at}
+
+
+def _kpis(session: Session, month: Period) -> dict[str, object]:
     currency = get_settings().currency
     items = instrument_kpis(session, month, currency)
     total = lambda attr: sum(getattr(k, attr) for k in items)  # noqa: E731
@@ -170,7 +182,7 @@ def network_trend(session: Session, *, first: str, last: str) -> list[dict[str, 
     months = months_range(first, last)
     if len(months) > TREND_MAX_MONTHS:
         raise Invalid(f"the range has {len(months)} months; at most {TREND_MAX_MONTHS}")
-    figures = fig.by_month(session, months)
+    figures, _at = figure_cache.months_kept(session, months)
     out: list[dict[str, object]] = []
     for month in months:
         f = figures[month.label]
@@ -185,3 +197,26 @@ def network_trend(session: Session, *, first: str, last: str) -> list[dict[str, 
             }
         )
     return out
+
+
+def warm_dashboard(open_session: Callable[[], Session], *, trend_months: int = 6) -> Thread:
+    """Compute, in a background thread, what the dashboard opens with (last month's KPIs
+    and the trend of the `trend_months` months up to it), so its first viewer is served
+    from admin.figure_cache too."""
+
+    def run() -> None:
+        started = time.monotonic()
+        month = last_month()
+        months = months_back(month, trend_months)
+        try:
+            with open_session() as session:
+                network_kpis(session, period=month)
+                network_trend(session, first=months[0], last=months[-1])
+        except Exception:  # a cold dashboard is slower, never broken
+            log.exception("warming the dashboard's figures failed")
+            return
+        log.info("dashboard figures warm in %.1f s", time.monotonic() - started)
+
+    thread = Thread(target=run, name="labshare-kpi-warm", daemon=True)
+    thread.start()
+    return thread

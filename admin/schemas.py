@@ -231,6 +231,8 @@ class KpiGroup(BaseModel):
 class KpisPublic(BaseModel):
     period: str
     currency: str
+    # When these figures were computed: the dashboard keeps them a few minutes.
+    computed_at: UTCDatetime | None = None
     instruments: int
     idle_instruments: int
     idle_share: float

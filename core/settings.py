@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         description="How long a request waits for a database slot (or SQLite's write lock) "
         "before it is answered 503 with Retry-After.",
     )
+    kpi_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How long the dashboard keeps the month in progress's figures.",
+    )
+    kpi_cache_past_seconds: int = Field(
+        default=3600, ge=0, description="How long the dashboard keeps an ended month's figures."
+    )
+    kpi_warm: bool = Field(
+        default=True, description="Compute the dashboard's figures in the background at start."
+    )
     db_statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="PostgreSQL statement_timeout for every connection."
     )

@@ -11,6 +11,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlmodel import Session
 
 import admin.api
 import admin.management_api
@@ -40,6 +41,10 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(settings.server_threads, settings.db_pool_size)
+    if settings.kpi_warm:
+        from admin.kpis import warm_dashboard
+
+        warm_dashboard(lambda: Session(get_engine()))
     yield
 
 

@@ -61,6 +61,11 @@ def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> 
     monkeypatch.setenv("LABSHARE_DATABASE_URL", url)
     monkeypatch.setenv("LABSHARE_SECRET_KEY", "test-secret-key-test-secret-key-0123456789")
     monkeypatch.setenv("LABSHARE_DATA_DIR", str(data_dir))
+    # Each test writes its own figures: the dashboard's cache would show another test's
+    # (tests/admin/test_figure_cache.py tests the cache itself).
+    monkeypatch.setenv("LABSHARE_KPI_CACHE_SECONDS", "0")
+    monkeypatch.setenv("LABSHARE_KPI_CACHE_PAST_SECONDS", "0")
+    monkeypatch.setenv("LABSHARE_KPI_WARM", "false")
     get_settings.cache_clear()
 
 
