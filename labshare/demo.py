@@ -123,7 +123,10 @@ def process(name: str, *args: str) -> Component:
 
 
 # The demo's gateways: 20 labs' worth, 50 messages a second, for a year (until Ctrl-C).
-SIMULATOR_ARGS = ("--gateways", "20", "--rate", "50", "--duration", str(365 * 24 * 3600))
+# Quiet, so the logins stay on the screen: progress is `labshare simulate --verbose`.
+SIMULATOR_ARGS = (
+    "--gateways", "20", "--rate", "50", "--duration", str(365 * 24 * 3600), "--quiet",
+)  # fmt: skip
 
 
 def mqtt_broker(ctx: DemoContext) -> Running:
@@ -148,7 +151,7 @@ def components(ctx: DemoContext) -> list[Component]:
         process("calendars", "calendars", "sync", "--loop"),
         # Telemetry: the broker, the ingest worker, and gateways simulated for a year.
         Component("mqtt", mqtt_broker),
-        process("ingest", "ingest", "--client-id", "labshare-demo-ingest", *ingest_args),
+        process("ingest", "ingest", "--client-id", "labshare-demo-ingest", "--quiet", *ingest_args),
         process("simulator", "simulate", *SIMULATOR_ARGS),
     ]
 
@@ -240,6 +243,9 @@ def run_demo(
     else:
         console.print("the database already holds data; not seeding")
 
+    if not settings.secret_key:
+        # Generated (and warned about) now, above the logins, not at the first sign-in.
+        settings.signing_key()
     ctx = DemoContext(settings, host, port, env={**os.environ})
     if settings.public_url is None:
         # Feed links and mails name the address the demo listens at.

@@ -132,6 +132,9 @@ def ingest(
     mqtt311: Annotated[
         bool, typer.Option("--mqtt311", help="MQTT 3.1.1 without a shared subscription (amqtt)")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="Only warnings, errors and the final summary")
+    ] = False,
 ) -> None:
     """The MQTT telemetry ingest worker (LABSHARE_MQTT_URL)."""
     from telemetry.ingest import IngestConfig, IngestWorker, parse_mqtt_url
@@ -144,7 +147,10 @@ def ingest(
         parse_mqtt_url(url)
     except ValueError as exc:
         raise fail(str(exc))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
     config = IngestConfig(
         mqtt_url=url, client_id=client_id, batch_max=batch_max, root=topic_root, group=group,
         reconcile_every=reconcile_every, mqtt5=not mqtt311, shared=not mqtt311,
@@ -157,7 +163,9 @@ def ingest(
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    typer.echo(f"ingest: {client_id} on {url.split('@')[-1]}; Ctrl-C flushes and stops", err=True)
+    if not quiet:
+        where = url.split("@")[-1]
+        typer.echo(f"ingest: {client_id} on {where}; Ctrl-C flushes and stops", err=True)
     worker.run()
     if server:
         server.shutdown()

@@ -248,6 +248,10 @@ def simulate(
     ] = 100,
     duration: Annotated[float, typer.Option(min=1, help="Seconds to run")] = 60,
     seed: Annotated[int | None, typer.Option(help="Random seed")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Print progress every ten seconds")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No start line, only the summary")] = False,
 ) -> None:
     """Publish realistic telemetry for the demo network to LABSHARE_MQTT_URL."""
     from telemetry.ingest import parse_mqtt_url
@@ -266,13 +270,14 @@ def simulate(
     except ValueError as exc:
         raise fail(str(exc))
     count = sum(len(g.instruments) for g in gws)
-    typer.echo(
-        f"simulate: {len(gws)} gateways, {count} instruments, {rate:g} msg/s for {duration:g}s",
-        err=True,
-    )
+    if not quiet:
+        typer.echo(
+            f"simulate: {len(gws)} gateways, {count} instruments, {rate:g} msg/s for {duration:g}s",
+            err=True,
+        )
     sim = Simulator(gws, host=broker.host, port=broker.port, rate=rate, badges=badges, seed=seed)
     try:
-        sent = sim.run(duration, progress=True)
+        sent = sim.run(duration, progress=verbose)
     except OSError as exc:
         raise fail(f"broker {broker.host}:{broker.port}: {exc}")
     typer.echo(f"simulate: sent {sent} messages")
