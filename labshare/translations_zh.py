@@ -478,5 +478,20 @@ ZH.update(
         "Recorded a payout for bank transfer": "记录了银行转账付款",
         "Paid out through Stripe": "通过 Stripe 付款",
         "A payout failed": "付款失败",
+        # the month picker
+        "All months": "全部月份",
+        "{month} {year}": "{year}年{month}",
+        "January": "1月",
+        "February": "2月",
+        "March": "3月",
+        "April": "4月",
+        "May": "5月",
+        "June": "6月",
+        "July": "7月",
+        "August": "8月",
+        "September": "9月",
+        "October": "10月",
+        "November": "11月",
+        "December": "12月",
     }
 )

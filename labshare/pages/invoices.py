@@ -10,10 +10,13 @@ from fastapi.responses import HTMLResponse
 from billing import views
 from core.deps import SessionDep
 from core.errors import AppError
+from core.periods import months_back, period_of
 from core.routing import UnitOfWorkRoute
+from core.timeutil import utcnow
 from labshare.pages.web import PageUser, render
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
+PICKER_MONTHS = 24
 
 
 @router.get("/me/invoices", response_class=HTMLResponse)
@@ -33,7 +36,13 @@ def my_invoices(
     return render(
         request,
         "billing/invoices.html",
-        {"invoices": list(reversed(invoices)), "period": period or "", "error": error},
+        {
+            "invoices": list(reversed(invoices)),
+            "period": period or "",
+            # The picker lists months by name, newest first: two years back.
+            "months": list(reversed(months_back(period_of(utcnow()), PICKER_MONTHS))),
+            "error": error,
+        },
         user=user,
         status_code=422 if error else 200,
     )

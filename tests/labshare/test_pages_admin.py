@@ -129,4 +129,23 @@ def test_invoices_page(client: TestClient, session: Session) -> None:
     page_sign_in(client, user.email)
     page = client.get("/me/invoices")
     assert page.status_code == 200 and "No invoices." in page.text
+    # The month picker names months, newest first.
+    picker = page.text.split('<select id="period"', 1)[1].split("</select>", 1)[0]
+    names = re.findall(r"<option value=\"(\d{4}-\d{2})\"[^>]*>([^<]+)</option>", picker)
+    assert len(names) == 24 and names[0][0] > names[-1][0]
+    year = names[0][0].split("-")[0]
+    assert names[0][1].strip().endswith(year) and names[0][1].split()[0] in [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ]
     assert client.get("/me/invoices", params={"period": "2026-13"}).status_code == 422
