@@ -24,6 +24,7 @@ from billing.models import (
 from core.errors import Conflict, Invalid, NotFound
 from core.periods import parse_period, period_first_day
 from core.settings import CURRENCY_EXPONENTS
+from instruments.models import Institution
 
 
 @dataclass(frozen=True)
@@ -238,3 +239,43 @@ def redemptions_by_programme(
         .order_by(col(VoucherProgramme.id))
     ).all()
     return [(programme, int(total)) for programme, total in rows]
+
+
+@dataclass(frozen=True)
+class ProgrammeUse:
+    """A programme's budget and how much of it went where."""
+
+    programme: VoucherProgramme
+    used: int
+    companies: int
+    # (institution name, amount), the largest users first
+    top: list[tuple[str, int]]
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.programme.budget - self.used)
+
+    @property
+    def used_share(self) -> float:
+        return self.used / self.programme.budget if self.programme.budget else 0.0
+
+
+def programmes_use(session: Session, *, top: int = 5) -> list[ProgrammeUse]:
+    """Every programme with what its redemptions used of the budget, and by whom."""
+    by_company = session.exec(
+        select(
+            VoucherRedemption.programme_id,
+            Institution.name,
+            func.sum(VoucherRedemption.amount),
+        )
+        .join(Institution, col(Institution.id) == VoucherRedemption.institution_id)
+        .group_by(col(VoucherRedemption.programme_id), col(Institution.id), col(Institution.name))
+    ).all()
+    spent: dict[int, list[tuple[str, int]]] = {}
+    for programme_id, name, amount in by_company:
+        spent.setdefault(programme_id, []).append((name, int(amount or 0)))
+    out = []
+    for programme in programmes_list(session):
+        rows = sorted(spent.get(programme.id or 0, []), key=lambda r: -r[1])
+        out.append(ProgrammeUse(programme, sum(a for _, a in rows), len(rows), rows[:top]))
+    return out

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import inspect
 from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session
 
 from core.cli_support import fail
 from core.db import get_engine, session_scope
@@ -208,11 +209,38 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     )
     period = last_month()
     with session_scope(engine=engine) as session:
+        programme = _city_voucher_programme(session, year=int(period[:4]))
         report = invoice_run(session, period=period)
     console.print(
         f"invoice run {period}: {report.charges.total:,} charges on {report.invoices:,} "
-        f"draft invoices, in {report.seconds:.1f} s (not finalized)"
+        f"draft invoices, in {report.seconds:.1f} s (not finalized); vouchers of "
+        f"{programme} applied"
     )
+
+
+def _city_voucher_programme(session: Session, *, year: int) -> str:
+    """The city's innovation-voucher programme for the year (half of a small company's
+    bill at other institutions, up to 100,000 a year, 5 million in all), so the demo's
+    small firm and the dashboard show vouchers at work."""
+    from datetime import date
+
+    from billing.vouchers import ProgrammeIn, programme_create
+
+    code = f"CITY-IV-{year}"
+    programme_create(
+        session,
+        data=ProgrammeIn(
+            code=code,
+            name=f"City innovation vouchers {year}",
+            currency=get_settings().currency,
+            budget=5_000_000_00,
+            coverage_bp=5000,
+            company_yearly_cap=100_000_00,
+            starts_on=date(year, 1, 1),
+            ends_on=date(year, 12, 31),
+        ),
+    )
+    return code
 
 
 def print_logins() -> None:

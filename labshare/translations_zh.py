@@ -493,5 +493,15 @@ ZH.update(
         "October": "10月",
         "November": "11月",
         "December": "12月",
+        # vouchers on the dashboard
+        "Innovation vouchers": "创新券",
+        "used of {budget}": "已用（预算 {budget}）",
+        "{left} left": "剩余 {left}",
+        "{n} companies": "{n} 家企业",
+        "share of the budget used": "预算使用比例",
+        "Largest users": "使用最多的企业",
+        "Company": "企业",
+        "No voucher has been redeemed yet.": "尚无创新券兑付。",
+        "No voucher programme yet.": "尚无创新券项目。",
     }
 )

@@ -13,6 +13,7 @@ from admin import policies
 from admin import service as admin_service
 from admin import settlement as settle
 from admin.management import audit_list
+from billing.vouchers import programmes_use
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
@@ -64,6 +65,7 @@ def dashboard(
         {
             "period": period,
             "trend": months_back(period, TREND_MONTHS),
+            "programmes": programmes_use(session),
             "subsidies": _subsidies(session, period),
         },
         user=user,

@@ -149,3 +149,26 @@ def test_invoices_page(client: TestClient, session: Session) -> None:
         "December",
     ]
     assert client.get("/me/invoices", params={"period": "2026-13"}).status_code == 422
+
+
+def test_the_dashboard_shows_each_voucher_programmes_budget_and_use(
+    client: TestClient, session: Session
+) -> None:
+    from datetime import date
+
+    from billing.vouchers import ProgrammeIn, programme_create
+
+    programme_create(
+        session,
+        data=ProgrammeIn(
+            code="CITY-IV", name="City innovation vouchers", currency="cny", budget=500_000_00,
+            coverage_bp=5000, company_yearly_cap=10_000_00, starts_on=date(2026, 1, 1),
+            ends_on=date(2026, 12, 31),
+        ),
+    )  # fmt: skip
+    session.commit()
+    admin = create_user(session, role=Role.network_admin)
+    page_sign_in(client, admin.email)
+    box = client.get("/admin").text.split('id="vouchers-title"', 1)[1].split("</section>", 1)[0]
+    assert "City innovation vouchers" in box and "500,000.00 CNY" in box
+    assert "No voucher has been redeemed yet." in box

@@ -30,6 +30,10 @@
     }
   }
 
+  // An axis label of at most `max` characters; narrow screens get shorter ones.
+  const labelMax = window.matchMedia("(max-width: 40rem)").matches ? 16 : 30;
+  const shorten = (text) => (text.length > labelMax ? text.slice(0, labelMax - 1) + "…" : text);
+
   function externalChart(k) {
     const rows = [...(k.by_institution || [])].sort((a, b) => b.used_hours - a.used_hours).slice(0, 12);
     new Chart(document.getElementById("chart-external"), {
@@ -41,7 +45,12 @@
           { label: d.labelInternal, data: rows.map((r) => Math.max(0, r.used_hours - r.external_hours)), backgroundColor: "#a9c5e8" },
         ],
       },
-      options: { indexAxis: "y", maintainAspectRatio: false, responsive: true, scales: { x: { stacked: true }, y: { stacked: true, ticks: { autoSkip: false } } } },
+      options: {
+        indexAxis: "y", maintainAspectRatio: false, responsive: true,
+        // Long names are shortened on the axis (the tooltip gives them whole), so none is clipped.
+        scales: { x: { stacked: true }, y: { stacked: true, ticks: { autoSkip: false, callback: (_v, i) => shorten(rows[i].name) } } },
+        plugins: { tooltip: { callbacks: { title: (items) => rows[items[0].dataIndex].name } } },
+      },
     });
   }
 
@@ -70,7 +79,8 @@
         { label: d.labelReward, data: reward, backgroundColor: "#0f3d5e" },
         { label: d.labelVouchers, data: vouchers, backgroundColor: "#f5a623" },
       ] },
-      options: { maintainAspectRatio: false, responsive: true, scales: { x: { stacked: true, ticks: { autoSkip: false, maxRotation: 60 } }, y: { stacked: true, ticks: { callback: (v) => money.format(v) } } } },
+      options: { maintainAspectRatio: false, responsive: true, scales: { x: { stacked: true, ticks: { autoSkip: false, maxRotation: 60, callback: (_v, i) => shorten(labels[i]) } }, y: { stacked: true, ticks: { callback: (v) => money.format(v) } } },
+                 plugins: { tooltip: { callbacks: { title: (items) => labels[items[0].dataIndex] } } } },
     });
   }
 
