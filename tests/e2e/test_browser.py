@@ -235,6 +235,104 @@ def test_lab_manager_approves(
     assert booking.decided_by_id == manager.id
 
 
+def test_a_manager_fixes_bad_opening_hours_in_place(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab, name="Titan Krios")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/lab/instruments/{instrument.id}")
+    _sign_in(page, live_server, manager.email)
+    page.wait_for_url(f"**/lab/instruments/{instrument.id}")
+    # Tuesday closes before it opens: typed by mistake.
+    page.locator("#opens1_1").fill("17:00")
+    page.locator("#closes1_1").fill("09:00")
+    page.get_by_role("button", name="Save opening hours").click()
+    error = page.locator("#hours-error")
+    error.wait_for()
+    assert "opens must be before closes" in error.inner_text()
+    assert page.locator("#opens1_1").input_value() == "17:00"  # what was typed is kept
+    assert page.get_by_text("Not saved.").is_visible()
+    shots(page, "hours-refused-in-place")
+    page.locator("#opens1_1").fill("09:00")
+    page.locator("#closes1_1").fill("17:00")
+    page.get_by_role("button", name="Save opening hours").click()
+    page.get_by_text("Saved.").wait_for()
+    assert page.locator("#opens1_1").input_value() == "09:00"
+    context.close()
+
+
+def test_a_displaced_booking_is_rebooked_in_one_click(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    from booking.blackouts import blackout_create
+    from booking.schemas import BlackoutCreate
+
+    lab = create_lab(session, name="Cryo-EM Facility")
+    krios = create_instrument(session, lab=lab, name="Krios G4")
+    create_instrument(session, lab=lab, name="Glacios")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    li = create_user(session, email="li@example.org")
+    day = _day()
+    start = datetime.fromisoformat(f"{day}T10:00").replace(tzinfo=get_settings().zone)
+    bookings.booking_create(
+        session,
+        user=li,
+        data=BookingCreate(instrument_id=krios.id, start=start, end=start + timedelta(hours=2)),
+    )
+    blackout_create(
+        session,
+        user=manager,
+        instrument_id=krios.id,
+        data=BlackoutCreate(start=start - timedelta(hours=1), end=start + timedelta(hours=4),
+                            kind="maintenance", reason="autoloader repair"),
+    )  # fmt: skip
+    session.commit()
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/me/bookings")
+    _sign_in(page, live_server, li.email)
+    page.wait_for_url("**/me/bookings")
+    why = page.locator("[id^=why-]").first
+    assert "autoloader repair" in why.inner_text()
+    shots(page, "displaced-with-reason")
+    why.locator("button.rebook").first.click()
+    page.get_by_text("Booked.").wait_for()
+    shots(page, "rebooked")
+    context.close()
+    session.rollback()
+    mine = session.exec(select(Booking).where(Booking.user_id == li.id)).all()
+    assert sorted(b.status for b in mine) == [BookingStatus.confirmed, BookingStatus.displaced]
+
+
+def test_an_admin_opens_the_dashboard_with_its_figures(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    admin = create_user(session, role=Role.network_admin)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/admin")
+    _sign_in(page, live_server, admin.email)
+    page.wait_for_url("**/admin")
+    # The figures arrive: the cards fill and no error shows (speed is bench/pages.py's).
+    _wait_for(page, "document.querySelector('[data-kpi=instruments]').textContent !== '…'")
+    assert page.locator("#dashboard-error").is_hidden()
+    assert page.get_by_role("heading", name="Innovation vouchers").is_visible()
+    shots(page, "dashboard")
+    context.close()
+
+
 def test_on_a_phone_in_chinese(
     browser,
     live_server: str,
