@@ -9,6 +9,12 @@ Figures are printed and written to bench/results/catalog-<database>-<time>.json.
 
     .venv/bin/python bench/catalog.py                       # both databases
     .venv/bin/python bench/catalog.py --backends sqlite --requests 2000
+    .venv/bin/python bench/catalog.py --backends postgres --compare-only   # the ratio alone
+
+On PostgreSQL it then runs labshare beside bench/baseline_app.py's search endpoint (one
+page's SQL in one statement, no framework beyond FastAPI) with the same q+category mix,
+and prints the ratio of their throughput (target >= 0.8), CPU per request and the
+statements labshare runs per search.
 """
 
 from __future__ import annotations
@@ -217,6 +223,71 @@ def run(backend: str, args: argparse.Namespace) -> dict[str, object]:
     return result
 
 
+def _statements_per_search(url: str, params: dict[str, str]) -> int:
+    """SQL statements one search runs, counted in-process on the same database."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import event
+
+    from core.db import get_engine
+    from core.settings import get_settings
+    from labshare.app import create_app
+
+    os.environ["LABSHARE_DATABASE_URL"] = url
+    os.environ.setdefault("LABSHARE_SECRET_KEY", "bench-secret-bench-secret-bench-secret")
+    get_settings.cache_clear()
+    seen: list[str] = []
+    listener = lambda *a: seen.append(a[2])  # noqa: E731
+    with TestClient(create_app()) as client:
+        client.get("/api/v1/instruments", params=params)  # warm the caches
+        engine = get_engine()
+        event.listen(engine, "before_cursor_execute", listener)
+        client.get("/api/v1/instruments", params=params)
+        event.remove(engine, "before_cursor_execute", listener)
+    return len(seen)
+
+
+def compare_with_baseline(url: str, args: argparse.Namespace) -> dict[str, object]:
+    """labshare's search beside bench/baseline_app.py's endpoint running one page's SQL, on
+    the same database and with the same mix (q plus a category), served the same way."""
+    from bench.common import postgres_cpu_seconds, serve_baseline, stop, tree_cpu_seconds
+
+    rng = random.Random(2)
+    mix = [{"q": rng.choice(TERMS), "category": rng.choice(GROUPS + LEAVES)}
+           for _ in range(args.requests)]  # fmt: skip
+    out: dict[str, object] = {"query": "q plus a category", "clients": args.clients}
+    for name in ("labshare", "baseline"):
+        port = _free_port()
+        server = (_serve(url, port, args.workers) if name == "labshare"
+                  else serve_baseline(url, port, args.workers))  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _load(base, mix[:300], args.clients)  # warm up
+            cpu, pg = tree_cpu_seconds(server.pid), postgres_cpu_seconds()
+            latencies, wall = _load(base, mix, args.clients)
+            cpu, pg = tree_cpu_seconds(server.pid) - cpu, postgres_cpu_seconds() - pg
+        finally:
+            stop(server)
+        out[name] = {
+            "requests_per_second": round(len(latencies) / wall, 1),
+            "p50_ms": round(statistics.median(latencies), 2),
+            "p95_ms": round(_percentile(latencies, 95), 2),
+            "p99_ms": round(_percentile(latencies, 99), 2),
+            "server_cpu_ms_per_request": round(cpu / len(latencies) * 1000, 2),
+            "postgres_cpu_ms_per_request": round(pg / len(latencies) * 1000, 2),
+            "load_average": os.getloadavg()[0],
+        }
+        print(f"[compare] {name}: {out[name]}", flush=True)
+    ratio = out["labshare"]["requests_per_second"] / out["baseline"]["requests_per_second"]  # type: ignore[index]
+    out["ratio"] = round(ratio, 3)
+    out["labshare_statements_per_search"] = _statements_per_search(url, mix[0])
+    print(
+        f"[compare] labshare / baseline = {out['ratio']} (target >= 0.8); labshare runs "
+        f"{out['labshare_statements_per_search']} statements a search",
+        flush=True,
+    )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -228,9 +299,22 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4_000)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument(
+        "--compare-only", action="store_true",
+        help="only labshare beside the baseline, on the PostgreSQL database as it is",
+    )  # fmt: skip
     args = parser.parse_args()
-    for backend in args.backends.split(","):
-        run(backend.strip(), args)
+    if not args.compare_only:
+        for backend in args.backends.split(","):
+            run(backend.strip(), args)
+    if "postgres" in args.backends:
+        result = {"benchmark": "catalog-vs-baseline", "at": datetime.now(UTC).isoformat(),
+                  **compare_with_baseline(args.postgres, args)}  # fmt: skip
+        out = ROOT / "bench" / "results"
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        path = out / f"catalog-vs-baseline-{stamp}.json"
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"[compare] wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
