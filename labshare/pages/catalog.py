@@ -113,6 +113,8 @@ def instrument_page(
     first = min((o.opens.hour for o in hours), default=6)
     last = max((o.closes.hour + (1 if o.closes.minute or o.closes.second else 0) for o in hours),
                default=23)  # fmt: skip
+    # Signed in, a qualification the person lacks is said at the top (the rules say it anyway).
+    needing = qualifications.training_needed(session, user, [instrument_id])
     return render(
         request,
         "catalog/instrument.html",
@@ -126,10 +128,7 @@ def instrument_page(
             "charged": list(
                 prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()
             ),
-            "training_needed": instrument_id
-            in qualifications.training_needed(session, user, [instrument_id])
-            if user is not None
-            else False,
+            "training_needed": user is not None and instrument_id in needing,
         },
         user=user,
     )
