@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import case, func
 from sqlmodel import Session, col, or_, select
 
 from booking.models import Booking, BookingStatus
@@ -23,6 +24,7 @@ from telemetry.models import (
     InstrumentLiveState,
     InstrumentState,
     Presence,
+    UsageKind,
     UsageReview,
     UsageSession,
 )
@@ -436,3 +438,48 @@ def lab_utilisation(
         if booked.get(i) or used.get(i)
     ]
     return sorted(out, key=lambda u: (-(u.booked_hours + u.used_hours), u.name))
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """A lab's usage over a window as its desk shows it: counts over every session, and the
+    newest sessions themselves."""
+
+    sessions: int
+    walk_ups: int
+    overtime: int
+    newest: list[UsagePublic]
+
+
+def lab_usage_summary(
+    session: Session, *, user: User, lab_id: int, start: datetime, end: datetime, newest: int
+) -> UsageSummary:
+    """Counts in SQL over the window; only the `newest` sessions are loaded (newest first)."""
+    _require_usage_reader(user, lab_id)
+    _check_window(start, end)
+    in_window = (
+        col(UsageSession.instrument_id).in_(
+            select(Instrument.id).where(Instrument.lab_id == lab_id)
+        ),
+        col(UsageSession.start_at) < end,
+        or_(col(UsageSession.end_at).is_(None), col(UsageSession.end_at) > start),
+    )
+    total, walk_ups, overtime = session.exec(
+        select(
+            func.count(),
+            func.coalesce(
+                func.sum(case((col(UsageSession.kind) == UsageKind.walk_up, 1), else_=0)), 0
+            ),
+            func.coalesce(func.sum(case((col(UsageSession.overtime_minutes) > 0, 1), else_=0)), 0),
+        ).where(*in_window)
+    ).one()
+    ids = session.exec(
+        select(UsageSession.id)
+        .where(*in_window)
+        .order_by(col(UsageSession.start_at).desc(), col(UsageSession.id).desc())
+        .limit(newest)
+    ).all()
+    rows = {u.id: u for u in usage_list_by_ids(session, [i for i in ids if i is not None])}
+    return UsageSummary(
+        int(total), int(walk_ups), int(overtime), [rows[i] for i in ids if i in rows]
+    )

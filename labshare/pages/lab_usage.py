@@ -34,9 +34,12 @@ def lab_usage(
 ) -> HTMLResponse:
     """Usage against bookings: sessions held for review, walk-ups, overtime and no-shows."""
     lab = my_lab(session, user)
+    assert lab.id is not None
     end = utcnow()
     start = end - timedelta(days=days)
-    usage = telemetry.lab_usage(session, user=user, lab_code=lab.code, start=start, end=end)
+    summary = telemetry.lab_usage_summary(
+        session, user=user, lab_id=lab.id, start=start, end=end, newest=USAGE_SHOWN
+    )
     held = telemetry.lab_usage(
         session, user=user, lab_code=lab.code, start=None, end=None, held_only=True
     )
@@ -47,13 +50,12 @@ def lab_usage(
         after=None,
         limit=500,
     )
-    assert lab.id is not None
     names = catalog.instrument_names(session, lab_id=lab.id)
     utilisation = telemetry.lab_utilisation(session, lab_id=lab.id, start=start, end=end)
     no_shows = [b for b in no_shows if b.instrument_id in names]
     who = people(
         session,
-        {u.user_id for u in usage + held if u.user_id} | {b.user_id for b in no_shows},
+        {u.user_id for u in summary.newest + held if u.user_id} | {b.user_id for b in no_shows},
     )
     return render(
         request,
@@ -61,19 +63,19 @@ def lab_usage(
         {
             "lab": lab,
             "days": days,
-            "usage": usage,
+            "sessions": summary.sessions,
             "held": held,
             # The newest sessions in the table; the counts above it cover them all.
-            "recent": usage[-USAGE_SHOWN:][::-1],
+            "recent": summary.newest,
             "no_shows": no_shows,
             "names": names,
             "who": who,
-            "walk_ups": sum(1 for u in usage if u.kind == "walk_up"),
+            "walk_ups": summary.walk_ups,
             "utilisation": utilisation[:UTILISATION_SHOWN],
             "utilisation_more": max(0, len(utilisation) - UTILISATION_SHOWN),
             # Bars are drawn against the longest one, so the busiest instrument fills its row.
             "scale": max((max(u.booked_hours, u.used_hours) for u in utilisation), default=1) or 1,
-            "overtime": sum(1 for u in usage if u.overtime_minutes > 0),
+            "overtime": summary.overtime,
         },
         user=user,
     )
