@@ -221,8 +221,18 @@ def usage_list(
     rows = session.exec(
         query.order_by(col(UsageSession.start_at), col(UsageSession.id)).limit(10_000)
     ).all()
-    # One query for the matched bookings: _usage_public then finds them in the session.
-    # (Held in `loaded`: the session keeps only weak references.)
+    return _publics(session, rows)
+
+
+def usage_list_by_ids(session: Session, ids: list[int]) -> list[UsagePublic]:
+    """These sessions as the API shows them (no permission check: the caller did it)."""
+    rows = session.exec(select(UsageSession).where(col(UsageSession.id).in_(ids))).all()
+    return _publics(session, rows)
+
+
+def _publics(session: Session, rows: Sequence[UsageSession]) -> list[UsagePublic]:
+    """The sessions as the API shows them, their matched bookings loaded in one query
+    (held in `loaded`: the ORM session keeps only weak references)."""
     matched = {u.booking_id for u in rows if u.booking_id}
     loaded = (
         session.exec(select(Booking).where(col(Booking.id).in_(matched))).all() if matched else []
@@ -230,12 +240,6 @@ def usage_list(
     out = [_usage_public(session, u) for u in rows]
     del loaded
     return out
-
-
-def usage_list_by_ids(session: Session, ids: list[int]) -> list[UsagePublic]:
-    """These sessions as the API shows them (no permission check: the caller did it)."""
-    rows = session.exec(select(UsageSession).where(col(UsageSession.id).in_(ids))).all()
-    return [_usage_public(session, u) for u in rows]
 
 
 def instrument_usage(
