@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, case, delete, func, literal_column, or_
 from sqlalchemy import select as sa_select
@@ -450,19 +450,32 @@ def categories_list(session: Session) -> list[CategoryPublic]:
     ]
 
 
-def directory(session: Session) -> list[tuple[Ref, list[Ref]]]:
+class Named(NamedTuple):
+    """A code and a name: what a picker lists."""
+
+    code: str
+    name: str
+
+
+def directory(session: Session) -> list[tuple[Named, list[Named]]]:
     """Institutions with their labs, by name: what the catalog's pickers list. Only labs
-    that hold an instrument, and institutions with such a lab."""
-    rows = session.exec(
-        select(Institution, Lab)
+    that hold an instrument, and institutions with such a lab. (Plain columns: every
+    catalog page reads it.)"""
+    rows = session.execute(
+        sa_select(
+            col(Institution.id),
+            col(Institution.code),
+            col(Institution.name),
+            col(Lab.code),
+            col(Lab.name),
+        )
         .join(Lab, col(Lab.institution_id) == Institution.id)
-        .where(col(Lab.id).in_(select(Instrument.lab_id).distinct()))
+        .where(col(Lab.id).in_(sa_select(col(Instrument.lab_id)).distinct()))
         .order_by(col(Institution.name), col(Lab.name))
     ).all()
-    out: dict[int, tuple[Ref, list[Ref]]] = {}
-    for institution, lab in rows:
-        assert institution.id is not None
-        out.setdefault(institution.id, (_ref(institution), []))[1].append(_ref(lab))
+    out: dict[int, tuple[Named, list[Named]]] = {}
+    for institution_id, code, name, lab_code, lab_name in rows:
+        out.setdefault(institution_id, (Named(code, name), []))[1].append(Named(lab_code, lab_name))
     return list(out.values())
 
 
