@@ -37,7 +37,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.booking_reads import bench_reads
-from bench.booking_setup import plan_slots, setup, tokens, with_conflicts
+from bench.booking_setup import plan_slots, plan_window, setup, tokens, with_conflicts
 from bench.common import (
     SECRET,
     SERVER,
@@ -164,7 +164,7 @@ def statements(url: str) -> dict[str, int]:
 
 def burst(base: str, url: str, heads: list[dict[str, str]]) -> dict[str, object]:
     """240 requests at one instrument at once, 64 keep-alive connections (the race test)."""
-    [(instrument_id, start, _end)] = plan_slots(url, 1, (20, 21), seed=RUN_SEED + 5)
+    instrument_id, start = plan_window(url, (20, 22), hours=6, seed=RUN_SEED + 5)
     rng = random.Random(4)
     bodies = []
     for _ in range(240):

@@ -113,6 +113,49 @@ def plan_slots(
     return out
 
 
+def plan_window(url: str, days: tuple[int, int], hours: int, seed: int) -> tuple[int, datetime]:
+    """An instrument free and open for `hours` on end, on the hour, whose rules take
+    bookings of 1 to 3 hours: where the one-instrument burst's requests all could land,
+    so its answers are the race's (one 201 per free stretch, the rest 409), not closed
+    hours or rules."""
+    from sqlmodel import select
+
+    from booking.intervals import grid_starts
+    from booking.timeline import load_timelines
+    from core.db import make_engine, session_scope
+    from instruments.models import Instrument, InstrumentStatus
+
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    lo, hi = now + timedelta(days=days[0]), now + timedelta(days=days[1])
+    length = timedelta(hours=hours)
+    try:
+        with session_scope(engine=engine, write=False) as session:
+            instruments = session.exec(
+                select(Instrument).where(
+                    Instrument.status == InstrumentStatus.active,
+                    Instrument.approval_required == False,  # noqa: E712
+                    Instrument.qualification_required == False,  # noqa: E712
+                    Instrument.weekly_quota_hours == None,  # noqa: E711
+                    Instrument.horizon_days >= days[1] + 1,
+                    Instrument.min_minutes <= 60,
+                    Instrument.max_minutes >= 180,
+                )
+            ).all()
+            usable = [i for i in instruments if 60 % i.slot_step_minutes == 0]
+            random.Random(seed).shuffle(usable)
+            timelines = load_timelines(session, usable[:300], lo, hi)
+            for timeline in timelines.values():
+                for gap in timeline.free(lo, hi):
+                    start = next(grid_starts(gap, length, 60, timeline.tz), None)
+                    if start is not None:
+                        assert timeline.instrument.id is not None
+                        return timeline.instrument.id, start
+    finally:
+        engine.dispose()
+    raise SystemExit(f"no instrument is free for {hours} h between days {days}")
+
+
 def with_conflicts(unique: list, rng: random.Random) -> list:  # type: ignore[type-arg]
     """Two thirds unique, one third repeating an earlier unique request a little later."""
     mixed = list(unique)
