@@ -7,6 +7,7 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
@@ -57,33 +58,44 @@ def setup(url: str, dsn: str, db: str, instruments: int) -> dict[str, object]:
     return {"bookings": total, "seed_s": round(seeded, 1), "history_s": round(loaded, 1)}
 
 
-def plan_slots(
-    url: str, count: int, days: tuple[int, int], seed: int
-) -> list[tuple[int, datetime, datetime]]:
-    """`count` distinct free, rule-abiding slots on open instruments without approval,
-    qualification or quota, spread across instruments."""
+def _bookable(session: Any, days: tuple[int, int], *more: Any) -> list[Any]:
+    """Active instruments a researcher books at once (no approval, qualification or quota)
+    up to `days[1]` ahead, meeting `more` conditions too."""
     from sqlmodel import select
 
-    from booking.intervals import grid_starts
-    from booking.timeline import load_timelines
-    from core.db import make_engine, session_scope
     from instruments.models import Instrument, InstrumentStatus
 
-    engine = make_engine(url)
-    now = datetime.now(UTC)
-    lo, hi = now + timedelta(days=days[0]), now + timedelta(days=days[1])
-    per_instrument: list[list[tuple[int, datetime, datetime]]] = []
-    with session_scope(engine=engine, write=False) as session:
-        instruments = session.exec(
+    return list(
+        session.exec(
             select(Instrument).where(
                 Instrument.status == InstrumentStatus.active,
                 Instrument.approval_required == False,  # noqa: E712
                 Instrument.qualification_required == False,  # noqa: E712
                 Instrument.weekly_quota_hours == None,  # noqa: E711
                 Instrument.horizon_days >= days[1] + 1,
-                Instrument.lead_minutes <= days[0] * 24 * 60 - 60,
+                *more,
             )
         ).all()
+    )
+
+
+def plan_slots(
+    url: str, count: int, days: tuple[int, int], seed: int
+) -> list[tuple[int, datetime, datetime]]:
+    """`count` distinct free, rule-abiding slots on open instruments without approval,
+    qualification or quota, spread across instruments."""
+
+    from booking.intervals import grid_starts
+    from booking.timeline import load_timelines
+    from core.db import make_engine, session_scope
+    from instruments.models import Instrument
+
+    engine = make_engine(url)
+    now = datetime.now(UTC)
+    lo, hi = now + timedelta(days=days[0]), now + timedelta(days=days[1])
+    per_instrument: list[list[tuple[int, datetime, datetime]]] = []
+    with session_scope(engine=engine, write=False) as session:
+        instruments = _bookable(session, days, Instrument.lead_minutes <= days[0] * 24 * 60 - 60)
         rng = random.Random(seed)
         instruments = rng.sample(list(instruments), min(len(instruments), max(50, count // 20)))
         timelines = load_timelines(session, instruments, lo, hi)
@@ -118,12 +130,11 @@ def plan_window(url: str, days: tuple[int, int], hours: int, seed: int) -> tuple
     bookings of 1 to 3 hours: where the one-instrument burst's requests all could land,
     so its answers are the race's (one 201 per free stretch, the rest 409), not closed
     hours or rules."""
-    from sqlmodel import select
 
     from booking.intervals import grid_starts
     from booking.timeline import load_timelines
     from core.db import make_engine, session_scope
-    from instruments.models import Instrument, InstrumentStatus
+    from instruments.models import Instrument
 
     engine = make_engine(url)
     now = datetime.now(UTC)
@@ -131,17 +142,9 @@ def plan_window(url: str, days: tuple[int, int], hours: int, seed: int) -> tuple
     length = timedelta(hours=hours)
     try:
         with session_scope(engine=engine, write=False) as session:
-            instruments = session.exec(
-                select(Instrument).where(
-                    Instrument.status == InstrumentStatus.active,
-                    Instrument.approval_required == False,  # noqa: E712
-                    Instrument.qualification_required == False,  # noqa: E712
-                    Instrument.weekly_quota_hours == None,  # noqa: E711
-                    Instrument.horizon_days >= days[1] + 1,
-                    Instrument.min_minutes <= 60,
-                    Instrument.max_minutes >= 180,
-                )
-            ).all()
+            instruments = _bookable(
+                session, days, Instrument.min_minutes <= 60, Instrument.max_minutes >= 180
+            )
             usable = [i for i in instruments if 60 % i.slot_step_minutes == 0]
             random.Random(seed).shuffle(usable)
             timelines = load_timelines(session, usable[:300], lo, hi)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import Enum
 
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +27,7 @@ from billing.schemas import (
     RateCardPublic,
 )
 from booking.models import Booking
-from core.audit import audit_record
+from core.audit import audit_record, audit_value
 from core.errors import Conflict, NotFound
 from core.models import Role, User
 from core.periods import period_of
@@ -338,17 +337,10 @@ def policy_set(
         action="charging_policy.set",
         entity="lab",
         entity_id=lab.id,
-        after={**{k: _plain(v) for k, v in terms.items()}, "currency": currency,
+        after={**{k: audit_value(v) for k, v in terms.items()}, "currency": currency,
                "effective_from": start.isoformat()},
     )  # fmt: skip
     return policy_get(session, lab_code=lab_code)
-
-
-def _plain(value: object) -> object:
-    """A value as the audit log keeps it (JSON)."""
-    if isinstance(value, Enum):
-        return value.value
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def assisted_set(session: Session, *, user: User | None, booking_id: int, assisted: bool) -> bool:

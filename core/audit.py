@@ -6,6 +6,7 @@ It lives in the kernel so every domain, money included, can record into it.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import JSON, Index
@@ -30,6 +31,13 @@ class AuditEntry(SQLModel, table=True):
     entity_id: str | None = Field(default=None, max_length=100)
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+def audit_value(value: object) -> object:
+    """A value as the log keeps it (JSON): an enum's value, a time in ISO 8601."""
+    if isinstance(value, Enum):
+        return value.value
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def audit_record(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from itertools import pairwise
 from typing import Any, NamedTuple
 
@@ -12,7 +11,7 @@ from sqlalchemy import ColumnElement, case, delete, func, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from core.audit import audit_record
+from core.audit import audit_record, audit_value
 from core.db import is_postgres
 from core.errors import Conflict
 from core.models import Role, User
@@ -361,10 +360,10 @@ def instrument_update(
         changes.update(data.rules.model_dump())
     if data.category is not None:
         changes["category_id"] = _leaf_category_id(session, data.category)
-    before = {name: _plain(getattr(instrument, name)) for name in changes}
+    before = {name: audit_value(getattr(instrument, name)) for name in changes}
     for name, value in changes.items():
         setattr(instrument, name, value)
-    after = {name: _plain(getattr(instrument, name)) for name in changes}
+    after = {name: audit_value(getattr(instrument, name)) for name in changes}
     changed = {k for k in after if after[k] != before[k]}
     if changed:
         audit_record(
@@ -380,11 +379,6 @@ def instrument_update(
     session.add(instrument)
     session.flush()
     return instrument
-
-
-def _plain(value: object) -> object:
-    """A value as the audit log keeps it (JSON)."""
-    return value.value if isinstance(value, Enum) else value
 
 
 def opening_hours_get(session: Session, instrument_id: int) -> list[OpeningInterval]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlmodel import Session
 
 from billing.prices import prices_for, prices_in_force
 from booking import availability, qualifications
 from booking.schemas import Slot
 from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
+from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from instruments import service as catalog
@@ -27,6 +29,19 @@ PAGE_SIZE = 25
 ANY_STATUS = "all"
 # How far "find a free slot" looks from the day asked for.
 FIND_WINDOW = timedelta(days=14)
+
+
+def _pickers(session: Session) -> dict[str, Any]:
+    """What the category and institution pickers list (catalog/_pickers.html)."""
+    return {"categories": catalog.categories_list(session), "directory": catalog.directory(session)}
+
+
+def _for_person(session: Session, user: User | None, ids: list[int]) -> dict[str, Any]:
+    """Per instrument, the price this person pays and whether they need training first."""
+    return {
+        "prices": prices_for(session, user, ids),
+        "training": qualifications.training_needed(session, user, ids),
+    }
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -69,7 +84,6 @@ def home(
     except ValueError:
         error = f"status: {status!r} is not one of {', '.join(s.value for s in InstrumentStatus)}"
     ids = [i.id for i in items]
-    categories = catalog.categories_list(session)
     return render(
         request,
         "catalog/search.html",
@@ -81,12 +95,9 @@ def home(
             "first_shown": (page - 1) * PAGE_SIZE + 1,
             "form": form,
             "statuses": [s.value for s in InstrumentStatus],
-            "groups": [c for c in categories if c.parent is None],
-            "leaves": categories,
-            "directory": catalog.directory(session),
+            **_pickers(session),
+            **_for_person(session, user, ids),
             "next_free": availability.next_free(session, ids),
-            "prices": prices_for(session, user, ids),
-            "training": qualifications.training_needed(session, user, ids),
             "error": error,
         },
         user=user,
@@ -176,11 +187,9 @@ def find_slot(
                 "institution": institution or "",
             },
             "slots": slots,
-            "categories": catalog.categories_list(session),
-            "directory": catalog.directory(session),
+            **_pickers(session),
+            **_for_person(session, user, ids),
             "labs": catalog.lab_names(session, ids),
-            "prices": prices_for(session, user, ids),
-            "training": qualifications.training_needed(session, user, ids),
             "error": error,
         },
         user=user,

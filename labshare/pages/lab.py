@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
@@ -101,9 +101,16 @@ def _board(session: Session, lab: Lab, query: BoardQuery) -> dict[str, Any]:
     }
 
 
-BoardText = Annotated[str, Query(max_length=100)]
-BoardStatus = Annotated[str, Query(max_length=32)]
-BoardPage = Annotated[int, Query(ge=1, le=1000)]
+async def board_query(
+    q: Annotated[str, Query(max_length=100)] = "",
+    status: Annotated[str, Query(max_length=32)] = "",
+    page: Annotated[int, Query(ge=1, le=1000)] = 1,
+) -> BoardQuery:
+    """The desk's and the board's query parameters (the board's refresh repeats them)."""
+    return BoardQuery(q.strip(), status, page)
+
+
+BoardQueryDep = Annotated[BoardQuery, Depends(board_query)]
 
 
 def _statuses(session: Session, lab: Lab) -> dict[int, Any]:
@@ -115,15 +122,13 @@ def lab_home(
     request: Request,
     session: SessionDep,
     user: PageManager,
-    q: BoardText = "",
-    status: BoardStatus = "",
-    page: BoardPage = 1,
+    query: BoardQueryDep,
 ) -> HTMLResponse:
     """The manager's desk: pending approvals, instruments with their live state (searched
     and a page at a time), gateways."""
     lab = my_lab(session, user)
     gateways = telemetry.gateway_list(session, lab_id=lab.id)
-    board = _board(session, lab, BoardQuery(q.strip(), status, page))
+    board = _board(session, lab, query)
     pending, more = _pending(session, user, catalog.instrument_names(session, lab_id=lab.id))
     return render(
         request,
@@ -147,9 +152,7 @@ def lab_status_board(
     request: Request,
     session: SessionDep,
     user: PageManager,
-    q: BoardText = "",
-    status: BoardStatus = "",
-    page: BoardPage = 1,
+    query: BoardQueryDep,
 ) -> HTMLResponse:
     """The live status board (an htmx fragment the desk refreshes), for the same query."""
     lab = my_lab(session, user)
@@ -157,7 +160,7 @@ def lab_status_board(
         request,
         "lab/_board.html",
         {
-            **_board(session, lab, BoardQuery(q.strip(), status, page)),
+            **_board(session, lab, query),
             "statuses": _statuses(session, lab),
         },
         user=user,
