@@ -11,6 +11,7 @@ The class follows the payer and provider institutions as charge_sql._payer_class
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,15 +88,23 @@ def prices_in_force(
         )
     ).all()
     published = session.exec(select(Rate).where(col(Rate.instrument_id).in_(ids))).all()
+    # Each instrument's own cards, each (lab, category)'s defaults and each instrument's
+    # published rates, grouped once rather than searched per instrument.
+    own_cards: dict[int, list[RateCard]] = defaultdict(list)
+    default_cards: dict[tuple[int, int | None], list[RateCard]] = defaultdict(list)
+    for card in cards:
+        if card.instrument_id is not None:
+            own_cards[card.instrument_id].append(card)
+        else:
+            default_cards[(card.lab_id, card.category_id)].append(card)
+    rates_of: dict[int, list[Rate]] = defaultdict(list)
+    for rate in published:
+        rates_of[rate.instrument_id].append(rate)
     out: dict[int, dict[PayerClass, Price]] = {}
     for instrument_id, (lab, category) in places.items():
-        own = [c for c in cards if c.instrument_id == instrument_id]
-        default = [
-            c
-            for c in cards
-            if c.instrument_id is None and (c.lab_id, c.category_id) == (lab, category)
-        ]
-        rates = [r for r in published if r.instrument_id == instrument_id]
+        own = own_cards.get(instrument_id, [])
+        default = default_cards.get((lab, category), [])
+        rates = rates_of.get(instrument_id, [])
         prices: dict[PayerClass, Price] = {}
         for wanted in PayerClass:
             fallback = FALLBACK.get(wanted, wanted)

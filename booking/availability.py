@@ -17,6 +17,7 @@ from booking.intervals import grid_starts, subtract
 from booking.models import BookingStatus
 from booking.schemas import Availability, BusyOut, IntervalOut, Slot, Slots
 from booking.timeline import Timeline, load_timeline, load_timelines
+from core.db import plain_rows
 from core.errors import Invalid
 from core.timeutil import utcnow
 from instruments.errors import UnknownCode
@@ -115,7 +116,7 @@ def _candidates(
         query = query.join(Lab, col(Lab.id) == Instrument.lab_id).where(
             col(Lab.institution_id) == institution_id
         )
-    rows = [_Candidate(*row) for row in session.execute(query).all()]
+    rows = [_Candidate(*row) for row in plain_rows(session, query)]
     # Timelines only read these fields; the cast keeps one Timeline type for both uses.
     return [cast(Instrument, c) for c in rows if minutes % c.slot_step_minutes == 0]
 
@@ -139,6 +140,54 @@ def _slots_of(
                 break
             yield s, instrument.id
             cursor = s + length
+
+
+# Instruments whose busy time is read at once while slots are gathered.
+SLOT_CHUNK = 64
+
+
+def _earliest_slots(
+    session: Session,
+    instruments: Sequence[Instrument],
+    start: datetime,
+    end: datetime,
+    length: timedelta,
+    now: datetime,
+    limit: int,
+) -> list[tuple[datetime, int]]:
+    """The earliest `limit` (start, instrument id) slots in [start, end), reading busy time
+    only for the instruments that can still place one.
+
+    Without bookings an instrument's first slot follows from its hours and rules alone: a
+    lower bound of its real first slot, the same for the many instruments that share hours
+    and rules. Instruments are taken in the order of that bound, a chunk at a time; once
+    `limit` slots are found that all come before the next instrument's bound, no later
+    instrument can place one among them. On the 12,600-instrument network this reads the
+    bookings of a few dozen of a category's 1,300 instruments, not all of them.
+    """
+    bare = load_timelines(session, instruments, start, end, with_busy=False)
+    bounds: dict[tuple[object, ...], datetime | None] = {}
+    order: list[tuple[datetime, int]] = []
+    for instrument_id, timeline in bare.items():
+        i = timeline.instrument
+        rules = (timeline.hours_key, i.lead_minutes, i.horizon_days, i.slot_step_minutes)
+        if rules not in bounds:
+            first = next(_slots_of(timeline, start, end, length, now), None)
+            bounds[rules] = first[0] if first else None
+        bound = bounds[rules]
+        if bound is not None:
+            order.append((bound, instrument_id))
+    order.sort()
+    by_id = {i.id: i for i in instruments}
+    found: list[tuple[datetime, int]] = []
+    for at in range(0, len(order), SLOT_CHUNK):
+        chunk = order[at : at + SLOT_CHUNK]
+        if len(found) >= limit and chunk[0] > found[-1]:
+            break
+        timelines = load_timelines(session, [by_id[i] for _, i in chunk], start, end)
+        theirs = heapq.merge(*(_slots_of(t, start, end, length, now) for t in timelines.values()))
+        found = list(islice(heapq.merge(found, islice(theirs, limit)), limit))
+    return found
 
 
 def slots_find(
@@ -167,25 +216,22 @@ def slots_find(
     instruments = _candidates(
         session, category=category, institution=institution, minutes=duration_minutes
     )
+    by_id = {i.id: i for i in instruments}
     # Most instruments are free soon: look at a short window first and widen it only when
     # it holds too few slots. Slots wholly inside a window are exact, so the earliest
     # `limit` of them are the earliest overall.
     span = max(timedelta(days=1), 4 * length)
     while True:
         window_end = min(end, start + span)
-        timelines = load_timelines(session, instruments, start, window_end)
-        merged = heapq.merge(
-            *(_slots_of(t, start, window_end, length, now) for t in timelines.values())
-        )
-        found = list(islice(merged, limit))
+        found = _earliest_slots(session, instruments, start, window_end, length, now, limit)
         if len(found) >= limit or window_end >= end:
             break
         span *= 4
     items = [
         Slot(
             instrument_id=instrument_id,
-            instrument_code=timelines[instrument_id].instrument.code,
-            instrument_name=timelines[instrument_id].instrument.name,
+            instrument_code=by_id[instrument_id].code,
+            instrument_name=by_id[instrument_id].name,
             start=slot_start,
             end=slot_start + length,
         )

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from booking.intervals import (
     Hours,
@@ -28,7 +28,7 @@ from booking.intervals import (
     subtract,
 )
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
-from core.db import UTCDateTime
+from core.db import UTCDateTime, among, plain_rows
 from core.settings import get_settings
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument, OpeningHours
@@ -146,7 +146,7 @@ def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) ->
             col(OpeningHours.opens),
             col(OpeningHours.closes),
         )
-        .where(col(OpeningHours.instrument_id).in_(missing))
+        .where(among(session, col(OpeningHours.instrument_id), missing))
         .order_by(
             col(OpeningHours.instrument_id), col(OpeningHours.weekday), col(OpeningHours.opens)
         )
@@ -248,16 +248,18 @@ def load_busy(
     if len(ids) == 1:
         return {ids[0]: load_busy_one(session, ids[0], start, end)}
     busy: dict[int, list[Busy]] = defaultdict(list)
-    blackouts = session.exec(
-        select(Blackout.instrument_id, Blackout.start_at, Blackout.end_at).where(
-            col(Blackout.instrument_id).in_(ids),
+    blackouts = plain_rows(
+        session,
+        sa_select(col(Blackout.instrument_id), col(Blackout.start_at), col(Blackout.end_at)).where(
+            among(session, col(Blackout.instrument_id), list(ids)),
             col(Blackout.start_at) < end,
             col(Blackout.end_at) > start,
-        )
-    ).all()
+        ),
+    )
     for instrument_id, s, e in blackouts:
         busy[instrument_id].append(Busy(s, e, "blackout"))
-    bookings = session.execute(
+    bookings = plain_rows(
+        session,
         sa_select(
             col(Booking.instrument_id),
             col(Booking.id),
@@ -267,11 +269,11 @@ def load_busy(
             col(Booking.expires_at),
             col(Booking.user_id),
         ).where(
-            col(Booking.instrument_id).in_(ids),
+            among(session, col(Booking.instrument_id), list(ids)),
             col(Booking.status).in_(ACTIVE_STATUSES),
             *_overlaps_active(start, end),
-        )
-    ).all()
+        ),
+    )
     for instrument_id, booking_id, s, e, status, expires_at, owner in bookings:
         busy[instrument_id].append(
             Busy(s, e, "booking", booking_id, BookingStatus(status).value, expires_at, owner)

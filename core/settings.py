@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     kpi_warm: bool = Field(
         default=True, description="Compute the dashboard's figures in the background at start."
     )
+    picker_cache_seconds: int = Field(
+        default=60,
+        ge=0,
+        description="How long the catalog keeps its category and institution pickers' lists "
+        "(a new lab or category shows within this time).",
+    )
     db_statement_timeout_ms: int = Field(
         default=30_000, ge=0, description="PostgreSQL statement_timeout for every connection."
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, case, delete, func, literal_column, or_
+from sqlalchemy import ColumnElement, String, case, delete, func, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -92,17 +92,10 @@ def _contains(session: Session, q: str) -> Callable[[Any], ColumnElement[bool]]:
 
 
 def _document() -> ColumnElement[str]:
-    """An instrument's own searchable text on PostgreSQL: name, code, model, manufacturer.
-
-    This is exactly the expression of the trigram index
-    ix_instrument_search_trgm (migration 0001), so `LIKE '%q%'` uses the index; the
-    separators are literal SQL, not parameters, for the planner to match it.
-    """
-    space: ColumnElement[str] = literal_column("' '")
-    text: Any = col(Instrument.name)
-    for column in (Instrument.code, Instrument.model, Instrument.manufacturer):
-        text = text + space + col(column)  # left-associative, as in the index
-    return func.lower(text)
+    """An instrument's own searchable text on PostgreSQL: lower(name, code, model,
+    manufacturer), stored by the database in a generated column with a trigram index
+    (migration 0012), so `LIKE '%q%'` reads it rather than computing it per row."""
+    return literal_column("instrument.search_document", type_=String())
 
 
 def _text_match(session: Session, q: str) -> ColumnElement[bool]:
@@ -246,14 +239,32 @@ def catalog_page(
     """One numbered page of the catalog as people browse it, and how many match in all: the
     best matches for `q` first, else by name."""
     where = _where(session, filters)
-    total = session.exec(select(func.count()).select_from(Instrument).where(*where)).one()
     order: list[Any] = [func.lower(col(Instrument.name)), col(Instrument.id)]
-    if filters.q and filters.q.strip():
-        order.insert(0, _relevance(filters.q))
-    ids = session.exec(
-        select(Instrument.id).where(*where).order_by(*order).offset((page - 1) * size).limit(size)
+    offset = (page - 1) * size
+    if not (filters.q and filters.q.strip()):
+        # By name: the index in that order (ix_instrument_name_order) reads one page.
+        total = session.exec(select(func.count()).select_from(Instrument).where(*where)).one()
+        ids = session.exec(
+            select(Instrument.id).where(*where).order_by(*order).offset(offset).limit(size)
+        ).all()
+        return _summaries(session, [i for i in ids if i is not None]), total
+    # By relevance, which every match must be ranked for: the page and the count of all
+    # matches in that one pass.
+    order.insert(0, _relevance(filters.q))
+    rows = session.execute(
+        sa_select(col(Instrument.id), func.count().over())
+        .where(*where)
+        .order_by(*order)
+        .offset(offset)
+        .limit(size)
     ).all()
-    return _summaries(session, [i for i in ids if i is not None]), total
+    if rows:
+        total = int(rows[0][1])
+    elif page == 1:
+        total = 0
+    else:  # past the last page: say how many there are
+        total = session.exec(select(func.count()).select_from(Instrument).where(*where)).one()
+    return _summaries(session, [int(i) for i, _ in rows]), total
 
 
 def instrument_get(session: Session, instrument_id: int, *, for_update: bool = False) -> Instrument:

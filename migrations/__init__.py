@@ -12,16 +12,27 @@ HERE = Path(__file__).resolve().parent
 # modules (a subpackage such as booking/calendars/ has its own).
 DOMAINS = ("core", "instruments", "booking", "telemetry", "billing", "admin")
 
-# Indexes that migrations create by hand on PostgreSQL only (the models cannot declare a
-# trigram GIN index for both databases); autogenerate must not offer to drop them.
-HAND_MADE_INDEXES = {"ix_instrument_search_trgm"}
+# Indexes and columns that migrations create by hand on PostgreSQL only (the models cannot
+# declare a trigram GIN index, or a generated column only one database has); autogenerate
+# must not offer to drop them.
+HAND_MADE_INDEXES = {
+    "ix_instrument_search_trgm",
+    "ix_instrument_search_document_trgm",
+    "ix_instrument_name_order",  # an expression index, which autogenerate does not compare
+}
+HAND_MADE_COLUMNS = {"search_document"}
 
 
 def include_object(
     _obj: object, name: str | None, type_: str, reflected: bool, _compare_to: object
 ) -> bool:
-    """Alembic's filter: everything but the hand-made PostgreSQL indexes."""
-    return not (type_ == "index" and reflected and name in HAND_MADE_INDEXES)
+    """Alembic's filter: everything but the hand-made PostgreSQL indexes and columns."""
+    if not reflected:
+        return True
+    return not (
+        (type_ == "index" and name in HAND_MADE_INDEXES)
+        or (type_ == "column" and name in HAND_MADE_COLUMNS)
+    )
 
 
 def load_models() -> None:

@@ -65,6 +65,7 @@ def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> 
     # (tests/admin/test_figure_cache.py tests the cache itself).
     monkeypatch.setenv("LABSHARE_KPI_CACHE_SECONDS", "0")
     monkeypatch.setenv("LABSHARE_KPI_CACHE_PAST_SECONDS", "0")
+    monkeypatch.setenv("LABSHARE_PICKER_CACHE_SECONDS", "0")
     monkeypatch.setenv("LABSHARE_KPI_WARM", "false")
     get_settings.cache_clear()
 

@@ -14,6 +14,7 @@ from booking import availability, qualifications
 from booking.schemas import Slot
 from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
+from core.kept import kept
 from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
@@ -32,8 +33,17 @@ FIND_WINDOW = timedelta(days=14)
 
 
 def _pickers(session: Session) -> dict[str, Any]:
-    """What the category and institution pickers list (catalog/_pickers.html)."""
-    return {"categories": catalog.categories_list(session), "directory": catalog.directory(session)}
+    """What the category and institution pickers list (catalog/_pickers.html), kept for
+    LABSHARE_PICKER_CACHE_SECONDS: every catalog page shows them, and they change rarely."""
+    return kept(
+        session,
+        "catalog pickers",
+        get_settings().picker_cache_seconds,
+        lambda: {
+            "categories": catalog.categories_list(session),
+            "directory": catalog.directory(session),
+        },
+    )
 
 
 def _for_person(session: Session, user: User | None, ids: list[int]) -> dict[str, Any]:

@@ -181,3 +181,42 @@ def test_slots_across_a_category(client, session: Session):
         {"institution": "NOPE"},
     ):
         assert client.get("/api/v1/slots", params={**params, **bad}).status_code == 422, bad
+
+
+def test_slots_come_from_later_chunks_when_the_first_instruments_are_booked(
+    client, session: Session, monkeypatch
+):
+    """Slot search reads busy time a chunk of instruments at a time, in the order of their
+    earliest possible slot; what it answers is still the earliest slots over all of them."""
+    from booking import availability
+
+    monkeypatch.setattr(availability, "SLOT_CHUNK", 2)
+    category = get_or_create_category(session, "nmr-600", group="nmr")
+    instruments = [
+        create_instrument(session, category=category, open_all_week=False) for _ in range(7)
+    ]
+    for instrument in instruments:
+        _hours(session, instrument.id, time(8), time(18))
+    booker = auth(create_user(session))
+    for instrument in instruments[:4]:
+        r = client.post(
+            "/api/v1/bookings", json=body(instrument.id, at(2, 8), at(2, 9)), headers=booker
+        )
+        assert r.status_code == 201, r.text
+    params = {
+        "category": "nmr",
+        "start": at(2, 8).isoformat(),
+        "end": at(2, 12).isoformat(),
+        "duration_minutes": 60,
+        "limit": 5,
+    }
+    r = client.get("/api/v1/slots", params=params)
+    assert r.status_code == 200, r.text
+    ids = [i.id for i in instruments]
+    assert [(i["instrument_id"], i["start"]) for i in r.json()["items"]] == [
+        (ids[4], z(at(2, 8))),
+        (ids[5], z(at(2, 8))),
+        (ids[6], z(at(2, 8))),
+        (ids[0], z(at(2, 9))),
+        (ids[1], z(at(2, 9))),
+    ]

@@ -1,0 +1,39 @@
+"""Answers kept a while per process: small lists that change rarely and that every page of
+a kind reads, such as the catalog's category and institution pickers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import Session
+
+_lock = threading.Lock()
+# (database, name) -> (monotonic expiry, value)
+_kept: dict[tuple[str, str], tuple[float, Any]] = {}
+
+
+def kept(session: Session, name: str, seconds: float, compute: Callable[[], Any]) -> Any:
+    """`compute()`, or its value from the last `seconds` for this database. With 0 seconds,
+    always computed. Two requests that miss at once both compute: the value is cheap, and
+    no one waits on another's query."""
+    if seconds <= 0:
+        return compute()
+    key = (str(session.get_bind().engine.url), name)
+    now = time.monotonic()
+    with _lock:
+        found = _kept.get(key)
+    if found is not None and found[0] > now:
+        return found[1]
+    value = compute()
+    with _lock:
+        _kept[key] = (now + seconds, value)
+    return value
+
+
+def forget() -> None:
+    """Drop everything kept (tests, and after bulk changes in this process)."""
+    with _lock:
+        _kept.clear()
