@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, CheckConstraint, Index, UniqueConstraint
-from sqlmodel import Column, Field, SQLModel
+from sqlalchemy import JSON, CheckConstraint, ColumnElement, Index, UniqueConstraint, func
+from sqlmodel import Column, Field, SQLModel, col
 
 from core.db import UTCDateTime, enum_type
 from core.models import utcnow
@@ -25,6 +26,16 @@ class BookingStatus(StrEnum):
 
 # Statuses that hold the instrument: two of these never overlap on one instrument.
 ACTIVE_STATUSES = (BookingStatus.pending, BookingStatus.confirmed)
+
+
+def status_among(statuses: Iterable[BookingStatus]) -> ColumnElement[bool]:
+    """`booking.status IN statuses` for reads of a list of instruments' bookings, written as
+    an expression so that no planner answers it from ix_booking_status_start_at. Given
+    both indexes, SQLite (and PostgreSQL for long lists) walks every instrument's bookings
+    in the window through (status, start_at) and keeps the few it asked for: 150 ms for a
+    catalog page's 25 instruments on the 1.3 M-booking network, against 1 ms through
+    (instrument_id, start_at)."""
+    return func.lower(col(Booking.status)).in_([s.value for s in statuses])
 
 
 class BookingSeries(SQLModel, table=True):

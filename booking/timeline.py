@@ -27,7 +27,7 @@ from booking.intervals import (
     merge,
     subtract,
 )
-from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
+from booking.models import ACTIVE_STATUSES, Booking, BookingStatus, status_among
 from core.db import UTCDateTime, among, plain_rows
 from core.settings import get_settings
 from core.timeutil import to_utc_z
@@ -270,7 +270,7 @@ def load_busy(
             col(Booking.user_id),
         ).where(
             among(session, col(Booking.instrument_id), list(ids)),
-            col(Booking.status).in_(ACTIVE_STATUSES),
+            status_among(ACTIVE_STATUSES),
             *_overlaps_active(start, end),
         ),
     )

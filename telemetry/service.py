@@ -13,7 +13,8 @@ from datetime import datetime
 from sqlalchemy import case, func
 from sqlmodel import Session, col, or_, select
 
-from booking.models import Booking, BookingStatus
+from booking.models import Booking, BookingStatus, status_among
+from booking.timeline import LONGEST_BOOKING
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Role, User, utcnow
 from core.timeutil import require_interval
@@ -421,8 +422,11 @@ def lab_utilisation(
         session.exec(
             select(Booking.instrument_id, Booking.start_at, Booking.end_at).where(
                 col(Booking.instrument_id).in_(ids),
-                col(Booking.status).in_(held),
+                status_among(held),
                 col(Booking.start_at) < end,
+                # A lower bound for the (instrument, start) index: without it the scan
+                # reads every booking since the lab opened.
+                col(Booking.start_at) > start - LONGEST_BOOKING,
                 col(Booking.end_at) > start,
             )
         ).all()

@@ -22,6 +22,7 @@ from telemetry import service as telemetry
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 UTILISATION_SHOWN = 40
+NO_SHOWS_SHOWN = 40
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
@@ -52,7 +53,12 @@ def lab_usage(
     )
     names = catalog.instrument_names(session, lab_id=lab.id)
     utilisation = telemetry.lab_utilisation(session, lab_id=lab.id, start=start, end=end)
-    no_shows = [b for b in no_shows if b.instrument_id in names]
+    # The newest first: last week's no-show is the one to act on, not the oldest.
+    no_shows = sorted(
+        (b for b in no_shows if b.instrument_id in names), key=lambda b: b.start_at, reverse=True
+    )
+    no_shows_total = len(no_shows)
+    no_shows = no_shows[:NO_SHOWS_SHOWN]
     who = people(
         session,
         {u.user_id for u in summary.newest + held if u.user_id} | {b.user_id for b in no_shows},
@@ -68,6 +74,7 @@ def lab_usage(
             # The newest sessions in the table; the counts above it cover them all.
             "recent": summary.newest,
             "no_shows": no_shows,
+            "no_shows_total": no_shows_total,
             "names": names,
             "who": who,
             "walk_ups": summary.walk_ups,
