@@ -271,6 +271,7 @@ class VoucherProgramme(SQLModel, table=True):
     __tablename__ = "voucher_programme"
     __table_args__ = (
         CheckConstraint("budget > 0 AND spent >= 0 AND spent <= budget", name="budget"),
+        CheckConstraint("committed >= 0 AND committed <= budget", name="committed"),
         CheckConstraint("coverage_bp > 0 AND coverage_bp <= 10000", name="coverage"),
         CheckConstraint("company_yearly_cap > 0", name="cap_positive"),
         CheckConstraint("ends_on >= starts_on", name="dates"),
@@ -286,20 +287,70 @@ class VoucherProgramme(SQLModel, table=True):
     starts_on: date
     ends_on: date
     spent: int = Field(default=0, sa_type=Money)
+    # What approved vouchers hold of the budget (less what expired unused): approvals stop
+    # at the budget.
+    committed: int = Field(default=0, sa_type=Money)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class VoucherAllowance(SQLModel, table=True):
-    """What one company has used of a programme in one year; the database keeps it <= cap."""
+    """What one company has used of a programme in one year, and what its vouchers were
+    approved for; the database keeps both <= cap."""
 
     __tablename__ = "voucher_allowance"
-    __table_args__ = (CheckConstraint("used >= 0 AND used <= cap", name="cap"),)
+    __table_args__ = (
+        CheckConstraint("used >= 0 AND used <= cap", name="cap"),
+        CheckConstraint("approved >= 0 AND approved <= cap", name="approved_cap"),
+    )
 
     programme_id: int = Field(foreign_key="voucher_programme.id", primary_key=True)
     institution_id: int = Field(foreign_key="institution.id", primary_key=True)
     year: int = Field(primary_key=True)
     cap: int = Field(sa_type=Money)
     used: int = Field(default=0, sa_type=Money)
+    approved: int = Field(default=0, sa_type=Money)
+
+
+class VoucherStatus(StrEnum):
+    pending = "pending"  # applied for, awaiting the bureau's review
+    approved = "approved"  # issued: `amount`, to be used by `expires_on`
+    rejected = "rejected"  # with the reviewer's reason
+    expired = "expired"  # past `expires_on`; what was unused went back to the programme
+
+
+class Voucher(SQLModel, table=True):
+    """A small company's innovation voucher (创新券): applied for (申领) with an amount and
+    what it needs tested, then approved for an amount within the programme's per-company
+    cap, or rejected with a reason."""
+
+    __tablename__ = "voucher"
+    __table_args__ = (
+        CheckConstraint("requested > 0", name="requested_positive"),
+        CheckConstraint("amount >= 0 AND used >= 0 AND used <= amount", name="balance"),
+        CheckConstraint("status <> 'approved' OR amount > 0", name="approved_amount"),
+        Index("ix_voucher_institution_id_id", "institution_id", "id"),
+        Index("ix_voucher_status_id", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme_id: int = Field(foreign_key="voucher_programme.id", index=True)
+    institution_id: int = Field(foreign_key="institution.id")
+    applicant_id: int = Field(foreign_key="user.id")
+    year: int
+    requested: int = Field(sa_type=Money)
+    needs: str = Field(max_length=2000)  # what the company needs tested, in its words
+    status: VoucherStatus = Field(default=VoucherStatus.pending, sa_type=enum_type(VoucherStatus))
+    amount: int = Field(default=0, sa_type=Money)  # approved
+    used: int = Field(default=0, sa_type=Money)
+    reason: str = Field(default="", max_length=1000)  # why rejected, or a reviewer's note
+    expires_on: date | None = None
+    decided_by_id: int | None = Field(default=None, foreign_key="user.id")
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+    @property
+    def balance(self) -> int:
+        return self.amount - self.used if self.status == VoucherStatus.approved else 0
 
 
 class VoucherRedemption(SQLModel, table=True):

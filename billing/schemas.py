@@ -149,6 +149,7 @@ class ProgrammePublic(BaseModel):
     budget: int
     spent: int
     remaining: int
+    committed: int = Field(description="What approved vouchers hold of the budget")
     coverage_bp: int
     company_yearly_cap: int
     starts_on: date
@@ -217,3 +218,49 @@ class RunOut(BaseModel):
     lines_added: int
     vouchers_granted: int
     invoices: int
+
+
+class VoucherApply(BaseModel):
+    """An application for an innovation voucher (申领)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    programme_id: int = Field(ge=1, le=2**31 - 1)
+    amount: int = Field(gt=0, le=MAX_BUDGET, description="Minor units")
+    needs: str = Field(min_length=1, max_length=2000, description="What needs testing")
+    credit_code: str = Field(
+        min_length=1, max_length=40, description="The company's unified social credit code"
+    )
+
+
+class VoucherApprove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount: int | None = Field(
+        default=None, gt=0, le=MAX_BUDGET, description="Minor units; what was asked by default"
+    )
+    note: str = Field(default="", max_length=1000)
+
+
+class VoucherReject(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class VoucherPublic(BaseModel):
+    id: int
+    programme: str
+    programme_id: int
+    institution: str
+    year: int
+    requested: int
+    needs: str
+    status: str
+    amount: int
+    used: int
+    balance: int
+    reason: str
+    expires_on: date | None
+    decided_at: UTCDatetime | None
+    created_at: UTCDatetime

@@ -44,6 +44,9 @@ class Institution(SQLModel, table=True):
     kind: InstitutionKind = Field(sa_type=enum_type(InstitutionKind))
     # Flag set by administrators: eligible for innovation vouchers.
     is_small_company: bool = False
+    # The unified social credit code (统一社会信用代码) of a company, checked by its last
+    # character (instruments.credit_code); a voucher application records it.
+    credit_code: str | None = Field(default=None, max_length=18, unique=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
