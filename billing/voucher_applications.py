@@ -28,6 +28,7 @@ from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Role, User
+from core.money import format_money
 from core.timeutil import utcnow
 from instruments.credit_code import credit_code_problem, normalise
 from instruments.models import Institution, InstitutionKind
@@ -35,6 +36,10 @@ from instruments.models import Institution, InstitutionKind
 # How long an approved voucher lasts, at most (and never past its programme's end).
 VALIDITY = timedelta(days=365)
 APPLICANT_ROLES = (Role.researcher, Role.institution_admin)
+
+
+def _money(amount: int, programme: VoucherProgramme) -> str:
+    return format_money(amount, programme.currency)
 
 
 def is_small_company(institution: Institution) -> bool:
@@ -127,8 +132,8 @@ def application_submit(
     left = standing(session, programme, company.id or 0, today.year).left
     if amount > left:
         raise Invalid(
-            f"the amount is over the company's cap: {left} of {programme.company_yearly_cap} "
-            f"is left for {today.year} (minor units)"
+            f"the amount is over the company's cap: {_money(left, programme)} of "
+            f"{_money(programme.company_yearly_cap, programme)} is left for {today.year}"
         )
     waiting = session.exec(
         select(Voucher.id).where(
@@ -212,7 +217,11 @@ def application_approve(
     voucher = _pending_for_review(session, actor, voucher_id)
     amount = voucher.requested if amount is None else amount
     if not 0 < amount <= voucher.requested:
-        raise Invalid(f"approve between 1 and the {voucher.requested} asked for (minor units)")
+        programme = programme_get(session, voucher.programme_id)
+        raise Invalid(
+            f"approve an amount above zero, at most the {_money(voucher.requested, programme)} "
+            "asked for"
+        )
     params = {"p": voucher.programme_id, "i": voucher.institution_id, "y": voucher.year}
     # The programme first, then the company's allowance: concurrent decisions queue here.
     _lock(session, "SELECT committed FROM voucher_programme WHERE id = :p", params)
@@ -222,8 +231,8 @@ def application_approve(
         raise Conflict(f"{programme.name} ended on {programme.ends_on}")
     if programme.committed + amount > programme.budget:
         raise Conflict(
-            f"{programme.name} has {programme.budget - programme.committed} of its budget "
-            f"left, less than {amount} (minor units)"
+            f"{programme.name} has {_money(programme.budget - programme.committed, programme)} "
+            f"of its budget left, less than {_money(amount, programme)}"
         )
     session.execute(
         text(
@@ -241,8 +250,9 @@ def application_approve(
     left = standing(session, programme, voucher.institution_id, voucher.year).left
     if amount > left:
         raise Conflict(
-            f"the company has {left} of its {programme.company_yearly_cap} cap left for "
-            f"{voucher.year}, less than {amount} (minor units)"
+            f"the company has {_money(left, programme)} of its "
+            f"{_money(programme.company_yearly_cap, programme)} cap left for {voucher.year}, "
+            f"less than {_money(amount, programme)}"
         )
     session.execute(
         text("UPDATE voucher_programme SET committed = committed + :a WHERE id = :p"),

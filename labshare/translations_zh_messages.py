@@ -12,6 +12,29 @@ message missing here.
 from __future__ import annotations
 
 MESSAGES_ZH: dict[str, str] = {
+    # vouchers: applying and review
+    "vouchers are applied for by a small company's researchers or admins": "创新券由小微科技企业的研究人员或机构管理员申领",
+    "{0} is not registered as a small company: innovation vouchers are for small tech companies": "{0} 未登记为小微企业：创新券面向小微科技企业",
+    "{0} is registered with the credit code {1}, not {2}": "{0} 登记的统一社会信用代码是 {1}，不是 {2}",
+    "the credit code {0} is registered to {1}": "统一社会信用代码 {0} 已登记给 {1}",
+    "{0} takes applications from {1} to {2}": "{0} 的申领时间为 {1} 至 {2}",
+    "say what the company needs tested": "请说明企业需要检测什么",
+    "the amount must be positive": "金额必须为正数",
+    "the amount is over the company's cap: {0} of {1} is left for {2}": "金额超过企业上限：{2} 年度 {1} 中还剩 {0}",
+    "{0} already has application {1} waiting for review": "{0} 已有待审核的申请 {1}",
+    "no voucher {0}": "没有创新券 {0}",
+    "only network administrators review voucher applications": "只有平台管理员可以审核创新券申请",
+    "voucher {0} was already {1}": "创新券 {0} 已经{1}",
+    "approve an amount above zero, at most the {0} asked for": "批准的金额须大于零，且不超过申请的 {0}",
+    "{0} ended on {1}": "{0} 已于 {1} 结束",
+    "{0} has {1} of its budget left, less than {2}": "{0} 预算仅剩 {1}，少于 {2}",
+    "the company has {0} of its {1} cap left for {2}, less than {3}": "该企业 {2} 年度 {1} 上限仅剩 {0}，少于 {3}",
+    "say why the application is rejected: the company reads it": "请说明驳回理由：企业会看到它",
+    # the unified social credit code
+    "a unified social credit code has {0} characters, not {1}": "统一社会信用代码为 {0} 位，而不是 {1} 位",
+    "a unified social credit code cannot hold {0}": "统一社会信用代码不能包含 {0}",
+    "characters 3 to 8 of a unified social credit code are the area's six digits": "统一社会信用代码第 3 至 8 位是六位行政区划码",
+    "the unified social credit code's last character does not match: check for a typing slip": "统一社会信用代码的校验位不符：请检查是否输错",
     # booking: access, availability, blackouts
     "only a manager of the instrument's lab may do this": "只有该仪器所在实验室的管理员可以执行此操作",
     "end must be after start": "结束时间必须晚于开始时间",

@@ -35,6 +35,7 @@ MODULES = (
     "lab_calendars",
     "live",
     "invoices",
+    "vouchers",
     "notifications",
     "admin",
 )

@@ -25,6 +25,7 @@ from core.models import Role, User
 from core.money import format_money
 from core.routing import request_session
 from core.settings import CURRENCY_EXPONENTS, get_settings
+from instruments.models import Institution, InstitutionKind
 from labshare import i18n
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -91,6 +92,12 @@ def money(amount: int | None, currency: str | None = None) -> str:
     return format_money(amount, currency or get_settings().currency)
 
 
+def money_input(amount: int, currency: str | None = None) -> str:
+    """Minor units as a form's amount field takes them back (parse_money): "1000.00"."""
+    exponent = CURRENCY_EXPONENTS[(currency or get_settings().currency).lower()]
+    return f"{Decimal(amount).scaleb(-exponent):.{exponent}f}"
+
+
 @pass_context
 def duration(context: Any, minutes: int) -> str:
     """Minutes as people say them, in the page's language: "30 min", "24 h", "1 h 30 min"."""
@@ -128,6 +135,7 @@ templates.env.filters["duration"] = duration
 templates.env.globals["weekly_hours"] = weekly_hours
 templates.env.filters["local"] = local
 templates.env.filters["money"] = money
+templates.env.filters["money_input"] = money_input
 templates.env.filters["local_input"] = local_input
 templates.env.globals["local_span"] = local_span
 
@@ -242,6 +250,9 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 # Messages a redirect may ask the next page to show (`?msg=key`); English is the i18n key.
 FLASH = {
+    "voucher-applied": "Applied: the bureau reviews your application.",
+    "voucher-approved": "Approved: the company can use its voucher.",
+    "voucher-rejected": "Rejected: the company reads your reason.",
     "notifications-read": "All notifications are marked read.",
     "signed-out": "You are signed out.",
     "saved": "Saved.",
@@ -260,7 +271,7 @@ FLASH = {
 }
 
 
-def nav_for(user: User | None) -> list[dict[str, str]]:
+def nav_for(user: User | None, *, small_company: bool = False) -> list[dict[str, str]]:
     """The header's links for this person."""
     if user is None:
         return []
@@ -270,13 +281,28 @@ def nav_for(user: User | None) -> list[dict[str, str]]:
     ]
     if user.role == Role.lab_manager:
         items.append({"href": "/lab", "label": "My lab"})
+    if small_company:
+        items.append({"href": "/me/vouchers", "label": "Vouchers"})
     if user.role == Role.network_admin:
         items.append({"href": "/admin", "label": "Network"})
+        items.append({"href": "/admin/vouchers", "label": "Vouchers"})
     return items
 
 
 def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+def _at_small_company(request: Request, user: User | None) -> bool:
+    """Whether the header links to vouchers: for people of a small company only."""
+    if user is None or user.institution_id is None or is_htmx(request):
+        return False
+    if user.role not in (Role.researcher, Role.institution_admin):
+        return False
+    institution = request_session(request).get(Institution, user.institution_id)
+    return institution is not None and (
+        institution.kind == InstitutionKind.small_company or institution.is_small_company
+    )
 
 
 def _unread(request: Request, user: User | None) -> int:
@@ -307,7 +333,7 @@ def render(
         "currency": get_settings().currency,
         "msg": request.query_params.get("msg"),
         "flash": FLASH,
-        "nav": nav_for(user),
+        "nav": nav_for(user, small_company=_at_small_company(request, user)),
         "unread": _unread(request, user),
     }
     ctx.update(context or {})
