@@ -255,8 +255,26 @@ def vouchers_list() -> None:
         for p in programmes_list(session):
             typer.echo(
                 f"{p.code}\t{p.coverage_bp / 100:g}%\tbudget {format_money(p.budget, p.currency)}"
+                f"\tcommitted {format_money(p.committed, p.currency)}"
                 f"\tspent {format_money(p.spent, p.currency)}\t{p.starts_on}..{p.ends_on}"
             )
+
+
+@vouchers_app.command("expire")
+@reasons
+def vouchers_expire_due(
+    today: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="As of this day (today)")
+    ] = None,
+) -> None:
+    """Expire approved vouchers past their day; what they left unused goes back to the
+    programme's budget and the company's cap. Safe to run daily."""
+    from billing.voucher_applications import vouchers_expire
+
+    day = date.fromordinal(today.toordinal()) if today else None
+    with session_scope() as session:
+        count, returned = vouchers_expire(session, today=day)
+    typer.echo(f"{count} vouchers expired; {returned} (minor units) back to their programmes")
 
 
 def mount(app: typer.Typer) -> None:

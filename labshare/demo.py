@@ -196,6 +196,7 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     from billing.invoices import invoice_run
     from core.periods import last_month
     from labshare.demo_history import seed_history
+    from labshare.demo_vouchers import seed_subsidy_policy, seed_voucher_applications
 
     started = time.perf_counter()
     with rich_reporter() as reporter, session_scope(engine=engine) as session:
@@ -211,11 +212,17 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     with session_scope(engine=engine) as session:
         programme = _city_voucher_programme(session, year=int(period[:4]))
         report = invoice_run(session, period=period)
+        applications = seed_voucher_applications(session, programme_code=programme)
+        policy = seed_subsidy_policy(session)
     console.print(
         f"invoice run {period}: {report.charges.total:,} charges on {report.invoices:,} "
         f"draft invoices, in {report.seconds:.1f} s (not finalized); vouchers of "
         f"{programme} applied"
     )
+    if applications:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(applications.items()))
+        console.print(f"voucher applications: {states}")
+    console.print(f"subsidy policy {policy!r}: try labshare settle --period {period}")
 
 
 def _city_voucher_programme(session: Session, *, year: int) -> str:

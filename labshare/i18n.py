@@ -27,9 +27,11 @@ HTML_LANG = {"en": "en", "zh": "zh-CN"}
 EN: dict[str, str] = {
     "pending": "Pending",
     "confirmed": "Confirmed",
+    "approved": "Approved",
     "cancelled": "Cancelled",
     "rejected": "Rejected",
     "displaced": "Displaced",
+    "expired": "Expired",
     "completed": "Completed",
     "no_show": "No-show",
     "draft": "Draft",
