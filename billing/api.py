@@ -27,6 +27,7 @@ from billing.schemas import (
     VoucherApprove,
     VoucherPublic,
     VoucherReject,
+    VoucherUse,
 )
 from billing.webhooks import webhook_receive
 from core.deps import CurrentUser, NetworkAdmin, SessionDep
@@ -225,6 +226,13 @@ def get_voucher(session: SessionDep, user: CurrentUser, voucher_id: Id) -> Vouch
     return _voucher_public(
         session, applications.voucher_get(session, user=user, voucher_id=voucher_id)
     )
+
+
+@router.get("/vouchers/{voucher_id}/uses", response_model=list[VoucherUse])
+def list_voucher_uses(session: SessionDep, user: CurrentUser, voucher_id: Id) -> list[VoucherUse]:
+    """What the voucher paid, invoice by invoice, newest first."""
+    uses = applications.voucher_uses(session, user=user, voucher_id=voucher_id)
+    return [VoucherUse.model_validate(u, from_attributes=True) for u in uses]
 
 
 @router.post("/vouchers/{voucher_id}/approve", response_model=VoucherPublic)

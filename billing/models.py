@@ -363,6 +363,8 @@ class VoucherRedemption(SQLModel, table=True):
     programme_id: int = Field(foreign_key="voucher_programme.id", index=True)
     invoice_id: int = Field(foreign_key="invoice.id", index=True)
     institution_id: int = Field(foreign_key="institution.id")
+    # The company's voucher that paid it (each use of a voucher is one such row).
+    voucher_id: int | None = Field(default=None, foreign_key="voucher.id", index=True)
     year: int
     eligible_amount: int = Field(sa_type=Money)
     amount: int = Field(sa_type=Money)

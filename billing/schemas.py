@@ -264,3 +264,15 @@ class VoucherPublic(BaseModel):
     expires_on: date | None
     decided_at: UTCDatetime | None
     created_at: UTCDatetime
+
+
+class VoucherUse(BaseModel):
+    """One use of a voucher: the part of an invoice it paid (minor units)."""
+
+    voucher_id: int
+    invoice_id: int
+    invoice_number: str
+    period: str
+    eligible: int
+    amount: int
+    at: UTCDatetime

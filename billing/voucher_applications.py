@@ -17,12 +17,12 @@ total past its limit should a path ever skip the lock. Every decision is audited
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, func, text
 from sqlmodel import Session, col, select
 
-from billing.models import Voucher, VoucherProgramme, VoucherStatus
+from billing.models import Invoice, Voucher, VoucherProgramme, VoucherRedemption, VoucherStatus
 from billing.vouchers import programme_get
 from core.audit import audit_record
 from core.db import is_postgres
@@ -413,3 +413,39 @@ def open_programmes(session: Session, today: date | None = None) -> list[Voucher
             .order_by(col(VoucherProgramme.id))
         )
     )
+
+
+@dataclass(frozen=True)
+class Use:
+    """One use of a voucher: the part of an invoice it paid."""
+
+    voucher_id: int
+    invoice_id: int
+    invoice_number: str
+    period: str
+    eligible: int
+    amount: int
+    at: datetime
+
+
+def voucher_uses(
+    session: Session, *, user: User, voucher_id: int | None = None, limit: int = 200
+) -> list[Use]:
+    """What the company's vouchers paid, invoice by invoice, newest first (a network
+    administrator: any company's)."""
+    query = (
+        select(VoucherRedemption, Invoice.number, Invoice.period)
+        .join(Invoice, col(Invoice.id) == VoucherRedemption.invoice_id)
+        .where(col(VoucherRedemption.voucher_id).is_not(None))
+    )
+    if voucher_id is not None:
+        voucher_get(session, user=user, voucher_id=voucher_id)  # 404 unless theirs
+        query = query.where(VoucherRedemption.voucher_id == voucher_id)
+    elif user.role != Role.network_admin:
+        query = query.where(VoucherRedemption.institution_id == user.institution_id)
+    rows = session.exec(query.order_by(col(VoucherRedemption.id).desc()).limit(limit)).all()
+    return [
+        Use(r.voucher_id or 0, r.invoice_id, number, period, r.eligible_amount, r.amount,
+            r.created_at)
+        for r, number, period in rows
+    ]  # fmt: skip

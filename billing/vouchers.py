@@ -1,8 +1,10 @@
 """Innovation vouchers: a programme pays part of an eligible small company's invoice.
 
 A programme covers `coverage_bp` basis points of the eligible lines (use of other
-institutions' instruments by a flagged small company), never more than the
-company's yearly cap nor the programme's remaining budget. The rows that hold
+institutions' instruments by a flagged small company), drawn from the company's approved
+vouchers of the programme (billing.voucher_applications), the soonest to expire first:
+never more than their balances, the company's yearly cap nor the programme's remaining
+budget. Each draw is a voucher_redemption row naming its voucher. The rows that hold
 those running totals are locked while a grant is decided (SELECT ... FOR UPDATE
 on PostgreSQL; SQLite's write lock serialises writers), and CHECK constraints
 refuse any total past its limit, so concurrent runs cannot overspend.
@@ -102,19 +104,44 @@ def _eligible(session: Session, period: str) -> list[tuple[int, int, str, int]]:
     return [(int(a), int(b), str(c), int(d)) for a, b, c, d in rows]
 
 
+def _voucher_balances(
+    session: Session, programme: VoucherProgramme, year: int, first_day: date, payers: list[int]
+) -> dict[int, list[list[int]]]:
+    """Per company, its approved vouchers of the programme's `year` still valid on the
+    month's first day, as [voucher id, balance], the soonest to expire first (locked)."""
+    query = (
+        "SELECT id, institution_id, amount - used FROM voucher "
+        "WHERE programme_id = :p AND year = :y AND status = 'approved' AND expires_on >= :d "
+        "AND amount > used ORDER BY expires_on, id"
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query += " FOR UPDATE"
+    wanted = set(payers)
+    out: dict[int, list[list[int]]] = {}
+    for voucher_id, institution_id, balance in session.execute(
+        text(query), {"p": programme.id, "y": year, "d": first_day}
+    ).all():
+        if int(institution_id) in wanted:
+            out.setdefault(int(institution_id), []).append([int(voucher_id), int(balance)])
+    return out
+
+
 def _grant_programme(
     session: Session,
     programme: VoucherProgramme,
     year: int,
+    first_day: date,
     rows: list[tuple[int, int, str, int]],
     covered: dict[int, dict[int, int]],
 ) -> int:
-    """Grant one programme's share on every eligible invoice, within caps and budget."""
+    """Grant one programme's share on every eligible invoice from the company's approved
+    vouchers, within their balances, the company's cap and the programme's budget."""
     rows = [r for r in rows if r[2] == programme.currency]
     if not rows:
         return 0
     params = {"p": programme.id, "y": year, "cap": programme.company_yearly_cap}
-    # Lock the programme first, then its companies' allowances: concurrent runs queue here.
+    # Lock the programme first, then its companies' allowances and vouchers: concurrent
+    # runs queue here.
     _lock(session, "SELECT spent FROM voucher_programme WHERE id = :p", {"p": programme.id})
     session.refresh(programme)
     payers = sorted({payer for _i, payer, _c, _e in rows})
@@ -133,8 +160,10 @@ def _grant_programme(
             params,
         ).all()
     }
+    vouchers = _voucher_balances(session, programme, year, first_day, payers)
     budget_left = programme.budget - programme.spent
     used_now: dict[int, int] = {}
+    drawn: dict[int, int] = {}
     grants: list[dict[str, int]] = []
     for invoice_id, payer, _currency, eligible in rows:
         on_invoice = covered.setdefault(invoice_id, {})
@@ -144,30 +173,36 @@ def _grant_programme(
         cap, used = allowances[payer]
         used += used_now.get(payer, 0)
         amount = min(wanted, cap - used, budget_left)
-        if amount <= 0:
-            continue
-        used_now[payer] = used_now.get(payer, 0) + amount
-        budget_left -= amount
-        on_invoice[programme.id or 0] = already + amount
-        grants.append(
-            {
-                "p": programme.id or 0,
-                "v": invoice_id,
-                "i": payer,
-                "y": year,
-                "e": eligible,
-                "a": amount,
-            }
-        )
+        for voucher in vouchers.get(payer, []):
+            if amount <= 0:
+                break
+            voucher_id, balance = voucher
+            share = min(amount, balance)
+            if share <= 0:
+                continue
+            voucher[1] -= share
+            amount -= share
+            drawn[voucher_id] = drawn.get(voucher_id, 0) + share
+            used_now[payer] = used_now.get(payer, 0) + share
+            budget_left -= share
+            on_invoice[programme.id or 0] = on_invoice.get(programme.id or 0, 0) + share
+            grants.append(
+                {"p": programme.id or 0, "v": invoice_id, "i": payer, "u": voucher_id,
+                 "y": year, "e": eligible, "a": share}
+            )  # fmt: skip
     if not grants:
         return 0
     session.execute(
         text(
-            "INSERT INTO voucher_redemption (programme_id, invoice_id, institution_id, year, "
-            "eligible_amount, amount, created_at) VALUES (:p, :v, :i, :y, :e, :a, "
-            "CURRENT_TIMESTAMP)"
+            "INSERT INTO voucher_redemption (programme_id, invoice_id, institution_id, "
+            "voucher_id, year, eligible_amount, amount, created_at) VALUES (:p, :v, :i, :u, "
+            ":y, :e, :a, CURRENT_TIMESTAMP)"
         ),
         grants,
+    )
+    session.execute(
+        text("UPDATE voucher SET used = used + :a WHERE id = :u"),
+        [{"u": voucher_id, "a": amount} for voucher_id, amount in drawn.items()],
     )
     session.execute(
         text(
@@ -209,7 +244,7 @@ def vouchers_apply(session: Session, *, period: str) -> int:
         {"period": period},
     ).all():
         covered.setdefault(int(invoice_id), {})[int(programme_id)] = int(amount)
-    granted = sum(_grant_programme(session, p, year, rows, covered) for p in programmes)
+    granted = sum(_grant_programme(session, p, year, first_day, rows, covered) for p in programmes)
     if granted:
         session.execute(
             text(

@@ -211,8 +211,8 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     period = last_month()
     with session_scope(engine=engine) as session:
         programme = _city_voucher_programme(session, year=int(period[:4]))
-        report = invoice_run(session, period=period)
         applications = seed_voucher_applications(session, programme_code=programme)
+        report = invoice_run(session, period=period)
         policy = seed_subsidy_policy(session)
     console.print(
         f"invoice run {period}: {report.charges.total:,} charges on {report.invoices:,} "

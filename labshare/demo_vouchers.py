@@ -87,14 +87,20 @@ def seed_voucher_applications(session: Session, *, programme_code: str) -> dict[
     applicants = [engineer]
     seen = {engineer.institution_id}
     for user in others:  # one applicant per firm
-        if user.institution_id not in seen and len(applicants) < 6:
+        if user.institution_id not in seen:
             seen.add(user.institution_id)
             applicants.append(user)
     # Round amounts in major units, as companies ask (fen: CNY has two decimals).
-    asked = (50_000_00, 30_000_00, 25_000_00, 40_000_00, 20_000_00, 25_000_00)
+    asked: tuple[int, ...] = (50_000_00, 30_000_00, 25_000_00, 40_000_00, 20_000_00, 25_000_00)
+    # The six stories first; every other firm that uses the network holds a voucher
+    # approved earlier in the year, so its invoices show the programme paying.
     plan = ["approved", "pending", "pending", "rejected", "expired", "pending"]
+    plan += ["approved"] * max(0, len(applicants) - len(plan))
+    asked += (40_000_00,) * max(0, len(applicants) - len(asked))
     counts: dict[str, int] = {}
     for n, (user, outcome) in enumerate(zip(applicants, plan, strict=False)):
+        if outcome == "approved" and asked[n] > programme.budget - programme.committed:
+            break  # the budget is committed: the rest did not apply this year
         voucher = application_submit(
             session,
             user=user,

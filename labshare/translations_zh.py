@@ -538,5 +538,11 @@ ZH.update(
         "Approved: the company can use its voucher.": "已批准：企业可以使用该创新券。",
         "Rejected: the company reads your reason.": "已驳回：企业会看到您的理由。",
         "approved": "已批准",
+        "What your vouchers paid": "创新券已支付",
+        "Each month's invoice draws its voucher share from your approved vouchers, the soonest to expire first.": "每月发票中的创新券部分从您已获批的创新券中扣除，先到期的先用。",
+        "Eligible lines": "可抵扣的明细",
+        "Voucher paid": "创新券支付",
+        "Invoice": "发票",
+        "Voucher": "创新券",
     }
 )

@@ -166,3 +166,27 @@ def create_badge(session: Session, user: User, code: str, *, lab: Lab | None = N
     assert user.id is not None
     session.add(Badge(code=code, user_id=user.id, lab_id=lab.id if lab else None))
     session.commit()
+
+
+def issue_voucher(session: Session, *, programme_id: int, institution: Institution, amount: int):
+    """An approved innovation voucher of the programme for the company, as the bureau's
+    review leaves it (billing.voucher_applications), dated from the programme's start."""
+    from billing.models import Voucher, VoucherProgramme
+    from billing.voucher_applications import application_approve
+
+    programme = session.get(VoucherProgramme, programme_id)
+    assert programme is not None and institution.id is not None
+    admin = create_user(session, role=Role.network_admin)
+    voucher = Voucher(
+        programme_id=programme_id,
+        institution_id=institution.id,
+        applicant_id=admin.id or 0,
+        year=programme.starts_on.year,
+        requested=amount,
+        needs="tests",
+    )
+    session.add(voucher)
+    session.flush()
+    application_approve(session, actor=admin, voucher_id=voucher.id or 0, today=programme.starts_on)
+    session.commit()
+    return voucher

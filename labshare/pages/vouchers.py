@@ -23,6 +23,7 @@ from labshare.pages.web import Csrf, PageAdmin, PageUser, back_to, parse_money, 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 DECIDED_SHOWN = 30
+USES_SHOWN = 50
 
 
 def _programmes(session: Session) -> dict[int, VoucherProgramme]:
@@ -55,6 +56,7 @@ def _mine(
             "open_programmes": open_now,
             "standings": standings,
             "vouchers": applications.vouchers_list(session, user=user),
+            "uses": applications.voucher_uses(session, user=user, limit=USES_SHOWN),
             "programmes": _programmes(session),
             "problem": problem,
             "form": form or {"credit_code": company.credit_code if company else ""},

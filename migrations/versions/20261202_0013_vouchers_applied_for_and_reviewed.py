@@ -1,9 +1,12 @@
-"""vouchers applied for and reviewed: the voucher table, what approvals commit of a
-programme's budget and of a company's yearly cap, and institutions' credit codes
+"""vouchers applied for, reviewed and used: the voucher table, what approvals commit of a
+programme's budget and of a company's yearly cap, which voucher paid each redemption, and
+institutions' credit codes
 
 A small company applies for a voucher (申领); the bureau approves an amount or rejects
 with a reason. voucher_programme.committed and voucher_allowance.approved hold what
 approvals took, each kept within its limit by a CHECK (the service also locks the rows).
+An invoice's voucher share is then drawn from the company's approved vouchers: each
+voucher_redemption row names the voucher it used (voucher_id; older rows have none).
 
 Revision ID: 0013
 Revises: 0012
@@ -87,6 +90,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_voucher_programme_id"), ["programme_id"], unique=False)
         batch_op.create_index("ix_voucher_status_id", ["status", "id"], unique=False)
 
+    with op.batch_alter_table("voucher_redemption", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("voucher_id", sa.Integer(), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_voucher_redemption_voucher_id"), ["voucher_id"], unique=False
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_voucher_redemption_voucher_id_voucher"),
+            "voucher",
+            ["voucher_id"],
+            ["id"],
+        )
+
     with op.batch_alter_table("institution", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("credit_code", sqlmodel.sql.sqltypes.AutoString(length=18), nullable=True)
@@ -122,6 +137,13 @@ def downgrade() -> None:
     with op.batch_alter_table("institution", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("uq_institution_credit_code"), type_="unique")
         batch_op.drop_column("credit_code")
+
+    with op.batch_alter_table("voucher_redemption", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("fk_voucher_redemption_voucher_id_voucher"), type_="foreignkey"
+        )
+        batch_op.drop_index(batch_op.f("ix_voucher_redemption_voucher_id"))
+        batch_op.drop_column("voucher_id")
 
     with op.batch_alter_table("voucher", schema=None) as batch_op:
         batch_op.drop_index("ix_voucher_status_id")

@@ -19,6 +19,7 @@ from core.db import session_scope
 from core.settings import get_settings
 from tests.billing.fake_stripe import FakeStripe, sign, start_fake_stripe
 from tests.billing.helpers import NOV, book
+from tests.factories import issue_voucher
 
 SECRET = "whsec_test_secret"
 runner = CliRunner()
@@ -58,7 +59,7 @@ def _post(client, payload: str, signature: str | None):
 
 def _close_and_send(session, net) -> Invoice:
     with session_scope() as s:
-        programme_create(
+        programme = programme_create(
             s,
             data=ProgrammeIn(
                 code="IV",
@@ -71,6 +72,8 @@ def _close_and_send(session, net) -> Invoice:
                 ends_on=date(2026, 12, 31),
             ),
         )
+        programme_id = programme.id or 0
+    issue_voucher(session, programme_id=programme_id, institution=net.small, amount=10**6)
     # The small company pays the academic rate here (a fallback would need a card): use UNIV-B
     # researchers, plus the small company through a company card.
     from billing.rates import rate_card_create

@@ -28,14 +28,14 @@ from billing.rates import rate_card_create
 from billing.schemas import RateCardIn
 from billing.vouchers import ProgrammeIn, programme_create
 from core.db import session_scope
-from instruments.models import InstitutionKind, PayerClass
+from instruments.models import Institution, InstitutionKind, PayerClass
 from tests.billing.helpers import NOV, book, create_user
-from tests.factories import create_institution
+from tests.factories import auth, create_institution, issue_voucher
 
 
-def _programme(budget: int, cap: int, coverage_bp: int = 5000) -> None:
+def _programme(budget: int, cap: int, coverage_bp: int = 5000) -> int:
     with session_scope() as s:
-        programme_create(
+        programme = programme_create(
             s,
             data=ProgrammeIn(
                 code=f"IV{uuid.uuid4().hex[:6]}",
@@ -48,6 +48,13 @@ def _programme(budget: int, cap: int, coverage_bp: int = 5000) -> None:
                 ends_on=date(2027, 12, 31),
             ),
         )
+        return programme.id or 0
+
+
+def _voucher(session: Session, programme_id: int, user, amount: int) -> None:
+    """The company's approved voucher: invoices draw their voucher share from it."""
+    company = session.get(Institution, user.institution_id)
+    issue_voucher(session, programme_id=programme_id, institution=company, amount=amount)
 
 
 def _company_card(net) -> None:
@@ -73,8 +80,11 @@ def _small_company(session: Session, code: str):
 
 def test_vouchers_respect_cap_and_budget_and_post_balanced(session, net) -> None:
     _company_card(net)
-    _programme(budget=25000, cap=20000)
+    programme_id = _programme(budget=25000, cap=20000)
     other = _small_company(session, "TINY2")
+    # The bureau approved the cap for TINY and what the budget had left for TINY2.
+    _voucher(session, programme_id, net.founder, 20000)
+    _voucher(session, programme_id, other, 5000)
     book(session, instrument=net.instrument, user=net.founder, minutes=180)  # 60000
     book(session, instrument=net.instrument, user=other, start=NOV + timedelta(days=1))  # 40000
     book(session, instrument=net.instrument, user=net.engineer, start=NOV + timedelta(days=2))
@@ -204,7 +214,7 @@ def test_concurrent_runs_never_pass_the_cap(session, net, backend) -> None:
     if backend != "postgresql":
         pytest.skip("SQLite serialises writers; the race needs PostgreSQL")
     _company_card(net)
-    _programme(budget=10**9, cap=30000)
+    _voucher(session, _programme(budget=10**9, cap=30000), net.founder, 30000)
     for month in (NOV, NOV + timedelta(days=30)):
         book(session, instrument=net.instrument, user=net.founder, start=month, minutes=300)
     errors: list[BaseException] = []
@@ -226,3 +236,40 @@ def test_concurrent_runs_never_pass_the_cap(session, net, backend) -> None:
     allowance = session.exec(select(VoucherAllowance)).one()
     assert allowance.used == 30000  # 2 x 50000 wanted; the cap holds
     assert sum(i.voucher_total for i in session.exec(select(Invoice))) == 30000
+
+
+def test_an_invoice_draws_from_the_companys_vouchers_soonest_to_expire_first(
+    session, net, client
+) -> None:
+    from billing.models import Voucher, VoucherRedemption
+    from billing.voucher_applications import vouchers_expire
+
+    _company_card(net)
+    programme_id = _programme(budget=10**7, cap=10**6)
+    _voucher(session, programme_id, net.founder, 10000)
+    _voucher(session, programme_id, net.founder, 15000)
+    later, sooner = session.exec(select(Voucher).order_by(Voucher.id)).all()
+    sooner.expires_on = date(2026, 12, 15)
+    session.add(sooner)
+    session.commit()
+    other = _small_company(session, "NOVOUCHER")  # a small company with no voucher
+    book(session, instrument=net.instrument, user=net.founder, minutes=180)  # 60000
+    book(session, instrument=net.instrument, user=other, start=NOV + timedelta(days=1))
+    with session_scope() as s:
+        assert invoice_run(s, period="2026-11").vouchers_granted == 25000
+    session.rollback()
+    invoices = {i.number: i for i in session.exec(select(Invoice))}
+    assert invoices["INV-2026-11-TINY"].voucher_total == 25000  # both balances, not 30000
+    assert invoices["INV-2026-11-NOVOUCHER"].voucher_total == 0
+    drawn = {r.voucher_id: r.amount for r in session.exec(select(VoucherRedemption))}
+    assert drawn == {sooner.id: 15000, later.id: 10000}
+    session.expire_all()
+    assert [v.used for v in session.exec(select(Voucher).order_by(Voucher.id))] == [10000, 15000]
+    # The company sees each use; another company sees nothing of it.
+    uses = client.get(f"/api/v1/vouchers/{sooner.id}/uses", headers=auth(net.founder)).json()
+    assert [(u["invoice_number"], u["amount"]) for u in uses] == [("INV-2026-11-TINY", 15000)]
+    stranger = client.get(f"/api/v1/vouchers/{sooner.id}/uses", headers=auth(other))
+    assert stranger.status_code == 404
+    # Spent vouchers give nothing back when they expire.
+    with session_scope() as s:
+        assert vouchers_expire(s, today=date(2028, 1, 1)) == (2, 0)
