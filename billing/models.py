@@ -330,6 +330,15 @@ class Voucher(SQLModel, table=True):
         CheckConstraint("status <> 'approved' OR amount > 0", name="approved_amount"),
         Index("ix_voucher_institution_id_id", "institution_id", "id"),
         Index("ix_voucher_status_id", "status", "id"),
+        # One application waiting per company and programme, even when two are sent at once.
+        Index(
+            "uq_voucher_one_pending",
+            "institution_id",
+            "programme_id",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -89,6 +89,13 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_voucher_programme_id"), ["programme_id"], unique=False)
         batch_op.create_index("ix_voucher_status_id", ["status", "id"], unique=False)
+        batch_op.create_index(
+            "uq_voucher_one_pending",
+            ["institution_id", "programme_id"],
+            unique=True,
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        )
 
     with op.batch_alter_table("voucher_redemption", schema=None) as batch_op:
         batch_op.add_column(sa.Column("voucher_id", sa.Integer(), nullable=True))
@@ -146,6 +153,7 @@ def downgrade() -> None:
         batch_op.drop_column("voucher_id")
 
     with op.batch_alter_table("voucher", schema=None) as batch_op:
+        batch_op.drop_index("uq_voucher_one_pending")
         batch_op.drop_index("ix_voucher_status_id")
         batch_op.drop_index(batch_op.f("ix_voucher_programme_id"))
         batch_op.drop_index("ix_voucher_institution_id_id")
