@@ -31,7 +31,7 @@ from core.models import Role, User
 from core.money import format_money
 from core.timeutil import utcnow
 from instruments.credit_code import credit_code_problem, normalise
-from instruments.models import Institution, InstitutionKind
+from instruments.models import Institution
 
 # How long an approved voucher lasts, at most (and never past its programme's end).
 VALIDITY = timedelta(days=365)
@@ -43,7 +43,9 @@ def _money(amount: int, programme: VoucherProgramme) -> str:
 
 
 def is_small_company(institution: Institution) -> bool:
-    return institution.kind == InstitutionKind.small_company or institution.is_small_company
+    """Flagged by the network's administrators as a small company: the flag billing's
+    voucher eligibility reads (billing.charge_sql)."""
+    return institution.is_small_company
 
 
 def _company_of(session: Session, user: User) -> Institution:
@@ -449,3 +451,44 @@ def voucher_uses(
             r.created_at)
         for r, number, period in rows
     ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Cover:
+    """What a company's vouchers of one programme would pay of its use at a provider."""
+
+    programme: str
+    coverage_bp: int
+    balance: int
+    currency: str
+
+
+def voucher_cover(
+    session: Session, *, user: User | None, provider_institution_id: int, today: date | None = None
+) -> list[Cover]:
+    """For a person about to book: per programme, the share its company's approved vouchers
+    pay of use at this provider, and their balance. Nothing for use at one's own
+    institution, for a company not flagged small, or without a voucher with a balance."""
+    if user is None or user.institution_id in (None, provider_institution_id):
+        return []
+    company = session.get(Institution, user.institution_id)
+    if company is None or not is_small_company(company):
+        return []
+    today = today or utcnow().date()
+    rows = session.exec(
+        select(VoucherProgramme, func.sum(Voucher.amount - Voucher.used))
+        .join(Voucher, col(Voucher.programme_id) == VoucherProgramme.id)
+        .where(
+            Voucher.institution_id == company.id,
+            Voucher.status == VoucherStatus.approved,
+            col(Voucher.expires_on) >= today,
+            Voucher.year == today.year,
+        )
+        .group_by(col(VoucherProgramme.id))
+        .order_by(col(VoucherProgramme.id))
+    ).all()
+    return [
+        Cover(p.name, p.coverage_bp, int(balance), p.currency)
+        for p, balance in rows
+        if balance and int(balance) > 0
+    ]

@@ -544,5 +544,7 @@ ZH.update(
         "Voucher paid": "创新券支付",
         "Invoice": "发票",
         "Voucher": "创新券",
+        "Your innovation voucher ({programme}) pays {percent}% of this use, up to its balance of {balance}: you pay the rest.": "您的创新券（{programme}）支付本次使用费用的 {percent}%，以余额 {balance} 为限；其余由您支付。",
+        "Your vouchers": "我的创新券",
     }
 )

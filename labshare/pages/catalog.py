@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from billing.prices import prices_for, prices_in_force
+from billing.voucher_applications import voucher_cover
 from booking import availability, qualifications
 from booking.schemas import Slot
 from core.deps import OptionalUser, SessionDep
@@ -146,6 +147,9 @@ def instrument_page(
             "day_to": f"{min(last, 24):02d}:00:00",
             "initial_day": at.isoformat() if at else "",
             "your_price": prices_for(session, user, [instrument_id]).get(instrument_id),
+            "voucher_cover": voucher_cover(
+                session, user=user, provider_institution_id=view.institution.id
+            ),
             "charged": list(
                 prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()
             ),

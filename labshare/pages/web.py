@@ -25,7 +25,7 @@ from core.models import Role, User
 from core.money import format_money
 from core.routing import request_session
 from core.settings import CURRENCY_EXPONENTS, get_settings
-from instruments.models import Institution, InstitutionKind
+from instruments.models import Institution
 from labshare import i18n
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -300,9 +300,7 @@ def _at_small_company(request: Request, user: User | None) -> bool:
     if user.role not in (Role.researcher, Role.institution_admin):
         return False
     institution = request_session(request).get(Institution, user.institution_id)
-    return institution is not None and (
-        institution.kind == InstitutionKind.small_company or institution.is_small_company
-    )
+    return institution is not None and institution.is_small_company
 
 
 def _unread(request: Request, user: User | None) -> int:

@@ -47,7 +47,9 @@ def _programme(session: Session, *, budget: int = 1_000_000, cap: int = 300_000)
 
 
 def _firm(session: Session, n: int = 0) -> tuple[Institution, dict[str, str]]:
-    firm = create_institution(session, kind=InstitutionKind.small_company, code=f"FIRM{n}")
+    firm = create_institution(
+        session, kind=InstitutionKind.small_company, is_small_company=True, code=f"FIRM{n}"
+    )
     return firm, auth(create_user(session, institution=firm))
 
 
@@ -179,7 +181,9 @@ def test_concurrent_approvals_never_pass_the_budget(
     admin = create_user(session, role=Role.network_admin)
     ids = []
     for n in range(12):
-        firm = create_institution(session, kind=InstitutionKind.small_company, code=f"RACE{n}")
+        firm = create_institution(
+            session, kind=InstitutionKind.small_company, is_small_company=True, code=f"RACE{n}"
+        )
         applicant = create_user(session, institution=firm)
         voucher = Voucher(programme_id=programme_id, institution_id=firm.id or 0,
                           applicant_id=applicant.id or 0, year=TODAY.year, requested=100_000,

@@ -55,7 +55,9 @@ def test_bursts_of_applications_and_approvals(
     )  # fmt: skip
     session.commit()
     firms = [
-        create_institution(session, kind=InstitutionKind.small_company, code=f"F{n}")
+        create_institution(
+            session, kind=InstitutionKind.small_company, is_small_company=True, code=f"F{n}"
+        )
         for n in range(20)
     ]
     people = [auth(create_user(session, institution=f)) for f in firms]

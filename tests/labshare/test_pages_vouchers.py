@@ -11,7 +11,7 @@ from sqlmodel import Session
 from billing.vouchers import ProgrammeIn, programme_create
 from core.models import Role
 from instruments.models import InstitutionKind
-from tests.factories import create_institution, create_user
+from tests.factories import create_institution, create_instrument, create_user
 from tests.labshare.pages_helpers import csrf_of, page_sign_in
 
 TODAY = date.today()
@@ -32,7 +32,9 @@ def _programme(session: Session) -> int:
 
 def test_a_company_applies_and_reads_the_decision(client: TestClient, session: Session) -> None:
     programme_id = _programme(session)
-    firm = create_institution(session, kind=InstitutionKind.small_company, name="Qinling Photonics")
+    firm = create_institution(
+        session, kind=InstitutionKind.small_company, is_small_company=True, name="Qinling Photonics"
+    )
     engineer = create_user(session, institution=firm)
     admin = create_user(session, role=Role.network_admin)
     academic = create_user(session, institution=create_institution(session))
@@ -77,6 +79,10 @@ def test_a_company_applies_and_reads_the_decision(client: TestClient, session: S
     page_sign_in(client, engineer.email)
     row = client.get("/me/vouchers").text.split('id="vouchers"', 1)[1].split("</table>", 1)[0]
     assert "approved" in row and "15,000.00 CNY" in row
+    # Before booking elsewhere, the instrument's page says what the voucher pays.
+    elsewhere = create_instrument(session)
+    cover = client.get(f"/instruments/{elsewhere.id}").text
+    assert "pays 50% of this use, up to its balance of 15,000.00 CNY" in cover
     # Chinese, as a Chinese reader sees it.
     zh = client.get("/me/vouchers", headers={"Accept-Language": "zh-CN"}).text
     assert "本企业的创新券" in zh and "已批准" in zh
