@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from admin.models import EvaluationResult, InstrumentEvaluation
-from admin.subsidy import largest_remainder_int
 from billing.models import Charge, Invoice, VoucherRedemption
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime, is_postgres
 from core.models import User
+from core.money import largest_remainder_int
 from core.periods import Period
 from core.settings import get_settings
 from instruments.models import Instrument, Lab, OpeningHours, Qualification

@@ -256,19 +256,6 @@ def largest_remainder(targets: list[tuple[Any, Fraction]], total: int) -> dict[A
     return floors
 
 
-def largest_remainder_int(
-    numerators: list[tuple[Any, int]], denominator: int, total: int
-) -> dict[Any, int]:
-    """`largest_remainder` for targets sharing one denominator: integer arithmetic only."""
-    floors = {key: num // denominator for key, num in numerators}
-    left = total - sum(floors.values())
-    if left > 0:
-        order = sorted(numerators, key=lambda kn: (-(kn[1] % denominator), kn[0]))
-        for key, _ in order[:left]:
-            floors[key] += 1
-    return floors
-
-
 def allocate(policy: PolicyDocument, figures: list[InstrumentFigures]) -> Allocation:
     """Score, cap per institution, scale to the budget, and round to integer minor units."""
     by_institution: dict[int, InstitutionResult] = {}

@@ -8,10 +8,8 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
 from billing import rates, views, vouchers
-from billing import voucher_applications as applications
 from billing.invoices import invoice_mark_paid
 from billing.ledger import balances, ledger_totals
-from billing.models import VoucherStatus
 from billing.schemas import (
     AssistedIn,
     ChargingPolicyIn,
@@ -23,11 +21,6 @@ from billing.schemas import (
     RateCardEnd,
     RateCardIn,
     RateCardPublic,
-    VoucherApply,
-    VoucherApprove,
-    VoucherPublic,
-    VoucherReject,
-    VoucherUse,
 )
 from billing.webhooks import webhook_receive
 from core.deps import CurrentUser, NetworkAdmin, SessionDep
@@ -35,7 +28,7 @@ from core.params import only_params
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from core.timeutil import OptionalTimeQuery, parse_aware
-from instruments.models import CODE_PATTERN, Institution
+from instruments.models import CODE_PATTERN
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["billing"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -184,78 +177,6 @@ def create_programme(
 def list_programmes(session: SessionDep, user: CurrentUser) -> list[ProgrammePublic]:
     """Voucher programmes with what they have spent."""
     return [_programme_public(p) for p in vouchers.programmes_list(session)]
-
-
-def _voucher_public(session: SessionDep, voucher: Any) -> VoucherPublic:
-    programme = vouchers.programme_get(session, voucher.programme_id)
-    company = session.get(Institution, voucher.institution_id)
-    assert company is not None
-    return VoucherPublic(
-        **voucher.model_dump(exclude={"programme_id", "institution_id", "applicant_id",
-                                      "decided_by_id"}),
-        programme=programme.code,
-        programme_id=programme.id,
-        institution=company.code,
-        balance=voucher.balance,
-    )  # fmt: skip
-
-
-@router.post("/vouchers", response_model=VoucherPublic, status_code=201)
-def apply_for_voucher(session: SessionDep, user: CurrentUser, data: VoucherApply) -> VoucherPublic:
-    """Apply for an innovation voucher (a small company's researchers and admins): 422 with
-    the reason when the company, credit code, programme or amount cannot be."""
-    voucher = applications.application_submit(session, user=user, **data.model_dump())
-    return _voucher_public(session, voucher)
-
-
-@router.get(
-    "/vouchers", response_model=list[VoucherPublic], dependencies=[Depends(only_params("status"))]
-)
-def list_vouchers(
-    session: SessionDep, user: CurrentUser, status: VoucherStatus | None = None
-) -> list[VoucherPublic]:
-    """Your company's vouchers, newest first; a network administrator's: everyone's, and
-    with status=pending the review queue, oldest first."""
-    found = applications.vouchers_list(session, user=user, status=status)
-    return [_voucher_public(session, v) for v in found]
-
-
-@router.get("/vouchers/{voucher_id}", response_model=VoucherPublic)
-def get_voucher(session: SessionDep, user: CurrentUser, voucher_id: Id) -> VoucherPublic:
-    """One voucher: its status, amount, balance, expiry, or why it was rejected."""
-    return _voucher_public(
-        session, applications.voucher_get(session, user=user, voucher_id=voucher_id)
-    )
-
-
-@router.get("/vouchers/{voucher_id}/uses", response_model=list[VoucherUse])
-def list_voucher_uses(session: SessionDep, user: CurrentUser, voucher_id: Id) -> list[VoucherUse]:
-    """What the voucher paid, invoice by invoice, newest first."""
-    uses = applications.voucher_uses(session, user=user, voucher_id=voucher_id)
-    return [VoucherUse.model_validate(u, from_attributes=True) for u in uses]
-
-
-@router.post("/vouchers/{voucher_id}/approve", response_model=VoucherPublic)
-def approve_voucher(
-    session: SessionDep, user: NetworkAdmin, voucher_id: Id, data: VoucherApprove
-) -> VoucherPublic:
-    """Approve an amount up to what was asked (network admins): 409 when the programme's
-    budget or the company's yearly cap has too little left."""
-    voucher = applications.application_approve(
-        session, actor=user, voucher_id=voucher_id, amount=data.amount, note=data.note
-    )
-    return _voucher_public(session, voucher)
-
-
-@router.post("/vouchers/{voucher_id}/reject", response_model=VoucherPublic)
-def reject_voucher(
-    session: SessionDep, user: NetworkAdmin, voucher_id: Id, data: VoucherReject
-) -> VoucherPublic:
-    """Reject an application with the reason the company will read (network admins)."""
-    voucher = applications.application_reject(
-        session, actor=user, voucher_id=voucher_id, reason=data.reason
-    )
-    return _voucher_public(session, voucher)
 
 
 @router.get("/ledger/balances")

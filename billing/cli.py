@@ -277,6 +277,24 @@ def vouchers_expire_due(
     typer.echo(f"{count} vouchers expired; {returned} (minor units) back to their programmes")
 
 
+@vouchers_app.command("verify")
+@reasons
+def vouchers_verify(claim: Annotated[int, typer.Option(help="The claim's id", min=1)]) -> None:
+    """Recompute a claim's evidence digests from the database: exit 1 naming each line
+    whose records changed since it was submitted."""
+    from billing.voucher_claims import claim_verify
+
+    with session_scope(write=False) as session:
+        findings = claim_verify(session, claim)
+    if not findings:
+        typer.echo(f"claim {claim}: every line's evidence matches its digest")
+        return
+    for f in findings:
+        where = f"line {f.line_id} (charge {f.charge_id})" if f.line_id else f"claim {claim}"
+        typer.echo(f"claim {claim}: {where}: {f.problem}", err=True)
+    raise typer.Exit(1)
+
+
 def mount(app: typer.Typer) -> None:
     """Add billing's commands to the `labshare` command."""
     app.add_typer(invoices_app, name="invoices")

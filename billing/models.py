@@ -423,3 +423,77 @@ class Posting(SQLModel, table=True):
     account_id: int = Field(foreign_key="ledger_account.id", index=True)
     amount: int = Field(sa_type=Money)
     currency: str = Field(max_length=3)
+
+
+class ClaimStatus(StrEnum):
+    submitted = "submitted"  # lines waiting for the bureau's review
+    reviewed = "reviewed"  # every line approved or rejected
+    noticed = "noticed"  # on a published notice (公示): its decisions are final
+
+
+class LineDecision(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class VoucherClaim(SQLModel, table=True):
+    """A provider's claim for reimbursement of the voucher share of its services (兑付):
+    one line per use, each with a digest of its evidence; the claim's digest covers its
+    lines' digests (billing.voucher_claims)."""
+
+    __tablename__ = "voucher_claim"
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme_id: int = Field(foreign_key="voucher_programme.id", index=True)
+    provider_institution_id: int = Field(foreign_key="institution.id", index=True)
+    period: str = Field(max_length=7)
+    status: ClaimStatus = Field(default=ClaimStatus.submitted, sa_type=enum_type(ClaimStatus))
+    lines: int = 0
+    claimed: int = Field(default=0, sa_type=Money)
+    approved: int = Field(default=0, sa_type=Money)
+    digest: str = Field(max_length=64)
+    notice_id: int | None = Field(default=None, foreign_key="voucher_notice.id", index=True)
+    submitted_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class VoucherClaimLine(SQLModel, table=True):
+    """One use claimed: the voucher's share of one charge, and the digest of its evidence
+    (the charge, its booking, the matched usage session with its telemetry events, the
+    invoice and its payment) as it stood when the claim was submitted."""
+
+    __tablename__ = "voucher_claim_line"
+    __table_args__ = (
+        # A use is claimed once.
+        UniqueConstraint("charge_id", "voucher_id", name="uq_voucher_claim_line_use"),
+        CheckConstraint("amount > 0", name="positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    claim_id: int = Field(foreign_key="voucher_claim.id", index=True)
+    charge_id: int = Field(foreign_key="charge.id")
+    voucher_id: int = Field(foreign_key="voucher.id")
+    invoice_id: int = Field(foreign_key="invoice.id")
+    amount: int = Field(sa_type=Money)
+    evidence_digest: str = Field(max_length=64)
+    decision: LineDecision = Field(default=LineDecision.pending, sa_type=enum_type(LineDecision))
+    reason: str = Field(default="", max_length=1000)
+    decided_by_id: int | None = Field(default=None, foreign_key="user.id")
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class VoucherNotice(SQLModel, table=True):
+    """A published list of approved claims, open to anyone for `ends_on` (公示); the
+    settlement pays a claim only after its notice has run."""
+
+    __tablename__ = "voucher_notice"
+
+    id: int | None = Field(default=None, primary_key=True)
+    programme_id: int = Field(foreign_key="voucher_programme.id", index=True)
+    published_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    ends_on: date
+    claims: int = 0
+    approved: int = Field(default=0, sa_type=Money)
+    digest: str = Field(max_length=64)  # of its claims' digests
+    published_by_id: int | None = Field(default=None, foreign_key="user.id")

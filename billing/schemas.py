@@ -276,3 +276,87 @@ class VoucherUse(BaseModel):
     eligible: int
     amount: int
     at: UTCDatetime
+
+
+PERIOD_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    programme_id: int = Field(ge=1, le=2**31 - 1)
+    period: str = Field(pattern=PERIOD_PATTERN, description="YYYY-MM")
+
+
+class ClaimUse(BaseModel):
+    """A voucher's share of one charge of your services (minor units)."""
+
+    charge_id: int
+    voucher_id: int
+    invoice_id: int
+    amount: int
+
+
+class ClaimDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    approve: bool
+    line_ids: list[int] | None = Field(
+        default=None, max_length=10_000, description="All undecided lines when left out"
+    )
+    reason: str = Field(default="", max_length=1000)
+
+
+class ClaimLinePublic(BaseModel):
+    id: int
+    charge_id: int
+    voucher_id: int
+    invoice_id: int
+    amount: int
+    evidence_digest: str
+    decision: str
+    reason: str
+    decided_at: UTCDatetime | None
+
+
+class ClaimPublic(BaseModel):
+    id: int
+    programme: str
+    programme_id: int
+    provider: str
+    period: str
+    status: str
+    lines: int
+    claimed: int
+    approved: int
+    digest: str
+    notice_id: int | None
+    created_at: UTCDatetime
+    line_items: list[ClaimLinePublic]
+
+
+class NoticeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    programme_id: int = Field(ge=1, le=2**31 - 1)
+    days: int = Field(default=7, ge=1, le=90, description="How long the notice runs")
+
+
+class NoticeClaim(BaseModel):
+    provider: str
+    period: str
+    lines: int
+    approved: int
+    digest: str
+
+
+class NoticePublic(BaseModel):
+    id: int
+    programme: str
+    programme_name: str
+    currency: str
+    published_at: UTCDatetime
+    ends_on: date
+    approved: int
+    digest: str
+    claims: list[NoticeClaim]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field, field_validator
 
 from core.settings import CURRENCY_EXPONENTS
@@ -35,3 +37,17 @@ def round_to_step(amount: int, step: int) -> int:
     if step <= 1:
         return amount
     return ((amount + step // 2) // step) * step
+
+
+def largest_remainder_int(
+    numerators: list[tuple[Any, int]], denominator: int, total: int
+) -> dict[Any, int]:
+    """Split `total` in proportion to `numerators / denominator` into integers that sum to
+    it: each key's floor, then one more unit to the largest remainders (ties by key)."""
+    floors = {key: num // denominator for key, num in numerators}
+    left = total - sum(floors.values())
+    if left > 0:
+        order = sorted(numerators, key=lambda kn: (-(kn[1] % denominator), kn[0]))
+        for key, _ in order[:left]:
+            floors[key] += 1
+    return floors

@@ -16,6 +16,7 @@ from sqlmodel import Session
 import admin.api
 import admin.management_api
 import billing.api
+import billing.voucher_api
 import booking.api
 import booking.calendars.api
 import booking.notifications.api
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
     app.include_router(labshare.ops.router)
     app.include_router(labshare.ops.metrics_router)
     app.include_router(billing.api.router, prefix=API_PREFIX)
+    app.include_router(billing.voucher_api.router, prefix=API_PREFIX)
     app.include_router(admin.api.router, prefix=API_PREFIX)
     app.include_router(admin.management_api.router, prefix=API_PREFIX)
 

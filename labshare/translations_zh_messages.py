@@ -12,6 +12,17 @@ message missing here.
 from __future__ import annotations
 
 MESSAGES_ZH: dict[str, str] = {
+    # vouchers: claims and notices
+    "claims are submitted by a provider's lab managers or institution admins": "兑付申请由服务机构的实验室管理员或机构管理员提交",
+    "nothing to claim for {0}: no unclaimed voucher use of your services on a paid invoice": "{0} 没有可申请的内容：已付款发票上没有未申请的创新券使用",
+    "no claim {0}": "没有兑付申请 {0}",
+    "only network administrators review claims": "只有平台管理员可以审核兑付申请",
+    "claim {0} is on a published notice: its decisions are final": "兑付申请 {0} 已公示：其决定不可更改",
+    "say why the line is rejected: the provider reads it": "请说明驳回该明细的理由：服务机构会看到它",
+    "claim {0} has no line {1}": "兑付申请 {0} 没有明细 {1}",
+    "only network administrators publish notices": "只有平台管理员可以发布公示",
+    "a notice runs between 1 and 90 days": "公示期为 1 到 90 天",
+    "no reviewed claim is waiting to be published": "没有待公示的已审核申请",
     # vouchers: applying and review
     "vouchers are applied for by a small company's researchers or admins": "创新券由小微科技企业的研究人员或机构管理员申领",
     "{0} is not registered as a small company: innovation vouchers are for small tech companies": "{0} 未登记为小微企业：创新券面向小微科技企业",

@@ -1,5 +1,6 @@
 """Innovation vouchers as pages: a small company applies and follows its vouchers; the
-bureau (network administrators) reviews the queue with each company's history."""
+bureau (network administrators) reviews applications and providers' claims and publishes
+notices; providers claim the voucher share of their services; anyone reads the notices."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session
 
 from billing import voucher_applications as applications
+from billing import voucher_claims as claims
 from billing.models import VoucherProgramme, VoucherStatus
 from billing.vouchers import programmes_list
-from core.deps import SessionDep
+from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
-from core.models import User
+from core.models import Role, User
+from core.periods import last_month, months_back
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments.models import Institution
@@ -23,6 +26,7 @@ from labshare.pages.web import Csrf, PageAdmin, PageUser, back_to, parse_money, 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 DECIDED_SHOWN = 30
+CLAIMS_WITH_LINES = 10  # the newest claims show their lines
 USES_SHOWN = 50
 
 
@@ -177,3 +181,108 @@ def reject(
         session.rollback()
         return _queue(request, session, user, problem=(voucher_id, exc.status_code, exc.message))
     return back_to("/admin/vouchers", "voucher-rejected")
+
+
+@router.get("/vouchers/notices", response_class=HTMLResponse)
+def public_notices(request: Request, session: SessionDep, user: OptionalUser) -> HTMLResponse:
+    """The published lists of approved voucher reimbursements (公示), open to anyone."""
+    return render(
+        request,
+        "billing/notices.html",
+        {"notices": claims.notices_public(session), "today": utcnow().date()},
+        user=user,
+    )
+
+
+@router.get("/admin/claims", response_class=HTMLResponse)
+@router.get("/lab/claims", response_class=HTMLResponse)
+def provider_claims(request: Request, session: SessionDep, user: PageUser) -> HTMLResponse:
+    """A provider's voucher claims: what its services' voucher uses are worth per month and
+    programme, what was claimed, and each line's decision."""
+    return _claims_page(request, session, user)
+
+
+def _claims_page(
+    request: Request, session: Session, user: User, *, problem: str | None = None
+) -> HTMLResponse:
+    is_provider = user.role in claims.PROVIDER_ROLES and user.institution_id is not None
+    mine = (
+        claims.claims_list(session, user=user)
+        if is_provider or user.role == Role.network_admin
+        else []
+    )
+    lines = {c.id: claims.claim_lines(session, c.id or 0) for c in mine[:CLAIMS_WITH_LINES]}
+    return render(
+        request,
+        "billing/claims.html",
+        {
+            "is_provider": is_provider,
+            "is_admin": user.role == Role.network_admin,
+            "claims": mine,
+            "lines": lines,
+            "programmes": _programmes(session),
+            "providers": {
+                i.id: i.name
+                for i in (session.get(Institution, c.provider_institution_id) for c in mine)
+                if i is not None
+            },
+            "periods": list(reversed(months_back(last_month(), 12))),
+            "problem": problem,
+        },
+        user=user,
+        status_code=422 if problem else 200,
+    )
+
+
+@router.post("/lab/claims", dependencies=[Csrf])
+def submit_claim(
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    programme_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    period: Annotated[str, Form(max_length=7)],
+) -> Response:
+    try:
+        claims.claim_submit(session, user=user, programme_id=programme_id, period=period)
+    except AppError as exc:
+        session.rollback()
+        return _claims_page(request, session, user, problem=exc.message)
+    return back_to("/lab/claims", "claim-submitted")
+
+
+@router.post("/admin/claims/{claim_id}/decide", dependencies=[Csrf])
+def decide_claim(
+    request: Request,
+    session: SessionDep,
+    user: PageAdmin,
+    claim_id: Id,
+    approve: Annotated[str, Form(max_length=5)],
+    line_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+    reason: Annotated[str, Form(max_length=1000)] = "",
+) -> Response:
+    """Approve or reject one line, or all undecided lines of a claim."""
+    try:
+        claims.line_decide(
+            session, actor=user, claim_id=claim_id,
+            line_ids=[line_id] if line_id else None, approve=approve == "yes", reason=reason,
+        )  # fmt: skip
+    except AppError as exc:
+        session.rollback()
+        return _claims_page(request, session, user, problem=exc.message)
+    return back_to("/admin/claims", "claim-decided")
+
+
+@router.post("/admin/notices", dependencies=[Csrf])
+def publish_notice(
+    request: Request,
+    session: SessionDep,
+    user: PageAdmin,
+    programme_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    days: Annotated[int, Form(ge=1, le=90)] = claims.NOTICE_DAYS,
+) -> Response:
+    try:
+        claims.notice_publish(session, actor=user, programme_id=programme_id, days=days)
+    except AppError as exc:
+        session.rollback()
+        return _claims_page(request, session, user, problem=exc.message)
+    return back_to("/vouchers/notices", "notice-published")

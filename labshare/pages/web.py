@@ -250,6 +250,9 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 # Messages a redirect may ask the next page to show (`?msg=key`); English is the i18n key.
 FLASH = {
+    "claim-submitted": "Claim submitted: the bureau reviews it line by line.",
+    "claim-decided": "Decision saved.",
+    "notice-published": "Published: the notice is open to anyone until it ends.",
     "voucher-applied": "Applied: the bureau reviews your application.",
     "voucher-approved": "Approved: the company can use its voucher.",
     "voucher-rejected": "Rejected: the company reads your reason.",
@@ -281,6 +284,8 @@ def nav_for(user: User | None, *, small_company: bool = False) -> list[dict[str,
     ]
     if user.role == Role.lab_manager:
         items.append({"href": "/lab", "label": "My lab"})
+    if user.role in (Role.lab_manager, Role.institution_admin):
+        items.append({"href": "/lab/claims", "label": "Voucher claims"})
     if small_company:
         items.append({"href": "/me/vouchers", "label": "Vouchers"})
     if user.role == Role.network_admin:

@@ -14,11 +14,11 @@ from admin.subsidy import (
     PolicyDocument,
     allocate,
     largest_remainder,
-    largest_remainder_int,
     policy_load,
     policy_parse,
 )
 from core.errors import Invalid
+from core.money import largest_remainder_int
 
 HOUR = 3600
 
