@@ -194,9 +194,13 @@ def seed_database(
 def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> None:
     """Bookings and usage around today, then a draft invoice run for the last full month."""
     from billing.invoices import invoice_run
-    from core.periods import last_month
+    from core.periods import last_month, months_back
     from labshare.demo_history import seed_history
-    from labshare.demo_vouchers import seed_subsidy_policy, seed_voucher_applications
+    from labshare.demo_vouchers import (
+        seed_subsidy_policy,
+        seed_voucher_applications,
+        seed_voucher_claims,
+    )
 
     started = time.perf_counter()
     with rich_reporter() as reporter, session_scope(engine=engine) as session:
@@ -212,6 +216,9 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     with session_scope(engine=engine) as session:
         programme = _city_voucher_programme(session, year=int(period[:4]))
         applications = seed_voucher_applications(session, programme_code=programme)
+        claims = seed_voucher_claims(
+            session, programme_code=programme, period=months_back(period, 2)[0]
+        )
         report = invoice_run(session, period=period)
         policy = seed_subsidy_policy(session)
     console.print(
@@ -222,6 +229,9 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     if applications:
         states = ", ".join(f"{n} {state}" for state, n in sorted(applications.items()))
         console.print(f"voucher applications: {states}")
+    if claims:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(claims.items()))
+        console.print(f"voucher claims for {months_back(period, 2)[0]} (closed, paid): {states}")
     console.print(f"subsidy policy {policy!r}: try labshare settle --period {period}")
 
 

@@ -130,3 +130,61 @@ def seed_voucher_applications(session: Session, *, programme_code: str) -> dict[
             vouchers_expire(session, today=today)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+def seed_voucher_claims(session: Session, *, programme_code: str, period: str) -> dict[str, int]:
+    """Redemption at work on a closed month: the month is invoiced and closed, the small
+    companies' invoices paid, and three providers claim what vouchers paid of their
+    services: one claim on a published notice, one reviewed, one waiting for review."""
+    from billing.invoices import invoice_close, invoice_mark_paid
+    from billing.models import Charge, Invoice
+    from billing.voucher_claims import claim_submit, line_decide, notice_publish, uses_of
+
+    programme = session.exec(
+        select(VoucherProgramme).where(VoucherProgramme.code == programme_code)
+    ).one()
+    if int(period[:4]) != programme.starts_on.year:
+        return {}
+    invoice_close(session, period=period)
+    for invoice in session.exec(
+        select(Invoice).where(Invoice.period == period, col(Invoice.voucher_total) > 0)
+    ).all():
+        invoice_mark_paid(session, invoice=invoice, via="bank", ref="demo")
+    admin = session.exec(select(User).where(User.email == f"admin@{DEMO_DOMAIN}")).one()
+    providers = session.exec(
+        select(Charge.provider_institution_id)
+        .where(Charge.period == period, col(Charge.voucher_eligible).is_(True))
+        .group_by(col(Charge.provider_institution_id))
+        .order_by(col(Charge.provider_institution_id))
+    ).all()
+    # The demo's own institution first, so its manager and admin see a claim on notice.
+    home = session.exec(select(User).where(User.email == f"manager@{DEMO_DOMAIN}")).one()
+    providers = sorted(providers, key=lambda p: (p != home.institution_id, p))
+    claimants = []
+    for provider in providers:
+        if not uses_of(
+            session, provider_id=provider, programme_id=programme.id or 0, period=period
+        ):
+            continue
+        person = session.exec(
+            select(User)
+            .where(
+                User.institution_id == provider,
+                col(User.role).in_((Role.lab_manager, Role.institution_admin)),
+            )
+            .order_by(col(User.id))
+        ).first()
+        if person is not None:
+            claimants.append(person)
+        if len(claimants) == 3:
+            break
+    counts: dict[str, int] = {}
+    for n, person in enumerate(claimants):
+        claim = claim_submit(session, user=person, programme_id=programme.id or 0, period=period)
+        if n < 2:
+            line_decide(session, actor=admin, claim_id=claim.id or 0, line_ids=None, approve=True)
+        if n == 0:
+            notice_publish(session, actor=admin, programme_id=programme.id or 0)
+        state = ("on notice", "reviewed", "submitted")[n]
+        counts[state] = counts.get(state, 0) + 1
+    return counts
