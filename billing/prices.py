@@ -98,8 +98,8 @@ def prices_in_force(
         else:
             default_cards[(card.lab_id, card.category_id)].append(card)
     rates_of: dict[int, list[Rate]] = defaultdict(list)
-    for rate in published:
-        rates_of[rate.instrument_id].append(rate)
+    for published_rate in published:
+        rates_of[published_rate.instrument_id].append(published_rate)
     out: dict[int, dict[PayerClass, Price]] = {}
     for instrument_id, (lab, category) in places.items():
         own = own_cards.get(instrument_id, [])

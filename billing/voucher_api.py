@@ -17,6 +17,7 @@ from billing.schemas import (
     ClaimLinePublic,
     ClaimPublic,
     ClaimUse,
+    NoticeClaim,
     NoticeIn,
     NoticePublic,
     VoucherApply,
@@ -44,7 +45,7 @@ def _voucher_public(session: SessionDep, voucher: Any) -> VoucherPublic:
         **voucher.model_dump(exclude={"programme_id", "institution_id", "applicant_id",
                                       "decided_by_id"}),
         programme=programme.code,
-        programme_id=programme.id,
+        programme_id=programme.id or 0,
         institution=company.code,
         balance=voucher.balance,
     )  # fmt: skip
@@ -208,7 +209,7 @@ def _notices(session: SessionDep, only: int | None = None) -> list[NoticePublic]
             ends_on=n.ends_on,
             approved=n.approved,
             digest=n.digest,
-            claims=[e.__dict__ for e in entries],
+            claims=[NoticeClaim.model_validate(e, from_attributes=True) for e in entries],
         )
         for n, p, entries in claims.notices_public(session)
         if only is None or n.id == only

@@ -16,10 +16,12 @@ total past its limit should a path ever skip the lock. Every decision is audited
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import case, func, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from billing.models import Invoice, Voucher, VoucherProgramme, VoucherRedemption, VoucherStatus
@@ -178,7 +180,7 @@ def application_submit(
     return voucher
 
 
-def _lock(session: Session, statement: str, params: dict[str, object]) -> None:
+def _lock(session: Session, statement: str, params: Mapping[str, object]) -> None:
     if is_postgres(session):
         session.execute(text(statement + " FOR UPDATE"), params)
 
@@ -388,9 +390,9 @@ def company_history(session: Session, institution_ids: list[int]) -> dict[int, H
     """Per company: its applications, what was approved and used, how many were rejected."""
     if not institution_ids:
         return {}
-    rows = session.exec(
-        select(
-            Voucher.institution_id,
+    rows = session.execute(
+        sa_select(
+            col(Voucher.institution_id),
             func.count(),
             func.coalesce(func.sum(Voucher.amount), 0),
             func.coalesce(func.sum(Voucher.used), 0),

@@ -153,12 +153,12 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def plain_rows(session: Session, statement: sa.Executable) -> Sequence[sa.Row[Any]]:
+def plain_rows(session: Session, statement: sa.Executable) -> Sequence[tuple[Any, ...]]:
     """A read's rows as plain tuples, past the ORM's result machinery (a few microseconds a
     row, which counts at the hundreds of rows slot search reads)."""
     if session.autoflush:
         session.flush()  # what Session.execute does first; nothing when no change is pending
-    return session.connection().execute(statement).all()
+    return session.connection().execute(statement).tuples().all()
 
 
 def among(session: Session, column: Any, ids: list[int]) -> sa.ColumnElement[bool]:
