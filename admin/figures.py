@@ -8,20 +8,27 @@ a session with no known person does not.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from admin.models import EvaluationResult, InstrumentEvaluation
-from billing.models import Charge, Invoice, VoucherRedemption
+from billing.models import (
+    Charge,
+    ClaimStatus,
+    LineDecision,
+    VoucherClaim,
+    VoucherClaimLine,
+    VoucherNotice,
+    VoucherProgramme,
+)
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime, is_postgres
 from core.models import User
-from core.money import largest_remainder_int
 from core.periods import Period
 from core.settings import get_settings
 from instruments.models import Instrument, Lab, OpeningHours, Qualification
@@ -196,50 +203,49 @@ def revenue(session: Session, period: Period, currency: str) -> dict[int, Revenu
     return {i: Revenue(int(t or 0), int(e or 0)) for i, t, e in session.execute(query)}
 
 
-def vouchers(session: Session, period: Period, currency: str) -> dict[int, int]:
-    """Voucher money redeemed on the period's invoices, attributed to instruments.
+def claims_payable(
+    session: Session, period: Period, currency: str, as_of: date
+) -> tuple[dict[int, int], list[tuple[int, str]]]:
+    """The voucher claims a settlement of `period` pays: for months up to the period's last,
+    approved by the bureau, on a public notice that has run (ended before `as_of`), in this
+    currency, and paid by no finalized settlement (a claim whose notice ends after its own
+    month was settled is paid by the next settlement). Per instrument, what their approved
+    lines come to; and each claim's (id, digest)."""
+    from admin.models import Settlement, SettlementClaim, SettlementStatus
 
-    A redemption pays part of an invoice; it is spread over the instruments of that invoice's
-    voucher-eligible charges in proportion to their amounts (largest remainder, ties by
-    instrument id).
-    """
-    redeemed = (
-        sa.select(col(VoucherRedemption.invoice_id), sa.func.sum(col(VoucherRedemption.amount)))
-        .join(Invoice, col(Invoice.id) == VoucherRedemption.invoice_id)
-        .where(col(Invoice.period).in_(period.months), col(Invoice.currency) == currency)
-        .group_by(col(VoucherRedemption.invoice_id))
+    paid = (
+        sa.select(col(SettlementClaim.claim_id))
+        .join(Settlement, col(Settlement.id) == SettlementClaim.settlement_id)
+        .where(col(Settlement.status) == SettlementStatus.finalized)
     )
-    totals = {invoice_id: int(amount) for invoice_id, amount in session.execute(redeemed)}
-    if not totals:
-        return {}
-    # Summed per (invoice, instrument) in SQL: the split then runs over far fewer rows.
-    lines = session.execute(
-        sa.select(
-            col(Charge.invoice_id), col(Charge.instrument_id), sa.func.sum(col(Charge.amount))
-        )
-        .where(
-            col(Charge.invoice_id).in_(
-                redeemed.with_only_columns(col(VoucherRedemption.invoice_id))
+    claims = [
+        (int(i), str(d))
+        for i, d in session.execute(
+            sa.select(col(VoucherClaim.id), col(VoucherClaim.digest))
+            .join(VoucherNotice, col(VoucherNotice.id) == VoucherClaim.notice_id)
+            .join(VoucherProgramme, col(VoucherProgramme.id) == VoucherClaim.programme_id)
+            .where(
+                col(VoucherClaim.status) == ClaimStatus.noticed,
+                col(VoucherClaim.period) <= max(period.months),
+                col(VoucherNotice.ends_on) < as_of,
+                col(VoucherProgramme.currency) == currency,
+                col(VoucherClaim.id).not_in(paid),
             )
+            .order_by(col(VoucherClaim.id))
+        ).all()
+    ]
+    if not claims:
+        return {}, []
+    per_instrument = session.execute(
+        sa.select(col(Charge.instrument_id), sa.func.sum(col(VoucherClaimLine.amount)))
+        .join(Charge, col(Charge.id) == VoucherClaimLine.charge_id)
+        .where(
+            col(VoucherClaimLine.claim_id).in_([i for i, _d in claims]),
+            col(VoucherClaimLine.decision) == LineDecision.approved,
         )
-        .where(col(Charge.voucher_eligible).is_(True), col(Charge.amount) > 0)
-        .group_by(col(Charge.invoice_id), col(Charge.instrument_id))
+        .group_by(col(Charge.instrument_id))
     ).all()
-    by_invoice: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for invoice_id, instrument_id, amount in lines:
-        by_invoice[invoice_id].append((instrument_id, int(amount)))
-    result: dict[int, int] = defaultdict(int)
-    for invoice_id, total in totals.items():
-        charges = by_invoice.get(invoice_id)
-        if not charges:
-            continue
-        base = sum(amount for _, amount in charges)
-        split = largest_remainder_int(
-            [(iid, amount * total) for iid, amount in charges], base, total
-        )
-        for instrument_id, share in split.items():
-            result[instrument_id] += share
-    return dict(result)
+    return {int(i): int(a) for i, a in per_instrument}, claims
 
 
 @dataclass(frozen=True)

@@ -184,3 +184,13 @@ class Payout(SQLModel, table=True):
     attempts: int = 0
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SettlementClaim(SQLModel, table=True):
+    """A voucher claim a settlement pays: recorded when the settlement is finalized, so a
+    claim is paid once."""
+
+    __tablename__ = "settlement_claim"
+
+    settlement_id: int = Field(foreign_key="settlement.id", primary_key=True)
+    claim_id: int = Field(foreign_key="voucher_claim.id", primary_key=True, unique=True)

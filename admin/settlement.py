@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
@@ -21,6 +23,7 @@ from admin import figures as fig
 from admin.errors import NothingToSettle, SettlementFinalized, SettlementNotFound
 from admin.models import (
     Settlement,
+    SettlementClaim,
     SettlementInstitution,
     SettlementInstrument,
     SettlementStatus,
@@ -39,17 +42,26 @@ from core.timeutil import utcnow
 INSERT_CHUNK = 5000
 
 
-def settlement_inputs(
-    session: Session, *, period: Period, policy: PolicyDocument
-) -> list[InstrumentFigures]:
-    """The figures of every instrument active in the period; NothingToSettle when none is."""
+@dataclass(frozen=True)
+class Inputs:
+    """What a settlement computes from: every instrument's figures, and the voucher claims
+    it pays (id, digest)."""
+
+    figures: list[InstrumentFigures]
+    claims: list[tuple[int, str]]
+
+
+def settlement_inputs(session: Session, *, period: Period, policy: PolicyDocument) -> Inputs:
+    """The figures of every instrument active in the period, with the voucher claims whose
+    public notice has run and that no settlement has paid yet (their approved lines are
+    the instruments' vouchers redeemed); NothingToSettle when there is nothing."""
     if is_postgres(session):
         # The month's sessions are sorted per instrument for the distinct outsiders: in
         # memory rather than spilled to disk (this transaction only).
         session.execute(sa.text("SET LOCAL work_mem = '64MB'"))
     use = fig.usage(session, period)
     money = fig.revenue(session, period, policy.currency)
-    redeemed = fig.vouchers(session, period, policy.currency)
+    redeemed, claims = fig.claims_payable(session, period, policy.currency, utcnow().date())
     if not use and not money and not redeemed:
         raise NothingToSettle(period.label)
     hours = fig.open_seconds(session, period)
@@ -75,16 +87,24 @@ def settlement_inputs(
                 vouchers_redeemed=redeemed.get(row.id, 0),
             )
         )
-    return out
+    return Inputs(out, claims)
 
 
-def inputs_hash(period: str, policy: PolicyDocument, figures: list[InstrumentFigures]) -> str:
-    """SHA-256 of the canonical JSON of the period, the policy and every instrument's figures."""
-    canonical = {
+def inputs_hash(
+    period: str,
+    policy: PolicyDocument,
+    figures: list[InstrumentFigures],
+    claims: Sequence[tuple[int, str]] = (),
+) -> str:
+    """SHA-256 of the canonical JSON of the period, the policy, every instrument's figures
+    and the digests of the voucher claims paid (each digest covers its lines' evidence)."""
+    canonical: dict[str, object] = {
         "period": period,
         "policy": policy.canonical(),
         "figures": [f.as_list() for f in sorted(figures, key=lambda f: f.instrument_id)],
     }
+    if claims:  # absent without claims: earlier previews keep their hash
+        canonical["voucher_claims"] = [digest for _id, digest in sorted(claims)]
     raw = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()
 
@@ -167,7 +187,8 @@ def _summary(settlement: Settlement) -> dict[str, object]:
 def _compute(
     session: Session, settlement: Settlement, period: Period, policy: PolicyDocument
 ) -> Allocation:
-    figures = settlement_inputs(session, period=period, policy=policy)
+    inputs = settlement_inputs(session, period=period, policy=policy)
+    figures = inputs.figures
     alloc = allocate(policy, figures)
     settlement.currency = policy.currency
     settlement.budget = policy.budget
@@ -177,7 +198,7 @@ def _compute(
     settlement.total_voucher_reimbursement = alloc.total_voucher_reimbursement
     settlement.instruments = len(figures)
     settlement.institutions = len(alloc.institutions)
-    settlement.inputs_hash = inputs_hash(period.label, policy, figures)
+    settlement.inputs_hash = inputs_hash(period.label, policy, figures, inputs.claims)
     return alloc
 
 
@@ -330,8 +351,8 @@ def settlement_finalize(
     policy_row = session.get(SubsidyPolicy, settlement.policy_id)
     assert policy_row is not None
     policy = policy_document(policy_row)
-    figures = settlement_inputs(session, period=month, policy=policy)
-    if inputs_hash(month.label, policy, figures) != settlement.inputs_hash:
+    inputs = settlement_inputs(session, period=month, policy=policy)
+    if inputs_hash(month.label, policy, inputs.figures, inputs.claims) != settlement.inputs_hash:
         raise Conflict(
             f"the figures of {settlement.period} changed since this preview; "
             "preview again (PATCH the settlement) and finalize that"
@@ -341,6 +362,10 @@ def settlement_finalize(
         select(SettlementInstitution).where(SettlementInstitution.settlement_id == settlement_id)
     ).all()
     settlement.journal_entry_id = settlement_post(session, settlement=settlement, lines=list(lines))
+    # The claims it pays, once: a later settlement no longer counts them.
+    session.add_all(
+        SettlementClaim(settlement_id=settlement_id, claim_id=i) for i, _d in inputs.claims
+    )
     settlement.status = SettlementStatus.finalized
     settlement.finalized_at = utcnow()
     settlement.finalized_by_id = actor_id

@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -511,9 +511,15 @@ def line_decide(
 
 
 def notice_publish(
-    session: Session, *, actor: User, programme_id: int, days: int = NOTICE_DAYS
+    session: Session,
+    *,
+    actor: User,
+    programme_id: int,
+    days: int = NOTICE_DAYS,
+    today: date | None = None,
 ) -> VoucherNotice:
-    """Publish the programme's reviewed claims for public notice for `days`."""
+    """Publish the programme's reviewed claims for public notice for `days` from `today`
+    (the demo publishes one that has already run)."""
     if actor.role != Role.network_admin:
         raise Forbidden("only network administrators publish notices")
     if not 1 <= days <= 90:
@@ -532,9 +538,12 @@ def notice_publish(
     )
     if not claims:
         raise Invalid("no reviewed claim is waiting to be published")
+    now = utcnow()
+    today = today or now.date()
     notice = VoucherNotice(
         programme_id=programme_id,
-        ends_on=utcnow().date() + timedelta(days=days),
+        published_at=datetime.combine(today, now.timetz()),
+        ends_on=today + timedelta(days=days),
         claims=len(claims),
         approved=sum(c.approved for c in claims),
         digest=claim_digest(c.digest for c in claims),

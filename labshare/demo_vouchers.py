@@ -184,7 +184,11 @@ def seed_voucher_claims(session: Session, *, programme_code: str, period: str) -
         if n < 2:
             line_decide(session, actor=admin, claim_id=claim.id or 0, line_ids=None, approve=True)
         if n == 0:
-            notice_publish(session, actor=admin, programme_id=programme.id or 0)
-        state = ("on notice", "reviewed", "submitted")[n]
+            # Published last week and run its seven days: the next settlement pays it.
+            notice_publish(
+                session, actor=admin, programme_id=programme.id or 0, days=7,
+                today=utcnow().date() - timedelta(days=8),
+            )  # fmt: skip
+        state = ("on a notice that has run", "reviewed", "submitted")[n]
         counts[state] = counts.get(state, 0) + 1
     return counts

@@ -2,7 +2,8 @@
 
 voucher_claim holds a provider's claim for a month, voucher_claim_line one use each (the
 voucher's share of one charge) with the digest of its evidence; a (charge, voucher) is
-claimed once. voucher_notice is a published list of reviewed claims (公示).
+claimed once. voucher_notice is a published list of reviewed claims (公示); once its
+notice has run, a settlement pays a claim, and settlement_claim records that it did.
 
 Revision ID: 0014
 Revises: 0013
@@ -156,9 +157,28 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_voucher_claim_line_claim_id"), ["claim_id"], unique=False
         )
+    # A claim a finalized settlement paid, once.
+    op.create_table(
+        "settlement_claim",
+        sa.Column("settlement_id", sa.Integer(), nullable=False),
+        sa.Column("claim_id", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["claim_id"],
+            ["voucher_claim.id"],
+            name=op.f("fk_settlement_claim_claim_id_voucher_claim"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["settlement_id"],
+            ["settlement.id"],
+            name=op.f("fk_settlement_claim_settlement_id_settlement"),
+        ),
+        sa.PrimaryKeyConstraint("settlement_id", "claim_id", name=op.f("pk_settlement_claim")),
+        sa.UniqueConstraint("claim_id", name=op.f("uq_settlement_claim_claim_id")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("settlement_claim")
     with op.batch_alter_table("voucher_claim_line", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_voucher_claim_line_claim_id"))
 

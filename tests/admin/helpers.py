@@ -11,9 +11,16 @@ from billing.models import (
     Charge,
     ChargeKind,
     ChargeUnit,
+    ClaimStatus,
     Invoice,
+    LineDecision,
+    Voucher,
+    VoucherClaim,
+    VoucherClaimLine,
+    VoucherNotice,
     VoucherProgramme,
     VoucherRedemption,
+    VoucherStatus,
 )
 from core.models import Role, User
 from instruments.models import Institution, InstitutionKind, Instrument, PayerClass
@@ -137,7 +144,7 @@ def build_network(session: Session, *, billing_closed: bool = True) -> Network:
     )
     session.add(invoice)
     session.commit()
-    add_charge(session, i1, c, a, 50_000, invoice=invoice, voucher=True)
+    vouchered = add_charge(session, i1, c, a, 50_000, invoice=invoice, voucher=True)
     add_charge(session, i1, a, a, 10_000)
     add_charge(session, i3, a, b, 20_000)
     programme = VoucherProgramme(
@@ -153,16 +160,45 @@ def build_network(session: Session, *, billing_closed: bool = True) -> Network:
     )
     session.add(programme)
     session.commit()
+    voucher = Voucher(
+        programme_id=programme.id, institution_id=c.id, applicant_id=uc.id, year=2026,
+        requested=25_000, needs="MS", status=VoucherStatus.approved, amount=25_000,
+        used=25_000, expires_on=date(2026, 12, 31),
+    )  # fmt: skip
+    session.add(voucher)
+    session.commit()
     session.add(
         VoucherRedemption(
             programme_id=programme.id,
             invoice_id=invoice.id,
             institution_id=c.id,
+            voucher_id=voucher.id,
             year=2026,
             eligible_amount=50_000,
             amount=25_000,
         )
     )
+    # A wants the voucher's 25,000 back: its claim was approved, and its notice has run.
+    notice = VoucherNotice(
+        programme_id=programme.id, ends_on=date(2026, 11, 10), claims=1, approved=25_000,
+        digest="0" * 64,
+    )  # fmt: skip
+    session.add(notice)
+    session.commit()
+    claim = VoucherClaim(
+        programme_id=programme.id, provider_institution_id=a.id, period=PERIOD,
+        status=ClaimStatus.noticed, lines=1, claimed=25_000, approved=25_000, digest="c" * 64,
+        notice_id=notice.id,
+    )  # fmt: skip
+    session.add(claim)
+    session.commit()
+    session.add(
+        VoucherClaimLine(
+            claim_id=claim.id, charge_id=vouchered.id, voucher_id=voucher.id,
+            invoice_id=invoice.id, amount=25_000, evidence_digest="e" * 64,
+            decision=LineDecision.approved,
+        )
+    )  # fmt: skip
     session.commit()
     if billing_closed:  # its invoices are final, as a settlement requires
         from billing.models import BillingPeriod, PeriodStatus

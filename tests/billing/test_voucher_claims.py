@@ -135,3 +135,38 @@ def test_the_pages_of_a_claim(session, net, client) -> None:
     client.cookies.clear()
     notice = client.get("/vouchers/notices").text  # anyone
     assert net.provider.name in notice and "200.00 CNY" in notice
+
+
+def test_a_settlement_pays_a_claim_once_after_its_notice_has_run(session, net, client) -> None:
+    from admin.models import SettlementClaim
+    from billing.models import VoucherNotice
+    from tests.admin.helpers import POLICY
+
+    programme_id = _paid_month_with_a_voucher_use(session, net)
+    provider, admin = auth(net.manager), auth(net.admin)
+    claim = client.post("/api/v1/voucher-claims", json={"programme_id": programme_id,
+                        "period": "2026-11"}, headers=provider).json()  # fmt: skip
+    client.post(f"/api/v1/voucher-claims/{claim['id']}/decide", json={"approve": True},
+                headers=admin)  # fmt: skip
+    client.post("/api/v1/voucher-notices", json={"programme_id": programme_id}, headers=admin)
+    assert client.post("/api/v1/admin/policies", json=POLICY, headers=admin).status_code == 201
+
+    def reimbursed() -> tuple[int, int]:
+        r = client.post("/api/v1/admin/settlements", json={"period": "2026-11"}, headers=admin)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        return body["id"], body["total_voucher_reimbursement"]
+
+    # While the notice runs, nothing is paid.
+    assert reimbursed()[1] == 0
+    with session_scope() as s:
+        s.execute(text("UPDATE voucher_notice SET ends_on = :d"), {"d": date(2026, 12, 1)})
+    settlement_id, total = reimbursed()
+    assert total == 20000
+    r = client.post(f"/api/v1/admin/settlements/{settlement_id}/finalize", headers=admin)
+    assert r.status_code == 200, r.text
+    session.rollback()
+    assert session.exec(select(SettlementClaim.claim_id)).all() == [claim["id"]]
+    assert session.exec(select(VoucherNotice.ends_on)).one() == date(2026, 12, 1)
+    # Paid once: another settlement of the month pays it no more.
+    assert reimbursed()[1] == 0
