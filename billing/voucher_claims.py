@@ -17,6 +17,7 @@ line whose records changed since the claim was submitted.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from collections import defaultdict
@@ -90,6 +91,14 @@ def uses_of(
         .where(
             col(VoucherRedemption.programme_id) == programme_id,
             col(VoucherRedemption.voucher_id).is_not(None),
+            # Only the invoices this provider has a line on: its claim's work is its own.
+            col(VoucherRedemption.invoice_id).in_(
+                sa.select(col(Charge.invoice_id)).where(
+                    col(Charge.provider_institution_id) == provider_id,
+                    col(Charge.period) == period,
+                    col(Charge.voucher_eligible).is_(True),
+                )
+            ),
             *invoice_filter,
         )
         .group_by(col(VoucherRedemption.invoice_id), col(VoucherRedemption.voucher_id))
@@ -342,12 +351,20 @@ def _events(session: Session, sessions: list[dict]) -> dict[int, list[list[Any]]
             ),
         ),
     )
-    for e in sorted(rows, key=lambda e: e["id"]):
-        for s in by_instrument[e["instrument_id"]]:
-            if s["start_at"] <= e["ts"] <= (s["end_at"] or s["last_event_at"]):
-                out[s["id"]].append(
-                    [e["id"], getattr(e["type"], "value", e["type"]), _iso(e["ts"])]
-                )
+    # Per instrument, its events in time order; each session takes the slice of them from
+    # its start to its end (two bisections, not a scan per event).
+    timeline: dict[int, list[dict]] = defaultdict(list)
+    for e in sorted(rows, key=lambda e: (e["ts"], e["id"])):
+        timeline[e["instrument_id"]].append(e)
+    stamps = {i: [e["ts"] for e in evs] for i, evs in timeline.items()}
+    for s in sessions:
+        evs, ts = timeline.get(s["instrument_id"], []), stamps.get(s["instrument_id"], [])
+        first = bisect.bisect_left(ts, s["start_at"])
+        last = bisect.bisect_right(ts, s["end_at"] or s["last_event_at"])
+        out[s["id"]] = [
+            [e["id"], getattr(e["type"], "value", e["type"]), _iso(e["ts"])]
+            for e in sorted(evs[first:last], key=lambda e: e["id"])
+        ]
     return out
 
 
