@@ -12,6 +12,7 @@ message missing here.
 from __future__ import annotations
 
 MESSAGES_ZH: dict[str, str] = {
+    "{0}: {1} is not a number": "{0}：{1} 不是数字",
     # vouchers: claims and notices
     "claims are submitted by a provider's lab managers or institution admins": "兑付申请由服务机构的实验室管理员或机构管理员提交",
     "nothing to claim for {0}: no unclaimed voucher use of your services on a paid invoice": "{0} 没有可申请的内容：已付款发票上没有未申请的创新券使用",

@@ -38,6 +38,7 @@ MODULES = (
     "vouchers",
     "notifications",
     "admin",
+    "admin_policies",
 )
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)

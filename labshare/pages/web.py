@@ -250,6 +250,7 @@ def sign_in_redirect(request: Request) -> RedirectResponse:
 
 # Messages a redirect may ask the next page to show (`?msg=key`); English is the i18n key.
 FLASH = {
+    "policy-saved": "The policy is stored: previews can use it now.",
     "claim-submitted": "Claim submitted: the bureau reviews it line by line.",
     "claim-decided": "Decision saved.",
     "notice-published": "Published: the notice is open to anyone until it ends.",

@@ -172,3 +172,38 @@ def test_the_dashboard_shows_each_voucher_programmes_budget_and_use(
     box = client.get("/admin").text.split('id="vouchers-title"', 1)[1].split("</section>", 1)[0]
     assert "City innovation vouchers" in box and "500,000.00 CNY" in box
     assert "No voucher has been redeemed yet." in box
+
+
+def test_the_subsidy_policy_is_written_in_a_form_and_a_change_is_a_new_version(
+    client: TestClient, session: Session
+) -> None:
+    from admin.models import SubsidyPolicy
+
+    admin = create_user(session, role=Role.network_admin)
+    page_sign_in(client, admin.email)
+    assert 'href="/admin/policies"' in client.get("/admin/settlements").text
+    page = client.get("/admin/policies").text
+    token = csrf_of(client, "/admin/policies")
+    form = {"name": "City rewards", "budget": "2,000,000", "point_value": "1.00",
+            "external_hours": "10", "external_revenue": "0.5", "outside_users": "20",
+            "utilisation": "0", "min_asset_value": "500000", "min_external_hours": "1",
+            "exclude_failed_evaluation": "on", "institution_cap": "300000",
+            "voucher_reimbursement_percent": "100", "csrf_token": token}  # fmt: skip
+    assert 'value="5000.00"' not in page  # the starting point is the usual 500,000
+    bad = client.post("/admin/policies", data={**form, "external_hours": "-1"})
+    assert bad.status_code == 422 and "external_hours" in bad.text and "City rewards" in bad.text
+    done = client.post("/admin/policies", data=form, follow_redirects=False)
+    assert done.status_code == 303
+    assert "The policy is stored" in client.get(done.headers["location"]).text
+    session.rollback()
+    stored = session.exec(select(SubsidyPolicy)).one()
+    assert (
+        stored.document["budget"] == 200_000_000
+        and stored.document["institution_cap"] == 30_000_000
+    )
+    # A change starts from the stored one and is stored beside it.
+    again = client.get(f"/admin/policies?from={stored.id}").text
+    assert 'value="2000000.00"' in again
+    client.post("/admin/policies", data={**form, "budget": "2500000"}, follow_redirects=False)
+    session.rollback()
+    assert len(session.exec(select(SubsidyPolicy)).all()) == 2
