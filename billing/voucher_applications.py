@@ -185,6 +185,22 @@ def _lock(session: Session, statement: str, params: Mapping[str, object]) -> Non
         session.execute(text(statement + " FOR UPDATE"), params)
 
 
+def _hold(session: Session, params: Mapping[str, object], amount: int) -> None:
+    """Move what approvals hold of the programme's budget and the company's cap by
+    `amount` (negative: given back); the CHECKs refuse a total past its limit."""
+    session.execute(
+        text("UPDATE voucher_programme SET committed = committed + :a WHERE id = :p"),
+        {**params, "a": amount},
+    )
+    session.execute(
+        text(
+            "UPDATE voucher_allowance SET approved = approved + :a "
+            "WHERE programme_id = :p AND institution_id = :i AND year = :y"
+        ),
+        {**params, "a": amount},
+    )
+
+
 def voucher_get(session: Session, *, user: User, voucher_id: int) -> Voucher:
     """A voucher its company's people or a network administrator may see."""
     voucher = session.get(Voucher, voucher_id)
@@ -258,17 +274,7 @@ def application_approve(
             f"{_money(programme.company_yearly_cap, programme)} cap left for {voucher.year}, "
             f"less than {_money(amount, programme)}"
         )
-    session.execute(
-        text("UPDATE voucher_programme SET committed = committed + :a WHERE id = :p"),
-        {**params, "a": amount},
-    )
-    session.execute(
-        text(
-            "UPDATE voucher_allowance SET approved = approved + :a "
-            "WHERE programme_id = :p AND institution_id = :i AND year = :y"
-        ),
-        {**params, "a": amount},
-    )
+    _hold(session, params, amount)
     session.expire(programme)
     voucher.status = VoucherStatus.approved
     voucher.amount = amount
@@ -328,17 +334,7 @@ def vouchers_expire(session: Session, *, today: date | None = None) -> tuple[int
         params = {"p": voucher.programme_id, "i": voucher.institution_id, "y": voucher.year}
         _lock(session, "SELECT committed FROM voucher_programme WHERE id = :p", params)
         unused = voucher.amount - voucher.used
-        session.execute(
-            text("UPDATE voucher_programme SET committed = committed - :a WHERE id = :p"),
-            {**params, "a": unused},
-        )
-        session.execute(
-            text(
-                "UPDATE voucher_allowance SET approved = approved - :a "
-                "WHERE programme_id = :p AND institution_id = :i AND year = :y"
-            ),
-            {**params, "a": unused},
-        )
+        _hold(session, params, -unused)
         voucher.status = VoucherStatus.expired
         session.add(voucher)
         audit_record(

@@ -4,6 +4,7 @@ notices; providers claim the voucher share of their services; anyone reads the n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Request
@@ -234,6 +235,24 @@ def _claims_page(
     )
 
 
+def _claims_action(
+    request: Request,
+    session: Session,
+    user: User,
+    act: Callable[[], object],
+    *,
+    then: str,
+    msg: str,
+) -> Response:
+    """Do it and go on to `then`; a refusal shows the claims page with the reason."""
+    try:
+        act()
+    except AppError as exc:
+        session.rollback()
+        return _claims_page(request, session, user, problem=exc.message)
+    return back_to(then, msg)
+
+
 @router.post("/lab/claims", dependencies=[Csrf])
 def submit_claim(
     request: Request,
@@ -242,12 +261,11 @@ def submit_claim(
     programme_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     period: Annotated[str, Form(max_length=7)],
 ) -> Response:
-    try:
-        claims.claim_submit(session, user=user, programme_id=programme_id, period=period)
-    except AppError as exc:
-        session.rollback()
-        return _claims_page(request, session, user, problem=exc.message)
-    return back_to("/lab/claims", "claim-submitted")
+    return _claims_action(
+        request, session, user,
+        lambda: claims.claim_submit(session, user=user, programme_id=programme_id, period=period),
+        then="/lab/claims", msg="claim-submitted",
+    )  # fmt: skip
 
 
 @router.post("/admin/claims/{claim_id}/decide", dependencies=[Csrf])
@@ -261,15 +279,14 @@ def decide_claim(
     reason: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
     """Approve or reject one line, or all undecided lines of a claim."""
-    try:
-        claims.line_decide(
+    return _claims_action(
+        request, session, user,
+        lambda: claims.line_decide(
             session, actor=user, claim_id=claim_id,
             line_ids=[line_id] if line_id else None, approve=approve == "yes", reason=reason,
-        )  # fmt: skip
-    except AppError as exc:
-        session.rollback()
-        return _claims_page(request, session, user, problem=exc.message)
-    return back_to("/admin/claims", "claim-decided")
+        ),
+        then="/admin/claims", msg="claim-decided",
+    )  # fmt: skip
 
 
 @router.post("/admin/notices", dependencies=[Csrf])
@@ -280,9 +297,8 @@ def publish_notice(
     programme_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
     days: Annotated[int, Form(ge=1, le=90)] = claims.NOTICE_DAYS,
 ) -> Response:
-    try:
-        claims.notice_publish(session, actor=user, programme_id=programme_id, days=days)
-    except AppError as exc:
-        session.rollback()
-        return _claims_page(request, session, user, problem=exc.message)
-    return back_to("/vouchers/notices", "notice-published")
+    return _claims_action(
+        request, session, user,
+        lambda: claims.notice_publish(session, actor=user, programme_id=programme_id, days=days),
+        then="/vouchers/notices", msg="notice-published",
+    )  # fmt: skip
