@@ -39,7 +39,6 @@ def people(session: Session, ids: set[int]) -> dict[int, User]:
 
 
 PENDING_SHOWN = 50
-USAGE_SHOWN = 100
 
 
 def _pending(

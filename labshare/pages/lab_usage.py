@@ -15,13 +15,15 @@ from core.errors import AppError
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments import service as catalog
-from labshare.pages.lab import USAGE_SHOWN, my_lab, people
+from labshare.pages.lab import my_lab, people
 from labshare.pages.web import Csrf, PageManager, back_to, error_page, render
 from telemetry import badges, review
 from telemetry import service as telemetry
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 UTILISATION_SHOWN = 40
+# The newest sessions in the table (the counts above it cover every session of the window).
+USAGE_SHOWN = 50
 NO_SHOWS_SHOWN = 40
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
