@@ -160,3 +160,12 @@ def prices_for(
         if price is not None:
             out[instrument_id] = price
     return out
+
+
+def estimate(price: Price, minutes: int) -> int | None:
+    """What `minutes` of use cost at this price, as billing.charge_sql charges a booking:
+    the hourly amount per minute, rounded to the nearest minor unit, and never less than
+    the minimum charge. None for a price per sample (the count is known after the work)."""
+    if price.unit != "hour":
+        return None
+    return max((price.amount * minutes + 30) // 60, price.minimum_charge)

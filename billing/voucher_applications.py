@@ -490,3 +490,24 @@ def voucher_cover(
         for p, balance in rows
         if balance and int(balance) > 0
     ]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A quote shared between a company's vouchers and the company."""
+
+    total: int
+    voucher_pays: int
+    company_pays: int
+    programme: str | None
+
+
+def voucher_split(
+    session: Session, *, user: User | None, provider_institution_id: int, total: int
+) -> Split:
+    """How a cost of `total` would be shared: the programme's share of it, up to the
+    vouchers' balance (the first programme that covers this use), and the rest."""
+    for cover in voucher_cover(session, user=user, provider_institution_id=provider_institution_id):
+        pays = min(total * cover.coverage_bp // 10000, cover.balance)
+        return Split(total, pays, total - pays, cover.programme)
+    return Split(total, 0, total, None)

@@ -596,5 +596,9 @@ ZH.update(
         "No subsidy policy yet: write one, then run a preview here.": "尚无补贴政策：先编写一项，然后在此运行预览。",
         "Write the subsidy policy": "编写补贴政策",
         "The policy is stored: previews can use it now.": "政策已保存：现在可以用它运行预览。",
+        "About {total} for {duration} at {rate} / hour.": "按每小时 {rate}，{duration} 约 {total}。",
+        "Your voucher pays {voucher}; you pay {rest}.": "创新券支付 {voucher}；您支付 {rest}。",
+        "The invoice charges what the month's records show.": "发票按当月记录计费。",
+        "Charged per sample: {rate} each, counted after the work.": "按样品计费：每个 {rate}，完成后计数。",
     }
 )

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
-from billing.prices import prices_for
+from billing.prices import estimate, prices_for
+from billing.voucher_applications import voucher_split
 from booking import service as bookings
 from booking import waitlist
 from booking.errors import SlotUnavailable
@@ -86,6 +87,42 @@ def _fragment(
     if status_code < 300:
         response.headers["HX-Trigger"] = "booking-changed"
     return response
+
+
+@router.get("/instruments/{instrument_id}/quote", response_class=HTMLResponse)
+def quote(
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    instrument_id: Id,
+    start: Annotated[str, Query(max_length=40)] = "",
+    end: Annotated[str, Query(max_length=40)] = "",
+) -> HTMLResponse:
+    """What the time typed in the booking form would cost this person, and the part their
+    voucher would pay: shown under the form before they book (htmx)."""
+    context: dict[str, Any] = {"price": None, "split": None, "minutes": 0}
+    try:
+        begins, ends = parse_local(start, field="start"), parse_local(end, field="end")
+        instrument = catalog.instrument_get(session, instrument_id)
+    except AppError:
+        begins = ends = None
+    if begins is not None and ends is not None and ends > begins:
+        price = prices_for(session, user, [instrument_id]).get(instrument_id)
+        minutes = int((ends - begins).total_seconds() // 60)
+        total = estimate(price, minutes) if price else None
+        lab = session.get(Lab, instrument.lab_id)
+        assert lab is not None
+        context = {
+            "price": price,
+            "minutes": minutes,
+            "total": total,
+            "split": voucher_split(
+                session, user=user, provider_institution_id=lab.institution_id, total=total
+            )
+            if total is not None
+            else None,
+        }
+    return render(request, "booking/_quote.html", context, user=user)
 
 
 @router.post("/instruments/{instrument_id}/book", response_class=HTMLResponse, dependencies=[Csrf])

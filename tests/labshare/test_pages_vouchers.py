@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from billing.vouchers import ProgrammeIn, programme_create
 from core.models import Role
-from instruments.models import InstitutionKind
+from instruments.models import InstitutionKind, PayerClass, Rate
 from tests.factories import create_institution, create_instrument, create_user
 from tests.labshare.pages_helpers import csrf_of, page_sign_in
 
@@ -81,8 +81,22 @@ def test_a_company_applies_and_reads_the_decision(client: TestClient, session: S
     assert "approved" in row and "15,000.00 CNY" in row
     # Before booking elsewhere, the instrument's page says what the voucher pays.
     elsewhere = create_instrument(session)
+    session.add(Rate(instrument_id=elsewhere.id, payer_class=PayerClass.company, amount=16000,
+                     currency="cny"))  # fmt: skip
+    session.commit()
     cover = client.get(f"/instruments/{elsewhere.id}").text
     assert "pays 50% of this use, up to its balance of 15,000.00 CNY" in cover
+    assert 'hx-get="/instruments/' in cover  # the form asks for a quote as times are picked
+    quote = client.get(
+        f"/instruments/{elsewhere.id}/quote",
+        params={"start": "2030-03-04T10:00", "end": "2030-03-04T12:00"},
+        headers={"HX-Request": "true"},
+    ).text
+    # 2 h at 160.00: 320.00, half of it from the voucher.
+    assert "About 320.00 CNY for 2 h at 160.00 CNY / hour." in quote, quote
+    assert "Your voucher pays 160.00 CNY; you pay 160.00 CNY." in quote
+    nothing = client.get(f"/instruments/{elsewhere.id}/quote", params={"start": "x", "end": ""})
+    assert nothing.status_code == 200 and "quote-line" not in nothing.text
     # Chinese, as a Chinese reader sees it.
     zh = client.get("/me/vouchers", headers={"Accept-Language": "zh-CN"}).text
     assert "本企业的创新券" in zh and "已批准" in zh

@@ -137,6 +137,8 @@
       if (!start || !end) return;
       start.value = toInput(info.start);
       end.value = toInput(info.end);
+      // As if typed: the form's price line (htmx, on change) follows the pick.
+      end.dispatchEvent(new Event("change", { bubbles: true }));
       const purpose = document.getElementById("purpose");
       (purpose || start).focus();
     },
