@@ -1,4 +1,4 @@
-"""Administration commands: `labshare settle` and `labshare admin ...`."""
+"""Administration commands: `labshare settle`, `labshare admin ...`, `labshare reports ...`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import typer
 from core.cli_support import reasons
 from core.db import session_scope
 from core.money import format_money
+from core.settings import CURRENCY_EXPONENTS, get_settings
 
 app = typer.Typer(help="Network administration: KPIs, reports, policies.", no_args_is_help=True)
 
@@ -116,7 +117,40 @@ def pay(settlement: Annotated[int, typer.Option(help="A finalized settlement's i
             )
 
 
+reports_app = typer.Typer(help="Reports for the bureaus.", no_args_is_help=True)
+
+
+@reports_app.command("assessment")
+@reasons
+def reports_assessment(
+    year: Annotated[int, typer.Option(help="The year, YYYY", min=2000, max=2100)],
+    out: Annotated[Path, typer.Option(help="Folder to write the files in")] = Path("."),
+    min_value: Annotated[
+        int | None,
+        typer.Option(help="Smallest original value, major units (the national 500,000 CNY)"),
+    ] = None,
+) -> None:
+    """The yearly sharing assessment of large instruments, per instrument and per
+    institution: assessment-YYYY-instruments.csv, -institutions.csv and .xlsx."""
+    from admin.assessment import assessment_files
+
+    currency = get_settings().currency
+    minor = None if min_value is None else min_value * 10 ** CURRENCY_EXPONENTS[currency]
+    with session_scope(write=False) as session:
+        instruments, institutions, workbook = assessment_files(
+            session, year=year, currency=currency, min_value=minor
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"assessment-{year}"
+    Path(f"{stem}-instruments.csv").write_text(instruments, encoding="utf-8")
+    Path(f"{stem}-institutions.csv").write_text(institutions, encoding="utf-8")
+    Path(f"{stem}.xlsx").write_bytes(workbook)
+    count = instruments.count("\n") - 1
+    typer.echo(f"wrote {stem}-instruments.csv ({count} instruments), -institutions.csv and .xlsx")
+
+
 def mount(root: typer.Typer) -> None:
-    """Add `settle` and `admin` to the root command."""
+    """Add `settle`, `admin` and `reports` to the root command."""
     root.command("settle")(settle)
     root.add_typer(app, name="admin")
+    root.add_typer(reports_app, name="reports")

@@ -5,7 +5,7 @@ It lives in the kernel so every domain, money included, can record into it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
@@ -37,7 +37,7 @@ def audit_value(value: object) -> object:
     """A value as the log keeps it (JSON): an enum's value, a time in ISO 8601."""
     if isinstance(value, Enum):
         return value.value
-    return value.isoformat() if isinstance(value, datetime) else value
+    return value.isoformat() if isinstance(value, datetime | date) else value
 
 
 def audit_record(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import date, datetime, time
 from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, Index, UniqueConstraint, text
@@ -12,6 +12,8 @@ from core.db import UTCDateTime, enum_type
 from core.models import utcnow
 
 CODE_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# A code of the national classification of research instruments: 2, 4 or 6 digits.
+CLASSIFICATION_PATTERN = r"^\d{2}(\d{2}){0,2}$"
 
 
 class InstitutionKind(StrEnum):
@@ -93,6 +95,11 @@ class Instrument(SQLModel, table=True):
     # Purchase value in minor units of the network currency: a cryo-EM's 45 million CNY
     # is 4.5e9 fen, past a 32-bit integer, hence BIGINT.
     asset_value: int = Field(default=0, sa_type=BigInteger)
+    # For the yearly sharing assessment (开放共享评价考核): when it entered service, and its
+    # code in the national classification of research facilities and instruments
+    # (科研设施与仪器分类与代码): two digits per level, two or three levels.
+    commissioned_on: date | None = None
+    classification_code: str | None = Field(default=None, max_length=6)
     # No index on status: three values, and an index on it misleads SQLite's planner into
     # sorting most of the table for `status=active ORDER BY id LIMIT n`.
     status: InstrumentStatus = Field(

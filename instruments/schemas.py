@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import date, time
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.timeutil import UTCDatetime
-from instruments.models import CODE_PATTERN, InstrumentStatus, PayerClass, RateUnit
+from instruments.models import (
+    CLASSIFICATION_PATTERN,
+    CODE_PATTERN,
+    InstrumentStatus,
+    PayerClass,
+    RateUnit,
+)
 
 
 class Ref(BaseModel):
@@ -77,6 +83,8 @@ class InstrumentPublic(InstrumentSummary):
     description: str
     location: str
     asset_value: int
+    commissioned_on: date | None = None
+    classification_code: str | None = None
     currency: str
     rules: BookingRules
     rates: list[RatePublic]
@@ -96,6 +104,10 @@ class InstrumentCreate(BaseModel):
     description: str = Field(default="", max_length=4000)
     location: str = Field(default="", max_length=200)
     asset_value: int = Field(default=0, ge=0, le=10**13)
+    commissioned_on: date | None = None
+    classification_code: str | None = Field(
+        default=None, pattern=CLASSIFICATION_PATTERN, description="national classification"
+    )
     status: InstrumentStatus = InstrumentStatus.active
     rules: BookingRules | None = None
 
@@ -110,6 +122,10 @@ class InstrumentUpdate(BaseModel):
     description: str | None = Field(default=None, max_length=4000)
     location: str | None = Field(default=None, max_length=200)
     asset_value: int | None = Field(default=None, ge=0, le=10**13)
+    commissioned_on: date | None = None
+    classification_code: str | None = Field(
+        default=None, pattern=CLASSIFICATION_PATTERN, description="national classification"
+    )
     status: InstrumentStatus | None = None
     rules: BookingRules | None = None
 

@@ -315,6 +315,8 @@ def instrument_public(session: Session, instrument: Instrument) -> InstrumentPub
         description=instrument.description,
         location=instrument.location,
         asset_value=instrument.asset_value,
+        commissioned_on=instrument.commissioned_on,
+        classification_code=instrument.classification_code,
         currency=get_settings().currency,
         rules=BookingRules.model_validate(instrument, from_attributes=True),
         rates=[RatePublic.model_validate(r, from_attributes=True) for r in rates],

@@ -600,5 +600,9 @@ ZH.update(
         "Your voucher pays {voucher}; you pay {rest}.": "创新券支付 {voucher}；您支付 {rest}。",
         "The invoice charges what the month's records show.": "发票按当月记录计费。",
         "Charged per sample: {rate} each, counted after the work.": "按样品计费：每个 {rate}，完成后计数。",
+        "Register (for the yearly sharing assessment)": "登记信息（用于年度开放共享考核）",
+        "In service since": "启用日期",
+        "National classification code": "国家分类代码",
+        "2, 4 or 6 digits: class, subclass, group.": "2、4 或 6 位数字：大类、中类、小类。",
     }
 )

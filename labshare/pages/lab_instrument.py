@@ -181,8 +181,10 @@ def save_details(
     weekly_quota_hours: Annotated[str, Form(max_length=4)] = "",
     approval_required: Annotated[bool, Form()] = False,
     qualification_required: Annotated[bool, Form()] = False,
+    commissioned_on: Annotated[str, Form(max_length=10)] = "",
+    classification_code: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
-    """Save the instrument's description and booking rules."""
+    """Save the instrument's description, register entries and booking rules."""
     again = partial(
         page_with_problem, request, session, user, instrument_id, section="details", form=form
     )
@@ -203,6 +205,8 @@ def save_details(
             location=location,
             status=InstrumentStatus(status),
             rules=rules,
+            commissioned_on=commissioned_on.strip() or None,  # type: ignore[arg-type]
+            classification_code=classification_code.strip() or None,
         )
         catalog.instrument_update(session, user=user, instrument_id=instrument_id, data=data)
     except ValidationError as exc:
