@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
-from billing import rates, views, vouchers
+from billing import rates, service_feed, views, vouchers
 from billing.invoices import invoice_mark_paid
 from billing.ledger import balances, ledger_totals
 from billing.schemas import (
@@ -24,6 +26,7 @@ from billing.schemas import (
 )
 from billing.webhooks import webhook_receive
 from core.deps import CurrentUser, NetworkAdmin, SessionDep
+from core.errors import NotFound, Unauthorized
 from core.params import only_params
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
@@ -201,3 +204,32 @@ def stripe_webhook(
     """Stripe's events: verified by signature, stored once by id; invoice.paid and
     invoice.payment_failed update the invoice and the ledger."""
     return webhook_receive(session, payload=payload, signature=stripe_signature)
+
+
+@router.get(
+    "/feeds/service-records",
+    dependencies=[Depends(only_params("after", "limit"))],
+    tags=["feeds"],
+)
+def service_records(
+    session: SessionDep,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1, description="The last id you hold")] = 0,
+    limit: Annotated[int, Query(ge=1, le=service_feed.MAX_PAGE)] = 500,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Service records for a provincial sharing platform, after a cursor: person, unit,
+    instrument, hours or samples, content, fee. Bearer LABSHARE_SERVICE_FEED_SECRET; each
+    page signed in X-Labshare-Signature (HMAC-SHA256 of the body under that secret)."""
+    secret = get_settings().service_feed_secret
+    if not secret:
+        raise NotFound("the service-record feed is off; set LABSHARE_SERVICE_FEED_SECRET")
+    sent = (authorization or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(sent.encode(), secret.encode()):
+        raise Unauthorized("the feed needs the bearer secret set in LABSHARE_SERVICE_FEED_SECRET")
+    items, following = service_feed.records_after(session, after=after, limit=limit)
+    body = json.dumps({"items": items, "next": following}, ensure_ascii=False).encode()
+    return Response(
+        body,
+        media_type="application/json",
+        headers={"X-Labshare-Signature": service_feed.sign(body, secret)},
+    )

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(
         default=None, description="Serve /metrics to requests bearing this token (else off)."
     )
+    service_feed_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        description="Serve the service-record feed to a provincial platform bearing this "
+        "secret, and sign each page with it (else off).",
+    )
 
     @field_validator("timezone")
     @classmethod
