@@ -165,6 +165,15 @@ def get_claim(session: SessionDep, user: CurrentUser, claim_id: Id) -> ClaimPubl
     return _claim_public(session, claim, with_lines=True)
 
 
+@router.get("/voucher-claims/{claim_id}/lines/{line_id}/evidence")
+def claim_line_evidence(
+    session: SessionDep, user: CurrentUser, claim_id: Id, line_id: Id
+) -> dict[str, Any]:
+    """A line's evidence (the charge, booking, usage sessions with their telemetry events,
+    invoice with payment, voucher) as stored now, with its digest when submitted and now."""
+    return claims.line_evidence(session, user=user, claim_id=claim_id, line_id=line_id)
+
+
 @router.post("/voucher-claims/{claim_id}/decide", response_model=ClaimPublic)
 def decide_claim(
     session: SessionDep, user: NetworkAdmin, claim_id: Id, data: ClaimDecision

@@ -646,3 +646,25 @@ def claim_verify(session: Session, claim_id: int) -> list[Finding]:
     if claim_digest(line.evidence_digest for line in lines) != claim.digest:
         findings.append(Finding(None, None, "the claim's digest does not match its lines"))
     return findings
+
+
+def line_evidence(session: Session, *, user: User, claim_id: int, line_id: int) -> dict[str, Any]:
+    """One line's evidence as the database holds it now, its digest then and now: what a
+    reviewer checks a line against (the claim's provider may read it too)."""
+    claim_get(session, user=user, claim_id=claim_id)
+    line = session.get(VoucherClaimLine, line_id)
+    if line is None or line.claim_id != claim_id:
+        raise NotFound(f"claim {claim_id} has no line {line_id}")
+    record = evidence(session, [(line.charge_id, line.voucher_id)])[
+        (line.charge_id, line.voucher_id)
+    ]
+    now = digest_of(record)
+    return {
+        "line_id": line.id,
+        "amount": line.amount,
+        "decision": line.decision.value,
+        "digest_submitted": line.evidence_digest,
+        "digest_now": now,
+        "matches": now == line.evidence_digest,
+        "evidence": record,
+    }

@@ -12,6 +12,8 @@ message missing here.
 from __future__ import annotations
 
 MESSAGES_ZH: dict[str, str] = {
+    "the service-record feed is off; set LABSHARE_SERVICE_FEED_SECRET": "服务记录推送未开启；请设置 LABSHARE_SERVICE_FEED_SECRET",
+    "the feed needs the bearer secret set in LABSHARE_SERVICE_FEED_SECRET": "推送需要 LABSHARE_SERVICE_FEED_SECRET 中设置的令牌",
     "{0}: {1} is not a number": "{0}：{1} 不是数字",
     # vouchers: claims and notices
     "claims are submitted by a provider's lab managers or institution admins": "兑付申请由服务机构的实验室管理员或机构管理员提交",

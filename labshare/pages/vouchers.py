@@ -22,12 +22,21 @@ from core.periods import last_month, months_back
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
 from instruments.models import Institution
-from labshare.pages.web import Csrf, PageAdmin, PageUser, back_to, parse_money, render
+from labshare.pages.web import (
+    Csrf,
+    PageAdmin,
+    PageUser,
+    back_to,
+    error_page,
+    parse_money,
+    render,
+)
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 DECIDED_SHOWN = 30
 CLAIMS_WITH_LINES = 10  # the newest claims show their lines
+UNCLAIMED_MONTHS = 3
 USES_SHOWN = 50
 
 
@@ -213,6 +222,24 @@ def _claims_page(
         else []
     )
     lines = {c.id: claims.claim_lines(session, c.id or 0) for c in mine[:CLAIMS_WITH_LINES]}
+    periods = list(reversed(months_back(last_month(), 12)))
+    # What the provider could claim: its services' voucher uses not yet claimed, per month.
+    unclaimed = []
+    if is_provider:
+        for pid, programme in _programmes(session).items():
+            for period in periods[:UNCLAIMED_MONTHS]:
+                every = claims.uses_of(
+                    session, provider_id=user.institution_id or 0, programme_id=pid,
+                    period=period, paid_only=False,
+                )  # fmt: skip
+                if not every:
+                    continue
+                paid = claims.uses_of(
+                    session, provider_id=user.institution_id or 0, programme_id=pid,
+                    period=period,
+                )  # fmt: skip
+                unclaimed.append((programme, period, len(every), sum(u.amount for u in every),
+                                  len(paid), sum(u.amount for u in paid)))  # fmt: skip
     return render(
         request,
         "billing/claims.html",
@@ -227,7 +254,8 @@ def _claims_page(
                 for i in (session.get(Institution, c.provider_institution_id) for c in mine)
                 if i is not None
             },
-            "periods": list(reversed(months_back(last_month(), 12))),
+            "periods": periods,
+            "unclaimed": unclaimed,
             "problem": problem,
         },
         user=user,
@@ -302,3 +330,17 @@ def publish_notice(
         lambda: claims.notice_publish(session, actor=user, programme_id=programme_id, days=days),
         then="/vouchers/notices", msg="notice-published",
     )  # fmt: skip
+
+
+@router.get("/lab/claims/{claim_id}/lines/{line_id}", response_class=HTMLResponse)
+def claim_line_page(
+    request: Request, session: SessionDep, user: PageUser, claim_id: Id, line_id: Id
+) -> HTMLResponse:
+    """One claimed use with its evidence, and whether it still matches its digest."""
+    try:
+        found = claims.line_evidence(session, user=user, claim_id=claim_id, line_id=line_id)
+    except AppError as exc:
+        return error_page(request, exc, user=user)
+    return render(
+        request, "billing/claim_line.html", {"claim_id": claim_id, "line": found}, user=user
+    )

@@ -4,6 +4,7 @@ changed after submission. Both databases."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from sqlalchemy import text
@@ -93,6 +94,14 @@ def test_claim_review_notice_and_verify(session, net, client) -> None:
     assert public.status_code == 200 and public.json()[0]["approved"] == 20000
     assert net.provider.name in client.get("/vouchers/notices").text
 
+    # A reviewer reads a line's evidence, and whether it still matches.
+    line_id = claim["line_items"][0]["id"]
+    shown = client.get(f"/api/v1/voucher-claims/{claim['id']}/lines/{line_id}/evidence",
+                       headers=admin).json()  # fmt: skip
+    assert shown["matches"] and shown["evidence"]["booking"]["status"] == "completed"
+    assert len(shown["evidence"]["usage"]) == 1 and shown["evidence"]["invoice"]["status"] == "paid"
+    assert client.get(f"/api/v1/voucher-claims/{claim['id']}/lines/{line_id}/evidence",
+                      headers=auth(net.founder)).status_code == 404  # fmt: skip
     # The evidence holds until a record behind it changes.
     result = runner.invoke(vouchers_app, ["verify", "--claim", str(claim["id"])])
     assert result.exit_code == 0, result.output
@@ -102,16 +111,23 @@ def test_claim_review_notice_and_verify(session, net, client) -> None:
                   else text("UPDATE usage_session SET end_at = datetime(end_at, '+1 hour')"))  # fmt: skip
     result = runner.invoke(vouchers_app, ["verify", "--claim", str(claim["id"])])
     assert result.exit_code == 1
-    line_id = claim["line_items"][0]["id"]
     assert f"line {line_id}" in result.output and "evidence changed" in result.output
+    again = client.get(f"/api/v1/voucher-claims/{claim['id']}/lines/{line_id}/evidence",
+                       headers=admin).json()  # fmt: skip
+    assert not again["matches"]
 
 
-def test_the_pages_of_a_claim(session, net, client) -> None:
+def test_the_pages_of_a_claim(session, net, client, monkeypatch) -> None:
+    from labshare.pages import vouchers as pages
     from tests.labshare.pages_helpers import csrf_of, page_sign_in
 
+    monkeypatch.setattr(pages, "last_month", lambda: "2026-11")
     programme_id = _paid_month_with_a_voucher_use(session, net)
     page_sign_in(client, net.manager.email)
-    assert 'href="/lab/claims"' in client.get("/lab/claims").text
+    page = client.get("/lab/claims").text
+    assert 'href="/lab/claims"' in page
+    unclaimed = page.split('id="unclaimed"', 1)[1].split("</table>", 1)[0]
+    assert "2026-11" in unclaimed and "1 uses, 200.00 CNY" in unclaimed
     token = csrf_of(client, "/lab/claims")
     form = {"programme_id": str(programme_id), "period": "2026-10", "csrf_token": token}
     empty = client.post("/lab/claims", data=form)
@@ -120,6 +136,8 @@ def test_the_pages_of_a_claim(session, net, client) -> None:
     assert done.status_code == 303
     page = client.get("/lab/claims").text
     assert "1 uses, 200.00 CNY claimed, 0.00 CNY approved." in page
+    line_url = re.search(r'href="(/lab/claims/\d+/lines/\d+)"', page).group(1)  # type: ignore[union-attr]
+    assert "still match the digest" in client.get(line_url).text
     client.cookies.clear()
 
     page_sign_in(client, net.admin.email)
