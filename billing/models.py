@@ -497,3 +497,15 @@ class VoucherNotice(SQLModel, table=True):
     approved: int = Field(default=0, sa_type=Money)
     digest: str = Field(max_length=64)  # of its claims' digests
     published_by_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class BookingVoucher(SQLModel, table=True):
+    """The voucher a small company chose to pay a booking's share with: the invoice draws
+    that booking's share from it first."""
+
+    __tablename__ = "booking_voucher"
+
+    booking_id: int = Field(foreign_key="booking.id", primary_key=True)
+    voucher_id: int = Field(foreign_key="voucher.id", index=True)
+    chosen_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

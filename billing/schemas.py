@@ -360,3 +360,9 @@ class NoticePublic(BaseModel):
     approved: int
     digest: str
     claims: list[NoticeClaim]
+
+
+class VoucherChoice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    voucher_id: int = Field(ge=1, le=2**31 - 1)

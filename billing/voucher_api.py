@@ -22,6 +22,7 @@ from billing.schemas import (
     NoticePublic,
     VoucherApply,
     VoucherApprove,
+    VoucherChoice,
     VoucherPublic,
     VoucherReject,
     VoucherUse,
@@ -84,6 +85,19 @@ def list_voucher_uses(session: SessionDep, user: CurrentUser, voucher_id: Id) ->
     """What the voucher paid, invoice by invoice, newest first."""
     uses = applications.voucher_uses(session, user=user, voucher_id=voucher_id)
     return [VoucherUse.model_validate(u, from_attributes=True) for u in uses]
+
+
+@router.put("/bookings/{booking_id}/voucher")
+def choose_voucher(
+    session: SessionDep, user: CurrentUser, booking_id: Id, data: VoucherChoice
+) -> dict[str, int]:
+    """Pay your booking's voucher share with this voucher of your company: the invoice
+    draws that share from it first. 403 for someone else's booking or voucher; 409 for an
+    expired, used-up or unapproved voucher."""
+    chosen = applications.voucher_choose(
+        session, user=user, booking_id=booking_id, voucher_id=data.voucher_id
+    )
+    return {"booking_id": chosen.booking_id, "voucher_id": chosen.voucher_id}
 
 
 @router.post("/vouchers/{voucher_id}/approve", response_model=VoucherPublic)

@@ -24,8 +24,16 @@ from sqlalchemy import case, func, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from billing.models import Invoice, Voucher, VoucherProgramme, VoucherRedemption, VoucherStatus
+from billing.models import (
+    BookingVoucher,
+    Invoice,
+    Voucher,
+    VoucherProgramme,
+    VoucherRedemption,
+    VoucherStatus,
+)
 from billing.vouchers import programme_get
+from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, Invalid, NotFound
@@ -33,7 +41,7 @@ from core.models import Role, User
 from core.money import format_money
 from core.timeutil import utcnow
 from instruments.credit_code import credit_code_problem, normalise
-from instruments.models import Institution
+from instruments.models import Institution, Instrument, Lab
 
 # How long an approved voucher lasts, at most (and never past its programme's end).
 VALIDITY = timedelta(days=365)
@@ -511,3 +519,69 @@ def voucher_split(
         pays = min(total * cover.coverage_bp // 10000, cover.balance)
         return Split(total, pays, total - pays, cover.programme)
     return Split(total, 0, total, None)
+
+
+def voucher_choose(
+    session: Session, *, user: User, booking_id: int, voucher_id: int, today: date | None = None
+) -> BookingVoucher:
+    """Pay a booking's voucher share with this voucher: the person's own booking at another
+    institution, and their company's approved voucher, unexpired, with a balance. 403 for
+    someone else's booking or voucher; 409 for an expired, used-up or unapproved one."""
+    today = today or utcnow().date()
+    booking = session.get(Booking, booking_id)
+    if booking is None or booking.user_id != user.id:
+        raise Forbidden(f"booking {booking_id} is not yours")
+    if booking.status not in (*ACTIVE_STATUSES, BookingStatus.completed):
+        raise Conflict(f"booking {booking_id} is {booking.status.value}: nothing to pay")
+    voucher = session.get(Voucher, voucher_id)
+    if voucher is None or voucher.institution_id != user.institution_id:
+        raise Forbidden(f"voucher {voucher_id} is not your company's")
+    if voucher.status != VoucherStatus.approved:
+        raise Conflict(f"voucher {voucher_id} is {voucher.status.value}, not approved")
+    if voucher.expires_on is not None and voucher.expires_on < today:
+        raise Conflict(f"voucher {voucher_id} expired on {voucher.expires_on}")
+    if voucher.balance <= 0:
+        raise Conflict(f"voucher {voucher_id} is used up")
+    instrument = session.get(Instrument, booking.instrument_id)
+    assert instrument is not None
+    lab = session.get(Lab, instrument.lab_id)
+    assert lab is not None
+    if lab.institution_id == user.institution_id:
+        raise Invalid("vouchers pay for use at other institutions, not at your own")
+    chosen = session.get(BookingVoucher, booking_id)
+    if chosen is None:
+        chosen = BookingVoucher(booking_id=booking_id, voucher_id=voucher_id, chosen_by_id=user.id)
+    else:
+        chosen.voucher_id = voucher_id
+    session.add(chosen)
+    session.flush()
+    audit_record(
+        session,
+        actor_id=user.id,
+        action="voucher.choose",
+        entity="booking",
+        entity_id=booking_id,
+        after={"voucher": voucher_id},
+    )
+    return chosen
+
+
+def vouchers_usable(session: Session, *, user: User, today: date | None = None) -> list[Voucher]:
+    """The person's company's vouchers a booking can choose: approved, unexpired, with a
+    balance, the soonest to expire first."""
+    if user.institution_id is None:
+        return []
+    today = today or utcnow().date()
+    return [
+        v
+        for v in session.exec(
+            select(Voucher)
+            .where(
+                Voucher.institution_id == user.institution_id,
+                Voucher.status == VoucherStatus.approved,
+                col(Voucher.expires_on) >= today,
+            )
+            .order_by(col(Voucher.expires_on), col(Voucher.id))
+        )
+        if v.balance > 0
+    ]

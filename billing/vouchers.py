@@ -133,9 +133,12 @@ def _grant_programme(
     first_day: date,
     rows: list[tuple[int, int, str, int]],
     covered: dict[int, dict[int, int]],
+    chosen: Mapping[int, list[tuple[int, int]]],
 ) -> int:
     """Grant one programme's share on every eligible invoice from the company's approved
-    vouchers, within their balances, the company's cap and the programme's budget."""
+    vouchers, within their balances, the company's cap and the programme's budget: first
+    the share of the bookings whose voucher the company chose, from that voucher, then the
+    rest from the vouchers soonest to expire."""
     rows = [r for r in rows if r[2] == programme.currency]
     if not rows:
         return 0
@@ -173,11 +176,19 @@ def _grant_programme(
         cap, used = allowances[payer]
         used += used_now.get(payer, 0)
         amount = min(wanted, cap - used, budget_left)
-        for voucher in vouchers.get(payer, []):
+        held = vouchers.get(payer, [])
+        by_id = {v[0]: v for v in held}
+        # (voucher, most it pays here): the chosen ones for their bookings' share first.
+        plan = [
+            (by_id[voucher_id], eligible_chosen * programme.coverage_bp // 10000)
+            for voucher_id, eligible_chosen in chosen.get(invoice_id, [])
+            if voucher_id in by_id
+        ] + [(v, amount) for v in held]
+        for voucher, most in plan:
             if amount <= 0:
                 break
             voucher_id, balance = voucher
-            share = min(amount, balance)
+            share = min(amount, balance, most)
             if share <= 0:
                 continue
             voucher[1] -= share
@@ -244,7 +255,24 @@ def vouchers_apply(session: Session, *, period: str) -> int:
         {"period": period},
     ).all():
         covered.setdefault(int(invoice_id), {})[int(programme_id)] = int(amount)
-    granted = sum(_grant_programme(session, p, year, first_day, rows, covered) for p in programmes)
+    chosen: dict[int, list[tuple[int, int]]] = {}
+    for invoice_id, voucher_id, eligible in session.execute(
+        text(
+            """
+            SELECT c.invoice_id, bv.voucher_id, SUM(c.amount)
+            FROM charge c JOIN booking_voucher bv ON bv.booking_id = c.booking_id
+            JOIN invoice v ON v.id = c.invoice_id
+            WHERE v.period = :period AND v.status = 'draft' AND c.voucher_eligible
+            GROUP BY c.invoice_id, bv.voucher_id
+            ORDER BY c.invoice_id, bv.voucher_id
+            """
+        ),
+        {"period": period},
+    ).all():
+        chosen.setdefault(int(invoice_id), []).append((int(voucher_id), int(eligible)))
+    granted = sum(
+        _grant_programme(session, p, year, first_day, rows, covered, chosen) for p in programmes
+    )
     if granted:
         session.execute(
             text(

@@ -620,5 +620,8 @@ ZH.update(
         "On paid invoices: claimable": "已付款发票：可申请",
         "{n} uses, {amount}": "{n} 次，{amount}",
         "None in the last three months.": "近三个月没有。",
+        "Pay with voucher": "使用创新券",
+        "{balance} left, until {day}": "余额 {balance}，有效期至 {day}",
+        "No voucher for this booking": "本次预约不使用创新券",
     }
 )

@@ -12,6 +12,14 @@ message missing here.
 from __future__ import annotations
 
 MESSAGES_ZH: dict[str, str] = {
+    "booking {0} is not yours": "预约 {0} 不是您的",
+    "booking {0} is {1}: nothing to pay": "预约 {0} 状态为{1}：无需支付",
+    "voucher {0} is not your company's": "创新券 {0} 不属于您的企业",
+    "voucher {0} is {1}, not approved": "创新券 {0} 状态为{1}，未获批准",
+    "voucher {0} expired on {1}": "创新券 {0} 已于 {1} 过期",
+    "voucher {0} is used up": "创新券 {0} 已用完",
+    "vouchers pay for use at other institutions, not at your own": "创新券支付在其他机构的使用，不含本机构",
+    "voucher: {0} is not a voucher id": "创新券：{0} 不是创新券编号",
     "the service-record feed is off; set LABSHARE_SERVICE_FEED_SECRET": "服务记录推送未开启；请设置 LABSHARE_SERVICE_FEED_SECRET",
     "the feed needs the bearer secret set in LABSHARE_SERVICE_FEED_SECRET": "推送需要 LABSHARE_SERVICE_FEED_SECRET 中设置的令牌",
     "{0}: {1} is not a number": "{0}：{1} 不是数字",

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from billing.prices import estimate, prices_for
-from billing.voucher_applications import voucher_split
+from billing.voucher_applications import voucher_choose, voucher_split
 from booking import service as bookings
 from booking import waitlist
 from booking.errors import SlotUnavailable
@@ -134,8 +134,10 @@ def book(
     start: StartField,
     end: StartField,
     purpose: PurposeField = "",
+    voucher_id: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
-    """Book a time picked on the calendar (or typed); a refusal shows conflicts and alternatives."""
+    """Book a time picked on the calendar (or typed), paying its voucher share with the
+    voucher chosen; a refusal shows conflicts and alternatives."""
     try:
         data = BookingCreate(
             instrument_id=instrument_id,
@@ -145,6 +147,12 @@ def book(
         )
         created = bookings.booking_create(session, user=user, data=data)
         body = booking_public(created) if isinstance(created, Booking) else created
+        if voucher_id.strip() and isinstance(created, Booking):
+            if not voucher_id.strip().isdigit():
+                raise Invalid(f"voucher: {voucher_id!r} is not a voucher id")
+            voucher_choose(
+                session, user=user, booking_id=created.id or 0, voucher_id=int(voucher_id.strip())
+            )
     except ValidationError as exc:
         return error_page(request, _invalid(exc), user=user)
     except SlotUnavailable as exc:
@@ -168,6 +176,7 @@ def book(
             status_code=409,
         )
     except AppError as exc:
+        session.rollback()  # a refused voucher leaves no booking behind either
         return error_page(request, exc, user=user)
     return _fragment(
         request,

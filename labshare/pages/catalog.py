@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from billing.prices import prices_for, prices_in_force
-from billing.voucher_applications import voucher_cover
+from billing.voucher_applications import voucher_cover, vouchers_usable
 from booking import availability, qualifications
 from booking.schemas import Slot
 from core.deps import OptionalUser, SessionDep
@@ -137,6 +137,7 @@ def instrument_page(
                default=23)  # fmt: skip
     # Signed in, a qualification the person lacks is said at the top (the rules say it anyway).
     needing = qualifications.training_needed(session, user, [instrument_id])
+    cover = voucher_cover(session, user=user, provider_institution_id=view.institution.id)
     return render(
         request,
         "catalog/instrument.html",
@@ -147,9 +148,9 @@ def instrument_page(
             "day_to": f"{min(last, 24):02d}:00:00",
             "initial_day": at.isoformat() if at else "",
             "your_price": prices_for(session, user, [instrument_id]).get(instrument_id),
-            "voucher_cover": voucher_cover(
-                session, user=user, provider_institution_id=view.institution.id
-            ),
+            "voucher_cover": cover,
+            # The vouchers a booking here can be paid with (none at one's own institution).
+            "usable_vouchers": vouchers_usable(session, user=user) if user and cover else [],
             "charged": list(
                 prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()
             ),

@@ -273,3 +273,46 @@ def test_an_invoice_draws_from_the_companys_vouchers_soonest_to_expire_first(
     # Spent vouchers give nothing back when they expire.
     with session_scope() as s:
         assert vouchers_expire(s, today=date(2028, 1, 1)) == (2, 0)
+
+
+def test_a_booking_paid_with_the_voucher_its_company_chose(session, net, client) -> None:
+    from billing.models import Voucher, VoucherRedemption, VoucherStatus
+
+    _company_card(net)
+    programme_id = _programme(budget=10**7, cap=10**6)
+    _voucher(session, programme_id, net.founder, 50000)
+    _voucher(session, programme_id, net.founder, 50000)
+    sooner, later = session.exec(select(Voucher).order_by(Voucher.id)).all()
+    sooner.expires_on = date(2026, 12, 15)
+    session.add(sooner)
+    session.commit()
+    booking = book(session, instrument=net.instrument, user=net.founder, minutes=180)  # 60000
+    url = f"/api/v1/bookings/{booking.id}/voucher"
+    who = auth(net.founder)
+    # Someone else's booking, someone else's voucher: 403.
+    assert (
+        client.put(url, json={"voucher_id": later.id}, headers=auth(net.engineer)).status_code
+        == 403
+    )
+    stranger = _small_company(session, "OTHERCO")
+    other = Voucher(programme_id=programme_id, institution_id=stranger.institution_id,
+                    applicant_id=stranger.id, year=2026, requested=1, needs="x",
+                    status=VoucherStatus.approved, amount=1, expires_on=date(2026, 12, 31))  # fmt: skip
+    session.add(other)
+    session.commit()
+    assert client.put(url, json={"voucher_id": other.id}, headers=who).status_code == 403
+    # The one that expires later: chosen, and the invoice draws this booking's share from it.
+    r = client.put(url, json={"voucher_id": later.id}, headers=who)
+    assert r.status_code == 200, r.text
+    with session_scope() as s:
+        assert invoice_run(s, period="2026-11").vouchers_granted == 30000
+    session.rollback()
+    drawn = {x.voucher_id: x.amount for x in session.exec(select(VoucherRedemption))}
+    assert drawn == {later.id: 30000}
+    # An expired or used-up voucher cannot be chosen: 409.
+    with session_scope() as s:
+        s.execute(text("UPDATE voucher SET expires_on = :d WHERE id = :i"),
+                  {"d": date(2026, 1, 1), "i": sooner.id})  # fmt: skip
+        s.execute(text("UPDATE voucher SET used = amount WHERE id = :i"), {"i": later.id})
+    assert client.put(url, json={"voucher_id": sooner.id}, headers=who).status_code == 409
+    assert client.put(url, json={"voucher_id": later.id}, headers=who).status_code == 409

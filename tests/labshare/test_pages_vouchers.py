@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from billing.models import BookingVoucher
 from billing.vouchers import ProgrammeIn, programme_create
 from core.models import Role
 from instruments.models import InstitutionKind, PayerClass, Rate
@@ -97,6 +98,19 @@ def test_a_company_applies_and_reads_the_decision(client: TestClient, session: S
     assert "Your voucher pays 160.00 CNY; you pay 160.00 CNY." in quote
     nothing = client.get(f"/instruments/{elsewhere.id}/quote", params={"start": "x", "end": ""})
     assert nothing.status_code == 200 and "quote-line" not in nothing.text
+    # Booking there, the company picks the voucher that pays the booking's share.
+    assert 'name="voucher_id"' in cover
+    day = (TODAY + timedelta(days=3)).isoformat()
+    booked = client.post(
+        f"/instruments/{elsewhere.id}/book",
+        data={"start": f"{day}T10:00", "end": f"{day}T12:00", "voucher_id": voucher_id,
+              "csrf_token": csrf_of(client, f"/instruments/{elsewhere.id}")},
+        headers={"HX-Request": "true"},
+    )  # fmt: skip
+    assert booked.status_code == 201, booked.text
+    session.rollback()
+    chosen = session.exec(select(BookingVoucher)).one()
+    assert str(chosen.voucher_id) == voucher_id
     # Chinese, as a Chinese reader sees it.
     zh = client.get("/me/vouchers", headers={"Accept-Language": "zh-CN"}).text
     assert "本企业的创新券" in zh and "已批准" in zh
