@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from enum import Enum
 from typing import Any
 
@@ -44,6 +44,7 @@ class InstrumentRecord:
     description: str = ""
     location: str = ""
     asset_value: int = 0
+    commissioned_on: date | None = None
     status: InstrumentStatus = InstrumentStatus.active
     slot_step_minutes: int = 30
     min_minutes: int = 30

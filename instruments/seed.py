@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 
 from sqlalchemy import func, text
 from sqlmodel import Session, select
@@ -298,6 +298,7 @@ def _instrument(
             f"commissioned {year}, shared through the network by {lab.name}."
         ),
         asset_value=int(value_cny) * minor,
+        commissioned_on=date(year, 1 + n % 12, 1 + n % 28),
         status=status,
         slot_step_minutes=step,
         min_minutes=shortest,

@@ -316,3 +316,29 @@ def test_a_booking_paid_with_the_voucher_its_company_chose(session, net, client)
         s.execute(text("UPDATE voucher SET used = amount WHERE id = :i"), {"i": later.id})
     assert client.put(url, json={"voucher_id": sooner.id}, headers=who).status_code == 409
     assert client.put(url, json={"voucher_id": later.id}, headers=who).status_code == 409
+
+
+def test_a_cancelled_booking_takes_nothing_from_its_voucher(session, net, client) -> None:
+    """A voucher pays only what the invoice charges: a booking cancelled before it ran is
+    not charged (a late-cancellation fee is never voucher-eligible), so its chosen voucher
+    keeps its whole balance."""
+    from billing.models import Voucher
+    from booking.models import BookingStatus
+
+    _company_card(net)
+    programme_id = _programme(budget=10**7, cap=10**6)
+    _voucher(session, programme_id, net.founder, 50000)
+    voucher = session.exec(select(Voucher)).one()
+    booking = book(session, instrument=net.instrument, user=net.founder, minutes=180)
+    r = client.put(f"/api/v1/bookings/{booking.id}/voucher", json={"voucher_id": voucher.id},
+                   headers=auth(net.founder))  # fmt: skip
+    assert r.status_code == 200, r.text
+    booking.status = BookingStatus.cancelled
+    booking.cancelled_at = booking.start_at - timedelta(days=3)
+    booking.cancelled_by_id = net.founder.id
+    session.add(booking)
+    session.commit()
+    with session_scope() as s:
+        assert invoice_run(s, period="2026-11").vouchers_granted == 0
+    session.rollback()
+    assert session.get(Voucher, voucher.id).used == 0  # type: ignore[union-attr]
