@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
+from sqlmodel import Session
 
 from billing import voucher_applications as applications
 from billing import voucher_claims as claims
@@ -38,7 +39,7 @@ Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Period = Annotated[str, Query(pattern=PERIOD_PATTERN, description="YYYY-MM")]
 
 
-def _voucher_public(session: SessionDep, voucher: Any) -> VoucherPublic:
+def _voucher_public(session: Session, voucher: Any) -> VoucherPublic:
     programme = programme_get(session, voucher.programme_id)
     company = session.get(Institution, voucher.institution_id)
     assert company is not None
@@ -123,7 +124,7 @@ def reject_voucher(
     return _voucher_public(session, voucher)
 
 
-def _claim_public(session: SessionDep, claim: Any, *, with_lines: bool) -> ClaimPublic:
+def _claim_public(session: Session, claim: Any, *, with_lines: bool) -> ClaimPublic:
     provider = session.get(Institution, claim.provider_institution_id)
     assert provider is not None
     lines = claims.claim_lines(session, claim.id) if with_lines else []
@@ -221,7 +222,7 @@ def list_notices(session: SessionDep) -> list[NoticePublic]:
     return _notices(session)
 
 
-def _notices(session: SessionDep, only: int | None = None) -> list[NoticePublic]:
+def _notices(session: Session, only: int | None = None) -> list[NoticePublic]:
     return [
         NoticePublic(
             id=n.id or 0,
