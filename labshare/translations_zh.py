@@ -617,7 +617,7 @@ ZH.update(
         "Digest now": "当前摘要",
         "Voucher uses of your services not yet claimed": "尚未申请兑付的本机构服务创新券使用",
         "Vouchers paid": "创新券支付额",
-        "On paid invoices: claimable": "已付款发票：可申请",
+        "Claimable (paid)": "可申请（已付款）",
         "{n} uses, {amount}": "{n} 次，{amount}",
         "None in the last three months.": "近三个月没有。",
         "Pay with voucher": "使用创新券",
