@@ -19,16 +19,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("instrument", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("commissioned_on", sa.Date(), nullable=True))
-        batch_op.add_column(
-            sa.Column(
-                "classification_code", sqlmodel.sql.sqltypes.AutoString(length=6), nullable=True
-            )
-        )
+    # Plain ADD COLUMN on both databases: no batch copy of the table on SQLite, which would
+    # drop the hand-made expression index ix_instrument_name_order (0012).
+    op.add_column("instrument", sa.Column("commissioned_on", sa.Date(), nullable=True))
+    op.add_column(
+        "instrument",
+        sa.Column("classification_code", sqlmodel.sql.sqltypes.AutoString(length=6), nullable=True),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("instrument", schema=None) as batch_op:
-        batch_op.drop_column("classification_code")
-        batch_op.drop_column("commissioned_on")
+    # DROP COLUMN too (SQLite 3.35 and later have it), for the same reason.
+    op.drop_column("instrument", "classification_code")
+    op.drop_column("instrument", "commissioned_on")
