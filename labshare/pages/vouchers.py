@@ -213,7 +213,12 @@ def provider_claims(request: Request, session: SessionDep, user: PageUser) -> HT
 
 
 def _claims_page(
-    request: Request, session: Session, user: User, *, problem: str | None = None
+    request: Request,
+    session: Session,
+    user: User,
+    *,
+    problem: str | None = None,
+    status_code: int = 422,
 ) -> HTMLResponse:
     is_provider = user.role in claims.PROVIDER_ROLES and user.institution_id is not None
     mine = (
@@ -259,7 +264,7 @@ def _claims_page(
             "problem": problem,
         },
         user=user,
-        status_code=422 if problem else 200,
+        status_code=status_code if problem else 200,
     )
 
 
@@ -277,7 +282,9 @@ def _claims_action(
         act()
     except AppError as exc:
         session.rollback()
-        return _claims_page(request, session, user, problem=exc.message)
+        return _claims_page(
+            request, session, user, problem=exc.message, status_code=exc.status_code
+        )
     return back_to(then, msg)
 
 
