@@ -25,15 +25,14 @@ from openpyxl import Workbook
 from sqlmodel import Session, col
 
 from admin import figures as fig
-from billing.models import Charge, Invoice, VoucherRedemption
-from booking.models import Booking
+from billing.models import Invoice, VoucherRedemption
+from billing.vouchers import charge_shares
 from core.exports import csv_text, sheet_append
 from core.models import User
-from core.money import largest_remainder_int
 from core.periods import Period
 from core.settings import CURRENCY_EXPONENTS
 from instruments.models import Institution, Instrument, Lab, Qualification
-from telemetry.models import BILLABLE_REVIEWS, UsageSession
+from telemetry.models import UsageSession
 
 # The national threshold for a "large" instrument, in major units of CNY.
 LARGE_INSTRUMENT_CNY = 500_000
@@ -84,52 +83,50 @@ def _hours(seconds: float) -> float:
     return round(seconds / 3600, 2)
 
 
-def _split_usage(
-    session: Session, period: Period, key: Any, ids: list[int]
-) -> dict[int, tuple[float, float, float, int, int]]:
+@dataclass(frozen=True)
+class _Use:
+    """Seconds of use, of training and of external use; distinct outside people and units."""
+
+    used: float = 0
+    training: float = 0
+    external: float = 0
+    people: int = 0
+    units: int = 0
+
+    def columns(self) -> tuple[float, float, float, float, float, int, int]:
+        """Effective, own, external, training and external service hours; units served and
+        outside users: in the lines' order."""
+        own = self.used - self.training - self.external
+        return (_hours(self.used), _hours(own), _hours(self.external), _hours(self.training),
+                _hours(self.external), self.units, self.people)  # fmt: skip
+
+
+def _split_usage(session: Session, period: Period, key: Any, ids: list[int]) -> dict[int, _Use]:
     """Per `key` (instrument or institution): effective, training and external seconds, and
     the distinct outside people and institutions."""
     start, end = fig._at(period.start), fig._at(period.end)
-    session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
-    secs = fig._seconds(
-        session,
-        fig._greatest(session, UsageSession.start_at, start),
-        fig._least(session, session_end, end),
-    )
-    person = sa.func.coalesce(UsageSession.user_id, Booking.user_id)
+    t = fig.session_terms(session, start, end)
     qualified = sa.exists().where(
         col(Qualification.instrument_id) == UsageSession.instrument_id,
-        col(Qualification.user_id) == person,
+        col(Qualification.user_id) == t.person,
         col(Qualification.granted_at) <= UsageSession.start_at,
     )
     training = sa.and_(
-        col(Instrument.qualification_required).is_(True), person.is_not(None), ~qualified
+        col(Instrument.qualification_required).is_(True), t.person.is_not(None), ~qualified
     )
-    outsider = sa.and_(
-        person.is_not(None), sa.func.coalesce(User.institution_id, -1) != Lab.institution_id
+    external = sa.and_(t.outsider, sa.not_(training))
+    query = sa.select(
+        key,
+        sa.func.sum(t.seconds),
+        sa.func.sum(sa.case((training, t.seconds), else_=0)),
+        sa.func.sum(sa.case((external, t.seconds), else_=0)),
+        sa.func.count(sa.distinct(sa.case((t.outsider, t.person), else_=None))),
+        sa.func.count(sa.distinct(sa.case((t.outsider, User.institution_id), else_=None))),
     )
-    external = sa.and_(outsider, sa.not_(training))
-    query = (
-        sa.select(
-            key,
-            sa.func.sum(secs),
-            sa.func.sum(sa.case((training, secs), else_=0)),
-            sa.func.sum(sa.case((external, secs), else_=0)),
-            sa.func.count(sa.distinct(sa.case((outsider, person), else_=None))),
-            sa.func.count(sa.distinct(sa.case((outsider, User.institution_id), else_=None))),
-        )
-        .select_from(UsageSession)
-        .join(Instrument, col(Instrument.id) == UsageSession.instrument_id)
-        .join(Lab, col(Lab.id) == Instrument.lab_id)
-        .outerjoin(Booking, col(Booking.id) == UsageSession.booking_id)
-        .outerjoin(User, col(User.id) == person)
-        .where(col(UsageSession.start_at) < end, session_end > start)
-        .where(col(UsageSession.review).in_(BILLABLE_REVIEWS))
-        .where(col(Instrument.id).in_(ids))
-        .group_by(key)
-    )
+    query = fig.billable_sessions(query, start, end).where(col(Instrument.id).in_(ids))
+    query = query.group_by(key)
     return {
-        int(r[0]): (float(r[1] or 0), float(r[2] or 0), float(r[3] or 0), int(r[4]), int(r[5]))
+        int(r[0]): _Use(float(r[1] or 0), float(r[2] or 0), float(r[3] or 0), int(r[4]), int(r[5]))
         for r in session.execute(query)
     }
 
@@ -143,31 +140,10 @@ def voucher_revenue(session: Session, period: Period, currency: str) -> dict[int
         .where(col(Invoice.period).in_(period.months), col(Invoice.currency) == currency)
         .group_by(col(VoucherRedemption.invoice_id))
     )
-    totals = {int(i): int(a) for i, a in session.execute(redeemed)}
-    if not totals:
-        return {}
-    charges: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for charge_id, invoice_id, instrument_id, amount in session.execute(
-        sa.select(
-            col(Charge.id), col(Charge.invoice_id), col(Charge.instrument_id), col(Charge.amount)
-        ).where(
-            col(Charge.invoice_id).in_(
-                redeemed.with_only_columns(col(VoucherRedemption.invoice_id))
-            ),
-            col(Charge.voucher_eligible).is_(True),
-            col(Charge.amount) > 0,
-        )
-    ):
-        charges[int(invoice_id)].append((int(charge_id), int(instrument_id), int(amount)))
+    totals = [(int(i), None, int(a)) for i, a in session.execute(redeemed)]
     out: dict[int, int] = defaultdict(int)
-    for invoice_id, total in totals.items():
-        lines = sorted(charges.get(invoice_id, []))
-        base = sum(a for _c, _i, a in lines)
-        if not base:
-            continue
-        split = largest_remainder_int([(c, a * total) for c, _i, a in lines], base, total)
-        for charge_id, instrument_id, _a in lines:
-            out[instrument_id] += split[charge_id]
+    for share in charge_shares(session, totals):
+        out[share.instrument_id] += share.amount
     return dict(out)
 
 
@@ -205,13 +181,11 @@ def assessment(
     lines = []
     for r in rows:
         iid = int(r[0])
-        used, training, external, people, units = per_instrument.get(iid, (0, 0, 0, 0, 0))
         revenue = money[iid].total if iid in money else 0
         lines.append(
             InstrumentLine(
                 r[1], r[2], r[3] or "", r[4].isoformat() if r[4] else "", int(r[5]), r[6],
-                institutions[int(r[7])][0], _hours(used), _hours(used - training - external),
-                _hours(external), _hours(training), _hours(external), units, people,
+                institutions[int(r[7])][0], *per_instrument.get(iid, _Use()).columns(),
                 trained.get(iid, 0), revenue, vouchers.get(iid, 0), currency,
             )
         )  # fmt: skip
@@ -228,14 +202,11 @@ def assessment(
     totals = []
     for code in sorted(sums):
         n, value, trained_n, revenue, voucher = sums[code]
-        used, training, external, people, units = per_institution.get(
-            by_code[code], (0, 0, 0, 0, 0)
-        )
         totals.append(
             InstitutionLine(
-                code, institutions[by_code[code]][1], n, value, _hours(used),
-                _hours(used - training - external), _hours(external), _hours(training),
-                _hours(external), units, people, trained_n, revenue, voucher, currency,
+                code, institutions[by_code[code]][1], n, value,
+                *per_institution.get(by_code[code], _Use()).columns(),
+                trained_n, revenue, voucher, currency,
             )
         )  # fmt: skip
     return lines, totals

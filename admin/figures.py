@@ -135,31 +135,38 @@ class Usage:
     outside_users: int
 
 
-def _usage_query(
-    session: Session, start: Any, end: Any, key: Any, *, outsiders: bool = True
-) -> sa.Select[Any]:
-    """Sessions overlapping [start, end) grouped by `key`: count, used and external seconds
-    clipped to [start, end), distinct outsiders (0 without `outsiders`)."""
+@dataclass(frozen=True)
+class SessionTerms:
+    """The expressions every figure of usage in a window is made of."""
+
+    seconds: Any  # a session's seconds clipped to the window
+    person: Any  # who used it: the session's person, else its booking's
+    outsider: Any  # a person of another institution than the instrument's lab
+
+
+def session_terms(session: Session, start: Any, end: Any) -> SessionTerms:
     session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
-    secs = _seconds(
-        session, _greatest(session, UsageSession.start_at, start), _least(session, session_end, end)
-    )
     person = sa.func.coalesce(UsageSession.user_id, Booking.user_id)
-    external = sa.and_(
-        person.is_not(None), sa.func.coalesce(User.institution_id, -1) != Lab.institution_id
+    return SessionTerms(
+        seconds=_seconds(
+            session,
+            _greatest(session, UsageSession.start_at, start),
+            _least(session, session_end, end),
+        ),
+        person=person,
+        outsider=sa.and_(
+            person.is_not(None), sa.func.coalesce(User.institution_id, -1) != Lab.institution_id
+        ),
     )
+
+
+def billable_sessions(query: sa.Select[Any], start: Any, end: Any) -> sa.Select[Any]:
+    """`query` over the billable usage sessions overlapping [start, end), with their
+    instrument, lab, booking and person joined (the columns SessionTerms read)."""
+    session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
+    person = sa.func.coalesce(UsageSession.user_id, Booking.user_id)
     return (
-        sa.select(
-            key,
-            sa.func.count(),
-            sa.func.sum(secs),
-            sa.func.sum(sa.case((external, secs), else_=0)),
-            # The distinct count sorts every row: left out where nobody shows it.
-            sa.func.count(sa.distinct(sa.case((external, person), else_=None)))
-            if outsiders
-            else sa.literal(0),
-        )
-        .select_from(UsageSession)
+        query.select_from(UsageSession)
         .join(Instrument, col(Instrument.id) == UsageSession.instrument_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .outerjoin(Booking, col(Booking.id) == UsageSession.booking_id)
@@ -167,8 +174,26 @@ def _usage_query(
         .where(col(UsageSession.start_at) < end, session_end > start)
         # Held or dismissed sessions (a badge nobody registered...) earn no one a reward.
         .where(col(UsageSession.review).in_(BILLABLE_REVIEWS))
-        .group_by(key)
     )
+
+
+def _usage_query(
+    session: Session, start: Any, end: Any, key: Any, *, outsiders: bool = True
+) -> sa.Select[Any]:
+    """Sessions overlapping [start, end) grouped by `key`: count, used and external seconds
+    clipped to [start, end), distinct outsiders (0 without `outsiders`)."""
+    t = session_terms(session, start, end)
+    query = sa.select(
+        key,
+        sa.func.count(),
+        sa.func.sum(t.seconds),
+        sa.func.sum(sa.case((t.outsider, t.seconds), else_=0)),
+        # The distinct count sorts every row: left out where nobody shows it.
+        sa.func.count(sa.distinct(sa.case((t.outsider, t.person), else_=None)))
+        if outsiders
+        else sa.literal(0),
+    )
+    return billable_sessions(query, start, end).group_by(key)
 
 
 def usage(session: Session, period: Period) -> dict[int, Usage]:

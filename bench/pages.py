@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,8 +30,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.common import SECRET  # noqa: E402  (after the path)
+
 SERVER = os.environ.get("LABSHARE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-SECRET = "bench-secret-key-bench-secret-key-0123456789"
 TARGET_MS = 100.0
 
 # A year back and 60 days ahead, one two-hour booking every fourth day per instrument, in
@@ -210,39 +210,18 @@ def _settlement(engine: Any) -> int:
         return row.id
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(url: str) -> tuple[subprocess.Popen[bytes], str]:
     """`labshare serve` (one worker) as its own process, as it runs for people: the
-    client's time in this process does not share the server's interpreter lock."""
+    client's time in this process does not share the server's interpreter lock. This
+    process reads the same database for its set-up queries."""
+    from bench.common import free_port, serve_labshare
     from core.settings import get_settings
 
     os.environ["LABSHARE_DATABASE_URL"] = url
     os.environ["LABSHARE_SECRET_KEY"] = SECRET
     get_settings.cache_clear()
     port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "labshare"), "serve", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"labshare serve exited: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        try:
-            httpx.get(f"{base}/signin", timeout=1)
-            return server, base
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise SystemExit("labshare serve did not answer within 60 s")
+    return serve_labshare(url, port, 1), f"http://127.0.0.1:{port}"
 
 
 def signed_in(base: str, email: str) -> httpx.Client:
@@ -378,13 +357,14 @@ def main() -> None:
     args = parser.parse_args()
     url, _ = _urls(args.backend, args.db)
     built = None if args.skip_setup else setup(args.backend, args.db)
+    from bench.common import stop
+
     server, base = serve(url)
     try:
         data = counts()
         results = pages(base, args.requests, built["settlement_id"] if built else None)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
     over = [n for n, r in results["pages"].items() if r["p95_ms"] >= TARGET_MS]
     report = {
         "benchmark": "pages",

@@ -42,13 +42,12 @@ from billing.models import (
     VoucherProgramme,
     VoucherRedemption,
 )
-from billing.vouchers import programme_get
+from billing.vouchers import charge_shares, programme_get
 from booking.models import Booking
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Role, User
-from core.money import largest_remainder_int
 from core.periods import parse_period
 from core.timeutil import utcnow
 from telemetry.models import TelemetryEvent, UsageSession
@@ -103,38 +102,31 @@ def uses_of(
         )
         .group_by(col(VoucherRedemption.invoice_id), col(VoucherRedemption.voucher_id))
     ).all()
-    if not redemptions:
-        return []
-    invoice_ids = sorted({int(i) for i, _v, _a in redemptions})
-    charges: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for charge_id, invoice_id, provider, amount in session.execute(
-        sa.select(
-            col(Charge.id),
-            col(Charge.invoice_id),
-            col(Charge.provider_institution_id),
-            col(Charge.amount),
-        ).where(
-            col(Charge.invoice_id).in_(invoice_ids),
-            col(Charge.voucher_eligible).is_(True),
-            col(Charge.amount) > 0,
-        )
-    ).all():
-        charges[int(invoice_id)].append((int(charge_id), int(provider), int(amount)))
     claimed = _claimed(session, provider_id)
-    out: list[Use] = []
-    for invoice_id, voucher_id, total in redemptions:
-        lines = sorted(charges.get(int(invoice_id), []))
-        base = sum(amount for _c, _p, amount in lines)
-        if not base:
-            continue
-        split = largest_remainder_int(
-            [(charge_id, amount * int(total)) for charge_id, _p, amount in lines], base, int(total)
-        )
-        for charge_id, provider, _amount in lines:
-            share = split[charge_id]
-            if provider == provider_id and share > 0 and (charge_id, voucher_id) not in claimed:
-                out.append(Use(charge_id, int(voucher_id), int(invoice_id), share))
+    shares = charge_shares(session, [(int(i), int(v), int(a)) for i, v, a in redemptions])
+    out = [
+        Use(x.charge_id, x.voucher_id or 0, x.invoice_id, x.amount)
+        for x in shares
+        if x.provider_id == provider_id
+        and x.amount > 0
+        and (x.charge_id, x.voucher_id) not in claimed
+    ]
     return sorted(out, key=lambda u: (u.charge_id, u.voucher_id))
+
+
+def on_paid_invoices(session: Session, uses: list[Use]) -> list[Use]:
+    """Of these uses, those whose invoice is paid: what a claim can take now."""
+    invoice_ids = sorted({u.invoice_id for u in uses})
+    if not invoice_ids:
+        return []
+    paid = set(
+        session.execute(
+            sa.select(col(Invoice.id)).where(
+                col(Invoice.id).in_(invoice_ids), col(Invoice.status) == InvoiceStatus.paid
+            )
+        ).scalars()
+    )
+    return [u for u in uses if u.invoice_id in paid]
 
 
 def _claimed(session: Session, provider_id: int) -> set[tuple[int, int]]:

@@ -12,18 +12,22 @@ refuse any total past its limit, so concurrent runs cannot overspend.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import func, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from billing.models import (
+    Charge,
     VoucherProgramme,
     VoucherRedemption,
 )
 from core.errors import Conflict, Invalid, NotFound
+from core.money import largest_remainder_int
 from core.periods import parse_period, period_first_day
 from core.settings import CURRENCY_EXPONENTS
 from instruments.models import Institution
@@ -341,4 +345,59 @@ def programmes_use(session: Session, *, top: int = 5) -> list[ProgrammeUse]:
     for programme in programmes_list(session):
         rows = sorted(spent.get(programme.id or 0, []), key=lambda r: -r[1])
         out.append(ProgrammeUse(programme, sum(a for _, a in rows), len(rows), rows[:top]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeShare:
+    """The part of one charge that one redemption paid."""
+
+    charge_id: int
+    voucher_id: int | None
+    invoice_id: int
+    instrument_id: int
+    provider_id: int
+    amount: int
+
+
+def charge_shares(
+    session: Session, redemptions: Sequence[tuple[int, int | None, int]]
+) -> list[ChargeShare]:
+    """Each redemption (invoice, voucher, amount) split over its invoice's voucher-eligible
+    charges in proportion to their amounts: largest remainder, ties by charge id, so the
+    parts always sum to the redemption. What a provider claims, and what an instrument
+    earned from vouchers, are these parts."""
+    if not redemptions:
+        return []
+    invoice_ids = sorted({invoice_id for invoice_id, _v, _a in redemptions})
+    charges: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+    for charge_id, invoice_id, instrument_id, provider_id, amount in session.execute(
+        sa_select(
+            col(Charge.id),
+            col(Charge.invoice_id),
+            col(Charge.instrument_id),
+            col(Charge.provider_institution_id),
+            col(Charge.amount),
+        ).where(
+            col(Charge.invoice_id).in_(invoice_ids),
+            col(Charge.voucher_eligible).is_(True),
+            col(Charge.amount) > 0,
+        )
+    ).all():
+        charges[int(invoice_id)].append(
+            (int(charge_id), int(instrument_id), int(provider_id), int(amount))
+        )
+    out: list[ChargeShare] = []
+    for invoice_id, voucher_id, total in redemptions:
+        lines = sorted(charges.get(invoice_id, []))
+        base = sum(amount for *_ids, amount in lines)
+        if not base:
+            continue
+        split = largest_remainder_int(
+            [(c, amount * total) for c, _i, _p, amount in lines], base, total
+        )
+        out += [
+            ChargeShare(c, voucher_id, invoice_id, instrument_id, provider_id, split[c])
+            for c, instrument_id, provider_id, _amount in lines
+        ]
     return out

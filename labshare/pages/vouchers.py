@@ -147,6 +147,24 @@ def _queue(request: Request, session: Session, user: User, *, problem: Any = Non
     )
 
 
+def _decided(
+    request: Request,
+    session: Session,
+    user: User,
+    voucher_id: int,
+    decide: Callable[[], object],
+    *,
+    msg: str,
+) -> Response:
+    """Decide and go back to the queue; a refusal shows there beside the application."""
+    try:
+        decide()
+    except AppError as exc:
+        session.rollback()
+        return _queue(request, session, user, problem=(voucher_id, exc.status_code, exc.message))
+    return back_to("/admin/vouchers", msg)
+
+
 @router.get("/admin/vouchers", response_class=HTMLResponse)
 def review_queue(request: Request, session: SessionDep, user: PageAdmin) -> HTMLResponse:
     """Applications waiting for review, oldest first, each with its company's history; the
@@ -163,18 +181,14 @@ def approve(
     amount: Annotated[str, Form(max_length=20)],
     note: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
-    try:
-        applications.application_approve(
-            session,
-            actor=user,
-            voucher_id=voucher_id,
-            amount=parse_money(amount, field="amount"),
-            note=note,
-        )
-    except AppError as exc:
-        session.rollback()
-        return _queue(request, session, user, problem=(voucher_id, exc.status_code, exc.message))
-    return back_to("/admin/vouchers", "voucher-approved")
+    return _decided(
+        request, session, user, voucher_id,
+        lambda: applications.application_approve(
+            session, actor=user, voucher_id=voucher_id,
+            amount=parse_money(amount, field="amount"), note=note,
+        ),
+        msg="voucher-approved",
+    )  # fmt: skip
 
 
 @router.post("/admin/vouchers/{voucher_id}/reject", dependencies=[Csrf])
@@ -185,12 +199,13 @@ def reject(
     voucher_id: Id,
     reason: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
-    try:
-        applications.application_reject(session, actor=user, voucher_id=voucher_id, reason=reason)
-    except AppError as exc:
-        session.rollback()
-        return _queue(request, session, user, problem=(voucher_id, exc.status_code, exc.message))
-    return back_to("/admin/vouchers", "voucher-rejected")
+    return _decided(
+        request, session, user, voucher_id,
+        lambda: applications.application_reject(
+            session, actor=user, voucher_id=voucher_id, reason=reason
+        ),
+        msg="voucher-rejected",
+    )  # fmt: skip
 
 
 @router.get("/vouchers/notices", response_class=HTMLResponse)
@@ -229,9 +244,10 @@ def _claims_page(
     lines = {c.id: claims.claim_lines(session, c.id or 0) for c in mine[:CLAIMS_WITH_LINES]}
     periods = list(reversed(months_back(last_month(), 12)))
     # What the provider could claim: its services' voucher uses not yet claimed, per month.
+    programmes = _programmes(session)
     unclaimed = []
     if is_provider:
-        for pid, programme in _programmes(session).items():
+        for pid, programme in programmes.items():
             for period in periods[:UNCLAIMED_MONTHS]:
                 every = claims.uses_of(
                     session, provider_id=user.institution_id or 0, programme_id=pid,
@@ -239,10 +255,7 @@ def _claims_page(
                 )  # fmt: skip
                 if not every:
                     continue
-                paid = claims.uses_of(
-                    session, provider_id=user.institution_id or 0, programme_id=pid,
-                    period=period,
-                )  # fmt: skip
+                paid = claims.on_paid_invoices(session, every)
                 unclaimed.append((programme, period, len(every), sum(u.amount for u in every),
                                   len(paid), sum(u.amount for u in paid)))  # fmt: skip
     return render(
@@ -253,7 +266,7 @@ def _claims_page(
             "is_admin": user.role == Role.network_admin,
             "claims": mine,
             "lines": lines,
-            "programmes": _programmes(session),
+            "programmes": programmes,
             "providers": {
                 i.id: i.name
                 for i in (session.get(Institution, c.provider_institution_id) for c in mine)
