@@ -194,3 +194,72 @@ class SettlementClaim(SQLModel, table=True):
 
     settlement_id: int = Field(foreign_key="settlement.id", primary_key=True)
     claim_id: int = Field(foreign_key="voucher_claim.id", primary_key=True, unique=True)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An address outside labshare that hears chosen events: a lab's (its own events) or the
+    network's (`lab_id` null: every event). Deliveries are signed with `secret`."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_id: int | None = Field(default=None, foreign_key="lab.id", index=True)
+    url: str = Field(max_length=2000)
+    description: str = Field(default="", max_length=300)
+    # Event types, or a family such as "booking.*".
+    events: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret: str = Field(max_length=100)
+    is_active: bool = True
+    created_by_id: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"  # to be sent (again) at next_attempt_at
+    delivered = "delivered"  # the endpoint answered 2xx
+    failed = "failed"  # every attempt failed; a person may replay it
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: sent until the endpoint answers 2xx, with backoff."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_delivery_event"),
+        Index(
+            "ix_webhook_delivery_due",
+            "next_attempt_at",
+            sqlite_where=sa.text("status = 'pending'"),
+            postgresql_where=sa.text("status = 'pending'"),
+        ),
+        Index("ix_webhook_delivery_endpoint", "endpoint_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoint.id", ondelete="CASCADE")
+    event_id: int = Field(foreign_key="event.id")
+    status: DeliveryStatus = Field(
+        default=DeliveryStatus.pending, sa_type=enum_type(DeliveryStatus)
+    )
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # A sender holds a delivery until then while it posts it, so a second sender skips it.
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=300)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One try at a delivery, as the endpoint answered it (the start of its body)."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhook_delivery.id", index=True, ondelete="CASCADE")
+    attempted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    status_code: int | None = None
+    response: str = Field(default="", max_length=1000)
+    error: str | None = Field(default=None, max_length=300)
+    duration_ms: int = 0

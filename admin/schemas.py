@@ -287,3 +287,71 @@ class InstrumentKpiPublic(BaseModel):
     revenue: int
     external_revenue: int
     people_trained: int
+
+
+class WebhookEndpointIn(BaseModel):
+    url: str = Field(
+        min_length=8, max_length=2000, examples=["https://erp.example.org/labshare-hooks"]
+    )
+    events: list[str] = Field(
+        min_length=1,
+        max_length=40,
+        description='event types, or a family ("booking.*"), or "*" for every one',
+        examples=[["booking.*", "invoice.paid"]],
+    )
+    description: str = Field(default="", max_length=300)
+    lab_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="a network administrator's endpoint for one lab; a lab manager's is "
+        "always their own lab's; none: every event of the network",
+    )
+
+
+class WebhookEndpointPatch(BaseModel):
+    url: str | None = Field(default=None, min_length=8, max_length=2000)
+    events: list[str] | None = Field(default=None, min_length=1, max_length=40)
+    description: str | None = Field(default=None, max_length=300)
+    is_active: bool | None = None
+
+
+class WebhookEndpointPublic(BaseModel):
+    id: int
+    lab_id: int | None
+    url: str
+    description: str
+    events: list[str]
+    is_active: bool
+    created_at: UTCDatetime
+    secret: str | None = Field(
+        default=None,
+        description="the signing secret: in the answer to the one who registers or reads it",
+    )
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: int
+    endpoint_id: int
+    event_id: int
+    event_type: str
+    status: str = Field(description="pending, delivered or failed")
+    attempts: int
+    next_attempt_at: UTCDatetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: UTCDatetime | None
+    created_at: UTCDatetime
+
+
+class WebhookAttemptPublic(BaseModel):
+    attempted_at: UTCDatetime
+    status_code: int | None
+    response: str = Field(description="the start of the endpoint's answer")
+    error: str | None
+    duration_ms: int
+
+
+class WebhookDeliveryDetail(WebhookDeliveryPublic):
+    payload: dict
+    attempts_made: list[WebhookAttemptPublic]

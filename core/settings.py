@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         default=False,
         description="Let imported calendar URLs reach loopback and private addresses.",
     )
+    webhook_allow_private_urls: bool = Field(
+        default=False,
+        description="Let outgoing webhook endpoints be loopback and private addresses.",
+    )
     page_size_max: int = 200
 
     # The request path's capacity, per server process. Each request holds one database

@@ -42,6 +42,7 @@ def load_models() -> None:
     import pkgutil
 
     importlib.import_module("core.audit")
+    importlib.import_module("core.events")
     for domain in DOMAINS:
         package = importlib.import_module(domain)
         for info in pkgutil.walk_packages(package.__path__, f"{domain}."):

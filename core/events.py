@@ -1,0 +1,79 @@
+"""Domain events: what happened, written in the same transaction as the change itself.
+
+Any domain records an event with `emit()` (a booking was created, an invoice was paid); it
+commits or rolls back with the change, so nothing outside ever hears of a change that did
+not happen, and nothing that happened goes unheard. Outgoing webhooks (`admin.webhooks`)
+read this table: a sender fans each new event out to the endpoints that asked for it.
+
+The kernel owns the table because every domain writes it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import JSON, Index
+from sqlmodel import Column, Field, Session, SQLModel
+
+from core.db import UTCDateTime
+from core.models import utcnow
+
+# Every event type there is, so an endpoint cannot subscribe to a misspelling.
+EVENT_TYPES: tuple[str, ...] = (
+    "booking.created",
+    "booking.confirmed",
+    "booking.cancelled",
+    "booking.displaced",
+    "usage.session_closed",
+    "invoice.finalized",
+    "invoice.paid",
+    "voucher.applied",
+    "voucher.approved",
+    "voucher.rejected",
+    "voucher.used",
+    "voucher.claim_submitted",
+    "voucher.claim_decided",
+    "incident.reported",
+    "incident.closed",
+)
+
+
+class Event(SQLModel, table=True):
+    """One thing that happened, for the webhooks to carry. `lab_id` scopes it: a lab's
+    endpoints hear its own events; the network's endpoints hear all."""
+
+    __table_args__ = (
+        # The sender's work list: events not yet fanned out to endpoints.
+        Index(
+            "ix_event_undispatched",
+            "id",
+            sqlite_where=sa.text("dispatched_at IS NULL"),
+            postgresql_where=sa.text("dispatched_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    type: str = Field(max_length=64)
+    lab_id: int | None = Field(default=None, foreign_key="lab.id", index=True)
+    data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+def emit(
+    session: Session,
+    type: str,
+    *,
+    lab_id: int | None,
+    data: dict[str, Any],
+    now: datetime | None = None,
+) -> Event:
+    """Record that `type` happened (with the ids and figures in `data`); the caller's
+    transaction commits it with the change."""
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    event = Event(type=type, lab_id=lab_id, data=data, occurred_at=now or utcnow())
+    session.add(event)
+    return event
