@@ -116,6 +116,11 @@ def _used_cte(sql: Sql) -> str:
                SUM(CASE WHEN s.end_at > bk.s_end THEN {over} ELSE 0 END) AS over_seconds
         FROM usage_session s JOIN bk ON bk.booking_id = s.booking_id
         WHERE s.end_at IS NOT NULL AND s.review IN ('accepted', 'confirmed')
+          -- A gateway's record of a booking outranks the kiosk's and an operator's.
+          AND (s.source = 'gateway' OR NOT EXISTS (
+              SELECT 1 FROM usage_session g
+              WHERE g.booking_id = s.booking_id AND g.source = 'gateway'
+                AND g.end_at IS NOT NULL AND g.review IN ('accepted', 'confirmed')))
         GROUP BY s.booking_id
     ),
     bu AS (

@@ -14,6 +14,7 @@ from booking import waitlist
 from booking.access import require_manages
 from booking.conflicts import ALTERNATIVE_WINDOW, nearest_on_instrument, same_time_elsewhere
 from booking.errors import BlackoutNotFound, RuleViolation
+from booking.events import booking_event
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.schemas import (
@@ -72,6 +73,7 @@ def displace_overlapping(
         booking.version += 1
         booking.updated_at = now
         session.add(booking)
+        booking_event(session, "booking.displaced", booking, lab_id=instrument.lab_id)
     session.flush()
     if not hit:
         return []

@@ -54,8 +54,10 @@ class AlreadyStarted(Conflict):
 
 
 class NotQualified(Forbidden):
-    def __init__(self) -> None:
-        super().__init__("this instrument needs a qualification you do not hold; ask its lab")
+    def __init__(
+        self, message: str = "this instrument needs a qualification you do not hold; ask its lab"
+    ) -> None:
+        super().__init__(message)
 
 
 class BookingNotFound(NotFound):

@@ -125,3 +125,97 @@ class WaitlistEntry(SQLModel, table=True):
     )
     booking_id: int | None = Field(default=None, foreign_key="booking.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TrainingRequestStatus(StrEnum):
+    open = "open"  # awaiting a session
+    scheduled = "scheduled"  # a seat in a session
+    done = "done"  # trained (passed or not: the seat says)
+    declined = "declined"  # the lab said no, with a reason
+    withdrawn = "withdrawn"  # the person changed their mind
+
+
+class TrainingRequest(SQLModel, table=True):
+    """A person asking a lab to train them on an instrument (or for its safety induction)."""
+
+    __tablename__ = "training_request"
+    __table_args__ = (Index("ix_training_request_lab_id_status", "lab_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    lab_id: int = Field(foreign_key="lab.id")
+    instrument_id: int | None = Field(default=None, foreign_key="instrument.id")
+    level: str = Field(default="independent", max_length=32)
+    note: str = Field(default="", max_length=1000)
+    status: TrainingRequestStatus = Field(
+        default=TrainingRequestStatus.open, sa_type=enum_type(TrainingRequestStatus)
+    )
+    reason: str = Field(default="", max_length=500)
+    seat_id: int | None = Field(default=None, foreign_key="training_seat.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TrainingKind(StrEnum):
+    instrument = "instrument"  # grants a qualification on the instrument, at a level
+    induction = "induction"  # the lab's safety induction, which some instruments need first
+
+
+class TrainingSessionStatus(StrEnum):
+    scheduled = "scheduled"
+    completed = "completed"  # attendance recorded
+    cancelled = "cancelled"
+
+
+class TrainingSession(SQLModel, table=True):
+    """A lab's training at a time, with a trainer and a capacity. An instrument session
+    holds the instrument's time as a booking (the trainer's), by the booking rules."""
+
+    __tablename__ = "training_session"
+    __table_args__ = (CheckConstraint("capacity >= 1", name="capacity_positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_id: int = Field(foreign_key="lab.id", index=True)
+    instrument_id: int | None = Field(default=None, foreign_key="instrument.id", index=True)
+    kind: TrainingKind = Field(default=TrainingKind.instrument, sa_type=enum_type(TrainingKind))
+    level: str = Field(default="independent", max_length=32)
+    title: str = Field(max_length=200)
+    trainer_id: int = Field(foreign_key="user.id")
+    start_at: datetime = Field(sa_type=UTCDateTime)
+    end_at: datetime = Field(sa_type=UTCDateTime)
+    capacity: int = 4
+    # How long what it grants lasts, in days (null: no expiry).
+    valid_days: int | None = 365
+    booking_id: int | None = Field(default=None, foreign_key="booking.id")
+    status: TrainingSessionStatus = Field(
+        default=TrainingSessionStatus.scheduled, sa_type=enum_type(TrainingSessionStatus)
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TrainingSeat(SQLModel, table=True):
+    """One person's place in a training session, and what the trainer recorded."""
+
+    __tablename__ = "training_seat"
+    __table_args__ = (UniqueConstraint("session_id", "user_id", name="uq_training_seat_person"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: int = Field(foreign_key="training_session.id", index=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    attended: bool | None = None
+    passed: bool | None = None
+    recorded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SafetyInduction(SQLModel, table=True):
+    """A person completed a lab's safety induction (some instruments need it first)."""
+
+    __tablename__ = "safety_induction"
+    __table_args__ = (UniqueConstraint("lab_id", "user_id", name="uq_safety_induction_person"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lab_id: int = Field(foreign_key="lab.id")
+    user_id: int = Field(foreign_key="user.id", index=True)
+    completed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    session_id: int | None = Field(default=None, foreign_key="training_session.id")

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from booking.conflicts import NEAR, unavailable
+from booking.events import booking_event
 from booking.models import Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.rules import check_qualification, check_quota, check_shape
@@ -89,7 +90,7 @@ def check_all(
     """Every rule and every conflict for [start, end); raises the first failure."""
     tz = zone()
     check_shape(instrument, start, end, now=now, tz=tz)
-    check_qualification(session, instrument, user_id)
+    check_qualification(session, instrument, user_id, start=start, end=end, now=now)
     check_quota(session, instrument, user_id, [(start, end)], tz=tz, ignore=ignore)
     # A day either side costs the same index range and a few rows more, and lets a refusal
     # offer the nearest free slots on this instrument without reading it again.
@@ -198,4 +199,5 @@ def place(
         instrument, user_id=user_id, start=start, end=end, purpose=purpose, now=now
     )
     write(session, booking, instrument, now=now, savepoint=savepoint)
+    booking_event(session, "booking.created", booking, lab_id=instrument.lab_id)
     return booking

@@ -17,12 +17,17 @@ from sqlmodel import Session, col, select
 from booking.access import require_manages
 from booking.models import Booking
 from booking.schemas import QualificationGrant, QualificationPublic
-from core.audit import audit_record
-from core.errors import NotFound
+from core.audit import audit_record, audit_value
+from core.errors import Invalid, NotFound
 from core.models import User
 from core.service import EMAIL
 from core.timeutil import utcnow
-from instruments.models import Instrument, Qualification, qualification_in_force
+from instruments.models import (
+    Instrument,
+    Qualification,
+    qualification_in_force,
+    qualification_not_revoked,
+)
 from instruments.service import instrument_get
 
 
@@ -54,6 +59,8 @@ def _public(grant: Qualification, person: User | None, *, known: bool) -> Qualif
         user_id=person.id if person and known else None,
         name=person.name if person and known else "",
         granted_at=grant.granted_at,
+        level=grant.level,
+        expires_at=grant.expires_at,
     )
 
 
@@ -71,9 +78,12 @@ def qualification_grant(
         if person
         else (col(Qualification.email) == email) & col(Qualification.user_id).is_(None)
     )
+    if data.expires_at is not None and data.expires_at <= utcnow():
+        raise Invalid("expires_at: must be in the future")
+    # One grant not revoked per person: granting again (a refresher) renews it.
     existing = session.exec(
         select(Qualification).where(
-            holder, Qualification.instrument_id == instrument_id, qualification_in_force()
+            holder, Qualification.instrument_id == instrument_id, qualification_not_revoked()
         )
     ).first()
     created = existing is None
@@ -83,16 +93,33 @@ def qualification_grant(
         instrument_id=instrument_id,
         granted_by_id=user.id,
     )
-    if created:
+    changed = created or (grant.level, grant.expires_at) != (data.level, data.expires_at)
+    if changed:
+        before = (
+            None
+            if created
+            else {"level": grant.level.value, "expires_at": audit_value(grant.expires_at)}
+        )
+        grant.level = data.level
+        grant.expires_at = data.expires_at
+        if not created:
+            grant.granted_at = utcnow()
+            grant.granted_by_id = user.id
         session.add(grant)
         session.flush()
         audit_record(
             session,
             actor_id=user.id,
-            action="qualification.grant",
+            action="qualification.grant" if created else "qualification.renew",
             entity="qualification",
             entity_id=grant.id,
-            after={"instrument_id": instrument_id, "email": email},
+            before=before,
+            after={
+                "instrument_id": instrument_id,
+                "email": email,
+                "level": data.level.value,
+                "expires_at": audit_value(data.expires_at),
+            },
         )
     known = (
         person is not None

@@ -10,8 +10,21 @@ from sqlmodel import Session, col, select
 
 from booking.errors import NotQualified, RuleViolation
 from booking.intervals import Interval, on_grid
-from booking.models import ACTIVE_STATUSES, Booking
-from instruments.models import Instrument, InstrumentStatus, Qualification, qualification_in_force
+from booking.models import ACTIVE_STATUSES, Booking, SafetyInduction
+from core.settings import get_settings
+from core.timeutil import local_text, utcnow
+from instruments.models import (
+    Instrument,
+    InstrumentStatus,
+    Lab,
+    Qualification,
+    QualificationLevel,
+    qualification_not_revoked,
+)
+
+
+def zone_of_network() -> ZoneInfo:
+    return get_settings().zone
 
 
 def _minutes(delta: timedelta) -> float:
@@ -51,23 +64,87 @@ def check_shape(
         raise RuleViolation(f"bookings may start at most {instrument.horizon_days} days ahead")
 
 
-def has_qualification(session: Session, instrument: Instrument, user_id: int) -> bool:
+def within_staffed_hours(lab: Lab, start: datetime, end: datetime, tz: ZoneInfo) -> bool:
+    """[start, end) lies within one weekday's staffed hours (Monday to Friday, local)."""
+    local_start, local_end = start.astimezone(tz), end.astimezone(tz)
+    return (
+        local_start.date() == local_end.date()
+        and local_start.weekday() < 5
+        and local_start.time() >= lab.staffed_from
+        and local_end.time() <= lab.staffed_until
+    )
+
+
+def qualification_problem(
+    session: Session,
+    instrument: Instrument,
+    user_id: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> str | None:
+    """Why the person may not use the instrument (then, for [start, end)), or None: the
+    lab's safety induction first where the instrument needs it, a qualification in force
+    where it needs one, and the out-of-hours level outside the lab's staffed hours."""
+    if not (instrument.qualification_required or instrument.induction_required):
+        return None
+    now = now or utcnow()
+    lab = session.get(Lab, instrument.lab_id)
+    if instrument.induction_required:
+        induction = session.exec(
+            select(SafetyInduction).where(
+                SafetyInduction.lab_id == instrument.lab_id, SafetyInduction.user_id == user_id
+            )
+        ).first()
+        if induction is None or (induction.expires_at is not None and induction.expires_at <= now):
+            return "this instrument needs the lab's safety induction first; ask the lab for it"
     if not instrument.qualification_required:
-        return True
-    found = session.exec(
-        select(Qualification.id).where(
+        return None
+    grant = session.exec(
+        select(Qualification)
+        .where(
             Qualification.user_id == user_id,
             Qualification.instrument_id == instrument.id,
-            qualification_in_force(),
+            qualification_not_revoked(),
         )
+        .order_by(col(Qualification.id).desc())
     ).first()
-    return found is not None
+    if grant is None:
+        return "this instrument needs a qualification you do not hold; ask its lab"
+    if grant.expires_at is not None and grant.expires_at <= now:
+        return (
+            f"your qualification expired on {local_text(grant.expires_at)}; "
+            "ask the lab for a refresher training"
+        )
+    if (
+        start is not None
+        and end is not None
+        and lab is not None
+        and grant.level != QualificationLevel.out_of_hours
+        and not within_staffed_hours(lab, start, end, zone_of_network())
+    ):
+        return (
+            "outside the lab's staffed hours (Monday to Friday, "
+            f"{lab.staffed_from:%H:%M}-{lab.staffed_until:%H:%M}) this instrument needs the "
+            f"out-of-hours level; yours is {grant.level.value.replace('_', ' ')}"
+        )
+    return None
 
 
-def check_qualification(session: Session, instrument: Instrument, user_id: int) -> None:
-    """403 when the instrument needs a qualification the person lacks."""
-    if not has_qualification(session, instrument, user_id):
-        raise NotQualified()
+def check_qualification(
+    session: Session,
+    instrument: Instrument,
+    user_id: int,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> None:
+    """403 with the reason when the person may not use the instrument (then)."""
+    problem = qualification_problem(session, instrument, user_id, start=start, end=end, now=now)
+    if problem:
+        raise NotQualified(problem)
 
 
 def iso_weeks(start: datetime, end: datetime, tz: ZoneInfo) -> list[Interval]:

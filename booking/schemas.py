@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from booking.models import Booking, BookingStatus, WaitlistStatus
 from core.timeutil import UTCDatetime
+from instruments.models import QualificationLevel
 
 Id = Field(ge=1, le=2**31 - 1)
 
@@ -190,6 +191,13 @@ class QualificationGrant(BaseModel):
         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
         description="the person's exact sign-in email",
     )
+    level: QualificationLevel = Field(
+        default=QualificationLevel.independent,
+        description="supervised and independent: within staffed hours; out_of_hours: any time",
+    )
+    expires_at: UTCDatetime | None = Field(
+        default=None, description="after this the holder cannot book (none: no expiry)"
+    )
 
 
 class QualificationPublic(BaseModel):
@@ -199,3 +207,5 @@ class QualificationPublic(BaseModel):
     email: str
     name: str
     granted_at: UTCDatetime
+    level: QualificationLevel = QualificationLevel.independent
+    expires_at: UTCDatetime | None = None

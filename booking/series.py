@@ -8,10 +8,11 @@ from sqlmodel import Session
 
 from booking.conflicts import alternatives
 from booking.errors import RuleViolation, SlotUnavailable
+from booking.events import booking_event
 from booking.models import Booking, BookingSeries
 from booking.placement import new_booking, settle_overdue, write
 from booking.recurrence import expand
-from booking.rules import check_qualification, check_quota, check_shape
+from booking.rules import check_qualification, check_quota, check_shape, qualification_problem
 from booking.schemas import (
     BookingCreate,
     ConflictOut,
@@ -30,13 +31,18 @@ def series_create(
     assert data.recurrence is not None and instrument.id is not None
     tz = zone()
     occurrences = expand(data.recurrence, data.start, data.end, tz)
-    check_qualification(session, instrument, user_id)
+    check_qualification(session, instrument, user_id, now=now)
     timeline = load_timeline(session, instrument, occurrences[0][0], occurrences[-1][1])
     accepted: list[tuple[datetime, datetime]] = []
     skipped: list[SkippedOccurrence] = []
     for start, end in occurrences:
         try:
             check_shape(instrument, start, end, now=now, tz=tz)
+            problem = qualification_problem(
+                session, instrument, user_id, start=start, end=end, now=now
+            )
+            if problem:
+                raise RuleViolation(problem)
             check_quota(session, instrument, user_id, [*accepted, (start, end)], tz=tz)
         except RuleViolation as exc:
             skipped.append(SkippedOccurrence(start=start, end=end, reason=exc.message))
@@ -96,6 +102,7 @@ def series_create(
         else:
             write(session, booking, instrument, now=now)
         booked.append(booking)
+        booking_event(session, "booking.created", booking, lab_id=instrument.lab_id)
     if not booked:
         _refuse(session, instrument, user_id, skipped, total=len(occurrences), now=now)
     skipped.sort(key=lambda s: s.start)

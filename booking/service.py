@@ -19,6 +19,7 @@ from booking.errors import (
     RuleViolation,
     StaleVersion,
 )
+from booking.events import booking_event
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.placement import check_all, expire_booking, initial_status, place, write
@@ -226,6 +227,7 @@ def booking_cancel(
     _touch(booking, now)
     session.add(booking)
     session.flush()
+    booking_event(session, "booking.cancelled", booking, lab_id=instrument.lab_id)
     if booking.user_id != user.id:
         notify(
             session,
@@ -311,6 +313,8 @@ def _decide(
     session.add(booking)
     session.flush()
     verdict = "approved" if approve else "rejected"
+    if approve:
+        booking_event(session, "booking.confirmed", booking, lab_id=instrument.lab_id)
     audit_record(
         session,
         actor_id=user.id,

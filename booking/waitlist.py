@@ -43,7 +43,7 @@ def waitlist_join(
     assert user.id is not None
     instrument = instrument_get(session, data.instrument_id)
     check_shape(instrument, data.start, data.end, now=now, tz=zone())
-    check_qualification(session, instrument, user.id)
+    check_qualification(session, instrument, user.id, start=data.start, end=data.end, now=now)
     conflicts = load_timeline(session, instrument, data.start, data.end).conflicts(
         data.start, data.end
     )

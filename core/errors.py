@@ -14,6 +14,9 @@ class AppError(Exception):
 
     status_code = 400
     headers: dict[str, str] | None = None
+    # The unit of work commits what it wrote before answering with this error (a refusal
+    # that is itself recorded, such as a wrong PIN counted); by default it rolls back.
+    commit_first = False
 
     def __init__(self, message: str, status_code: int | None = None, **extra: Any) -> None:
         super().__init__(message)

@@ -41,6 +41,12 @@ class User(SQLModel, table=True):
     )
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # How long before a booking the person is reminded, in minutes ("1440,60": a day and an
+    # hour before; empty: never), and the language their messages are written in.
+    reminder_minutes: str = Field(
+        default="1440,60", max_length=100, sa_column_kwargs={"server_default": "1440,60"}
+    )
+    language: str = Field(default="en", max_length=8, sa_column_kwargs={"server_default": "en"})
 
 
 class AuthSession(SQLModel, table=True):

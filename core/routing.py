@@ -196,6 +196,13 @@ def _run_in_thread(session: Session, fn: Callable[..., Any], kwargs: dict[str, A
                 # time past what Python's dates hold: the client's input, not our fault.
                 session.rollback()
                 raise Invalid("a number or time in the request is out of range") from exc
+            except AppError as exc:
+                # A refusal that must leave a trace (a wrong PIN counted) keeps its work.
+                if exc.commit_first:
+                    session.commit()
+                else:
+                    session.rollback()
+                raise
             except BaseException:
                 session.rollback()
                 raise

@@ -77,3 +77,13 @@ _TIME_QUERY = Query(
 )
 TimeQuery = Annotated[str, _TIME_QUERY]
 OptionalTimeQuery = Annotated[str | None, _TIME_QUERY]
+
+
+def local_text(value: datetime, *, with_date: bool = True) -> str:
+    """A time as people of the network read it: in LABSHARE_TIMEZONE, to the minute, with
+    the zone's abbreviation ("2026-12-11 08:00 CST"), never `2026-12-11T00:00:00Z`."""
+    from core.settings import get_settings
+
+    local = value.astimezone(get_settings().zone)
+    shown = local.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M")
+    return f"{shown} {local.tzname() or ''}".strip()

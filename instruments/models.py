@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import date, datetime, time
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ColumnElement, Index, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ColumnElement,
+    Index,
+    UniqueConstraint,
+    and_,
+    false,
+    or_,
+    text,
+)
 from sqlmodel import Field, SQLModel, col
 
 from core.db import UTCDateTime, enum_type
@@ -60,6 +70,15 @@ class Lab(SQLModel, table=True):
     is_key_lab: bool = False
     # Minutes after a booking starts with no usage before it counts as a no-show.
     no_show_grace_minutes: int = 30
+    # When staff are in (local time, Monday to Friday): outside them, a qualified person
+    # books only with the out-of-hours level.
+    staffed_from: time = Field(default=time(8, 30), sa_column_kwargs={"server_default": "08:30:00"})
+    staffed_until: time = Field(
+        default=time(17, 30), sa_column_kwargs={"server_default": "17:30:00"}
+    )
+    # Minutes after a booking starts with nobody checked in (at the kiosk or by a gateway)
+    # before its time is released to the waitlist as a no-show; null: never released.
+    release_unchecked_minutes: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -113,6 +132,8 @@ class Instrument(SQLModel, table=True):
     horizon_days: int = 90
     approval_required: bool = False
     qualification_required: bool = False
+    # The lab's safety induction must be done before training on (and booking) it.
+    induction_required: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     # Hours per person per ISO week on this instrument; null means no quota.
     weekly_quota_hours: int | None = None
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -161,6 +182,15 @@ class Blackout(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class QualificationLevel(StrEnum):
+    """What a qualification lets its holder do. Supervised and independent use is within
+    the lab's staffed hours (supervised: staff stand by); out-of-hours use needs its own."""
+
+    supervised = "supervised"
+    independent = "independent"
+    out_of_hours = "out_of_hours"
+
+
 class Qualification(SQLModel, table=True):
     """A person trained and allowed to use an instrument on their own.
 
@@ -198,10 +228,29 @@ class Qualification(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_by_id: int | None = Field(default=None, foreign_key="user.id")
     revoke_reason: str | None = Field(default=None, max_length=500)
+    level: QualificationLevel = Field(
+        default=QualificationLevel.independent,
+        sa_type=enum_type(QualificationLevel),
+        sa_column_kwargs={"server_default": "independent"},
+    )
+    # After this the holder can no longer book (null: it does not expire); renewed by a
+    # new grant, which updates this row.
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-def qualification_in_force() -> ColumnElement[bool]:
-    """The SQL condition of a grant that still holds."""
+def qualification_in_force(now: datetime | None = None) -> ColumnElement[bool]:
+    """The SQL condition of a grant that holds at `now` (default: this moment)."""
+    return and_(
+        col(Qualification.revoked_at).is_(None),
+        or_(
+            col(Qualification.expires_at).is_(None),
+            col(Qualification.expires_at) > (now or utcnow()),
+        ),
+    )
+
+
+def qualification_not_revoked() -> ColumnElement[bool]:
+    """A grant not revoked, expired or not: the one row per person a renewal updates."""
     return col(Qualification.revoked_at).is_(None)
 
 

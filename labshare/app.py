@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 import admin.api
 import admin.management_api
+import admin.webhooks_api
 import billing.api
 import billing.voucher_api
 import booking.api
@@ -24,6 +25,7 @@ import core.api
 import instruments.api
 import labshare.ops
 import telemetry.api
+import telemetry.kiosk_api
 from core.db import get_engine
 from core.errors import install_error_handlers
 from core.headers import SecurityHeadersMiddleware
@@ -67,12 +69,14 @@ def create_app() -> FastAPI:
     app.include_router(booking.calendars.api.ical_router)
     app.include_router(booking.notifications.api.router, prefix=API_PREFIX)
     app.include_router(telemetry.api.router, prefix=API_PREFIX)
+    app.include_router(telemetry.kiosk_api.router, prefix=API_PREFIX)
     app.include_router(labshare.ops.router)
     app.include_router(labshare.ops.metrics_router)
     app.include_router(billing.api.router, prefix=API_PREFIX)
     app.include_router(billing.voucher_api.router, prefix=API_PREFIX)
     app.include_router(admin.api.router, prefix=API_PREFIX)
     app.include_router(admin.management_api.router, prefix=API_PREFIX)
+    app.include_router(admin.webhooks_api.router, prefix=API_PREFIX)
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     install_pages(app)

@@ -47,6 +47,16 @@ class UsageKind(StrEnum):
     walk_up = "walk_up"  # used without a booking
 
 
+class UsageSource(StrEnum):
+    """Who recorded a session: a gateway's telemetry, the booker at the instrument's kiosk,
+    or an operator by hand (with a reason). A gateway's session on a booking outranks the
+    others: where one exists, billing ignores the kiosk's and the operator's."""
+
+    gateway = "gateway"
+    kiosk = "kiosk"
+    manual = "manual"
+
+
 class UsageReview(StrEnum):
     """Whether a session may be billed: the ingest accepts what it can vouch for and holds
     the rest (an unknown badge, a person without the qualification, a late report) for the
@@ -181,6 +191,14 @@ class UsageSession(SQLModel, table=True):
     closed_reason: str | None = Field(default=None, max_length=32)
     review: UsageReview = Field(default=UsageReview.accepted, sa_type=enum_type(UsageReview))
     hold_reason: str | None = Field(default=None, max_length=200)
+    source: UsageSource = Field(
+        default=UsageSource.gateway,
+        sa_type=enum_type(UsageSource),
+        sa_column_kwargs={"server_default": "gateway"},
+    )
+    # Who recorded a kiosk or manual session, and why (an operator's reason).
+    recorded_by_id: int | None = Field(default=None, foreign_key="user.id")
+    note: str | None = Field(default=None, max_length=300)
     reviewed_by_id: int | None = Field(default=None, foreign_key="user.id")
     reviewed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -6,7 +6,13 @@ from pydantic import BaseModel, Field
 
 from booking.models import BookingStatus
 from core.timeutil import UTCDatetime
-from telemetry.models import InstrumentLiveState, Presence, UsageKind, UsageReview
+from telemetry.models import (
+    InstrumentLiveState,
+    Presence,
+    UsageKind,
+    UsageReview,
+    UsageSource,
+)
 
 
 class GatewayPublic(BaseModel):
@@ -52,6 +58,43 @@ class UsagePublic(BaseModel):
         description="accepted or confirmed: billed; held: awaits the lab; dismissed: never billed"
     )
     hold_reason: str | None = None
+    source: UsageSource = Field(
+        default=UsageSource.gateway,
+        description="gateway: telemetry; kiosk: the booker checked in; manual: an operator",
+    )
+    note: str | None = Field(default=None, description="an operator's reason, for manual")
+
+
+class CheckIn(BaseModel):
+    pin: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{6}$",
+        description="the six-digit PIN the booking shows; without it, the signed-in booker's",
+        examples=["042917"],
+    )
+
+
+class ManualUsage(BaseModel):
+    start: UTCDatetime
+    end: UTCDatetime
+    reason: str = Field(min_length=3, max_length=300, examples=["gateway PC was off"])
+    booking_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    person_email: str | None = Field(
+        default=None, max_length=254, description="for a walk-up: who used it"
+    )
+
+
+class KioskPublic(BaseModel):
+    """What a kiosk beside the instrument shows (no names: anyone can read it)."""
+
+    instrument_id: int
+    code: str
+    name: str
+    booking_start: UTCDatetime | None = Field(description="the booking running now")
+    booking_end: UTCDatetime | None
+    checked_in: bool
+    in_use_since: UTCDatetime | None
+    next_start: UTCDatetime | None
 
 
 class BadgeIn(BaseModel):

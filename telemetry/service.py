@@ -174,7 +174,7 @@ def _require_usage_reader(user: User, lab_id: int) -> None:
     raise Forbidden("usage is visible to the lab's managers and network administrators")
 
 
-def _usage_public(session: Session, usage: UsageSession) -> UsagePublic:
+def usage_public(session: Session, usage: UsageSession) -> UsagePublic:
     booking = session.get(Booking, usage.booking_id) if usage.booking_id else None
     ref = None
     if booking is not None and booking.id is not None:
@@ -188,6 +188,7 @@ def _usage_public(session: Session, usage: UsageSession) -> UsagePublic:
         user_id=usage.user_id, user_badge=usage.user_badge, kind=usage.kind, booking=ref,
         overtime_minutes=usage.overtime_minutes, samples=usage.samples, kwh=usage.kwh,
         closed_reason=usage.closed_reason, review=usage.review, hold_reason=usage.hold_reason,
+        source=usage.source, note=usage.note,
     )  # fmt: skip
 
 
@@ -240,7 +241,7 @@ def _publics(session: Session, rows: Sequence[UsageSession]) -> list[UsagePublic
     loaded = (
         session.exec(select(Booking).where(col(Booking.id).in_(matched))).all() if matched else []
     )
-    out = [_usage_public(session, u) for u in rows]
+    out = [usage_public(session, u) for u in rows]
     del loaded
     return out
 

@@ -15,7 +15,9 @@ from sqlmodel import Session, col, select
 
 from booking.models import Booking, BookingStatus
 from core.db import UTCDateTime
+from core.events import emit
 from core.models import utcnow
+from core.timeutil import to_utc_z
 from instruments.models import Instrument, Qualification, qualification_in_force
 from telemetry.badges import badge_owners
 from telemetry.models import (
@@ -172,6 +174,31 @@ def close_session(session: Session, usage: UsageSession, *, at: datetime, reason
         if booking is not None and usage.end_at > booking.end_at:
             usage.overtime_minutes = int((usage.end_at - booking.end_at).total_seconds() // 60)
     session.add(usage)
+    session_closed_event(session, usage)
+
+
+def session_closed_event(session: Session, usage: UsageSession) -> None:
+    """Tell the world outside a usage session closed (`usage.session_closed`)."""
+    instrument = session.get(Instrument, usage.instrument_id)
+    if usage.id is None:
+        session.flush()
+    emit(
+        session,
+        "usage.session_closed",
+        lab_id=instrument.lab_id if instrument else None,
+        data={
+            "usage_session_id": usage.id,
+            "instrument_id": usage.instrument_id,
+            "booking_id": usage.booking_id,
+            "user_id": usage.user_id,
+            "start": to_utc_z(usage.start_at),
+            "end": to_utc_z(usage.end_at) if usage.end_at else None,
+            "kind": usage.kind.value,
+            "source": usage.source.value,
+            "samples": usage.samples,
+            "closed_reason": usage.closed_reason,
+        },
+    )
 
 
 def _ensure_states(session: Session, instrument_ids: list[int], at: datetime) -> None:

@@ -14,7 +14,10 @@ from core.models import utcnow
 class Notification(SQLModel, table=True):
     """The outbox: what we told a person; a mailer sends those not yet sent."""
 
-    __table_args__ = (Index("ix_notification_user_id_created_at", "user_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_notification_user_id_created_at", "user_id", "created_at"),
+        Index("uq_notification_dedupe_key", "dedupe_key", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(foreign_key="user.id")
@@ -26,3 +29,6 @@ class Notification(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # A reminder's identity ("reminder:booking:17:60:..."): the same reminder is one row,
+    # however many passes (or processes) find it due.
+    dedupe_key: str | None = Field(default=None, max_length=200)

@@ -21,7 +21,10 @@ def test_grants_by_email_say_nothing_about_who_exists(client: TestClient, sessio
     unknown = client.post(url, json={"email": "not.yet@example.org"}, headers=auth(manager))
     assert known.status_code == unknown.status_code == 201
     shape = lambda r: {k: v for k, v in r.json().items() if k not in ("id", "email", "granted_at")}  # noqa: E731
-    assert shape(known) == shape(unknown) == {"instrument_id": inst.id, "user_id": None, "name": ""}
+    assert shape(known) == shape(unknown) == {
+        "instrument_id": inst.id, "user_id": None, "name": "", "level": "independent",
+        "expires_at": None,
+    }  # fmt: skip
     for user_id in range(1, 6):
         probe = client.post(url, json={"user_id": user_id}, headers=auth(manager))
         assert probe.status_code == 422 and "name" not in probe.text
