@@ -149,8 +149,54 @@ def reports_assessment(
     typer.echo(f"wrote {stem}-instruments.csv ({count} instruments), -institutions.csv and .xlsx")
 
 
+webhooks_app = typer.Typer(help="Outgoing webhooks.", no_args_is_help=True)
+
+
+@webhooks_app.command("send")
+@reasons
+def webhooks_send(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep sending until stopped")] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between passes with --loop")
+    ] = 5.0,
+    limit: Annotated[int, typer.Option(min=1, help="Deliveries per pass")] = 100,
+) -> None:
+    """Fan new events out to the endpoints that asked for them and post the deliveries
+    that are due (signed; retried with backoff). Several senders may run at once."""
+    import signal
+    import threading
+
+    from admin.webhooks import webhooks_send_due
+
+    stop = threading.Event()
+    if loop:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while True:
+            try:
+                report = webhooks_send_due(limit=limit)
+            except Exception as exc:
+                if not loop:
+                    raise
+                typer.echo(f"webhooks pass failed: {exc}", err=True)
+            else:
+                busy = report.dispatched or report.delivered or report.retrying or report.failed
+                if busy or not loop:
+                    typer.echo(
+                        f"{report.dispatched} new delivery(ies); delivered {report.delivered}, "
+                        f"retrying {report.retrying}, failed {report.failed}"
+                    )
+                for delivery_id, error in report.errors.items():
+                    typer.echo(f"delivery {delivery_id}: {error}", err=True)
+            if not loop or stop.wait(interval):
+                return
+    except KeyboardInterrupt:
+        typer.echo("webhooks stopped")
+
+
 def mount(root: typer.Typer) -> None:
-    """Add `settle`, `admin` and `reports` to the root command."""
+    """Add `settle`, `admin`, `reports` and `webhooks` to the root command."""
     root.command("settle")(settle)
     root.add_typer(app, name="admin")
     root.add_typer(reports_app, name="reports")
+    root.add_typer(webhooks_app, name="webhooks")

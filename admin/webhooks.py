@@ -412,7 +412,7 @@ def _lease_due(session: Session, *, now: datetime, limit: int) -> list[int]:
             update(WebhookDelivery)
             .where(
                 col(WebhookDelivery.id) == delivery_id,
-                WebhookDelivery.status == DeliveryStatus.pending,
+                col(WebhookDelivery.status) == DeliveryStatus.pending,
                 free,
             )
             .values(lease_until=now + LEASE)

@@ -26,6 +26,7 @@ from billing.models import (
 from billing.vouchers import vouchers_apply
 from core.db import UTCDateTime
 from core.errors import Conflict, Invalid
+from core.events import emit, emit_many
 from core.periods import parse_period, period_bounds
 from core.settings import get_settings
 from core.timeutil import utcnow
@@ -229,6 +230,12 @@ def invoice_close(session: Session, *, period: str, progress: Progress = None) -
         .where(col(Invoice.period) == period, col(Invoice.status) == InvoiceStatus.draft)
         .values(status=InvoiceStatus.finalized, finalized_at=now)
     )
+    emit_many(
+        session,
+        "invoice.finalized",
+        [(None, _invoice_data(inv)) for inv in invoices],
+        now=now,
+    )
     row.status = PeriodStatus.closed
     row.closed_at = now
     session.add(row)
@@ -236,6 +243,21 @@ def invoice_close(session: Session, *, period: str, progress: Progress = None) -
     session.expire_all()
     _say(progress, f"closed {period}: {len(invoices):,} invoices finalized")
     return invoices
+
+
+def _invoice_data(invoice: Invoice) -> dict[str, object]:
+    """What an invoice event carries."""
+    return {
+        "invoice_id": invoice.id,
+        "number": invoice.number,
+        "payer_institution_id": invoice.payer_institution_id,
+        "period": invoice.period,
+        "currency": invoice.currency,
+        "subtotal": invoice.subtotal,
+        "voucher_total": invoice.voucher_total,
+        "total": invoice.total,
+        "amount_paid": invoice.amount_paid,
+    }
 
 
 def invoice_record_payment(
@@ -276,6 +298,7 @@ def invoice_record_payment(
     if paid_to_date == invoice.total:
         invoice.status = InvoiceStatus.paid
         invoice.paid_at = utcnow()
+        emit(session, "invoice.paid", lab_id=None, data=_invoice_data(invoice))
     else:
         invoice.status = InvoiceStatus.partially_paid
     session.add(invoice)
@@ -291,6 +314,7 @@ def invoice_mark_paid(session: Session, *, invoice: Invoice, via: str, ref: str)
         if invoice.status == InvoiceStatus.draft:
             raise Conflict(f"invoice {invoice.number} is still a draft; close its month first")
         invoice.status, invoice.paid_at = InvoiceStatus.paid, utcnow()
+        emit(session, "invoice.paid", lab_id=None, data=_invoice_data(invoice))
         session.add(invoice)
         session.flush()
         return invoice

@@ -37,6 +37,7 @@ from booking.models import ACTIVE_STATUSES, Booking, BookingStatus
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.events import emit
 from core.models import Role, User
 from core.money import format_money
 from core.timeutil import utcnow
@@ -185,7 +186,25 @@ def application_submit(
         entity_id=voucher.id,
         after={"programme": programme.code, "requested": amount, "institution": company.code},
     )
+    _voucher_event(session, "voucher.applied", voucher)
     return voucher
+
+
+def _voucher_event(session: Session, type: str, voucher: Voucher) -> None:
+    emit(
+        session,
+        type,
+        lab_id=None,
+        data={
+            "voucher_id": voucher.id,
+            "programme_id": voucher.programme_id,
+            "institution_id": voucher.institution_id,
+            "status": voucher.status.value,
+            "requested": voucher.requested,
+            "amount": voucher.amount,
+            "expires_on": voucher.expires_on.isoformat() if voucher.expires_on else None,
+        },
+    )
 
 
 def _lock(session: Session, statement: str, params: Mapping[str, object]) -> None:
@@ -301,6 +320,7 @@ def application_approve(
         before={"status": "pending", "requested": voucher.requested},
         after={"status": "approved", "amount": amount, "expires_on": str(voucher.expires_on)},
     )
+    _voucher_event(session, "voucher.approved", voucher)
     return voucher
 
 
@@ -325,6 +345,7 @@ def application_reject(session: Session, *, actor: User, voucher_id: int, reason
         before={"status": "pending"},
         after={"status": "rejected", "reason": reason},
     )
+    _voucher_event(session, "voucher.rejected", voucher)
     return voucher
 
 
@@ -562,6 +583,16 @@ def voucher_choose(
         entity="booking",
         entity_id=booking_id,
         after={"voucher": voucher_id},
+    )
+    emit(
+        session,
+        "voucher.used",
+        lab_id=lab.id,
+        data={
+            "voucher_id": voucher_id,
+            "booking_id": booking_id,
+            "institution_id": voucher.institution_id,
+        },
     )
     return chosen
 

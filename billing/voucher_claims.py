@@ -47,6 +47,7 @@ from booking.models import Booking
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.events import emit
 from core.models import Role, User
 from core.periods import parse_period
 from core.timeutil import utcnow
@@ -429,7 +430,25 @@ def claim_submit(session: Session, *, user: User, programme_id: int, period: str
             "digest": claim.digest,
         },
     )
+    _claim_event(session, "voucher.claim_submitted", claim)
     return claim
+
+
+def _claim_event(session: Session, type: str, claim: VoucherClaim) -> None:
+    emit(
+        session,
+        type,
+        lab_id=None,
+        data={
+            "claim_id": claim.id,
+            "programme_id": claim.programme_id,
+            "provider_institution_id": claim.provider_institution_id,
+            "period": claim.period,
+            "status": claim.status.value,
+            "claimed": claim.claimed,
+            "approved": claim.approved,
+        },
+    )
 
 
 def claim_get(session: Session, *, user: User, claim_id: int) -> VoucherClaim:
@@ -516,6 +535,7 @@ def line_decide(
             "status": claim.status.value,
         },
     )
+    _claim_event(session, "voucher.claim_decided", claim)
     return claim
 
 

@@ -219,3 +219,35 @@ class SafetyInduction(SQLModel, table=True):
     completed_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     session_id: int | None = Field(default=None, foreign_key="training_session.id")
+
+
+class IncidentKind(StrEnum):
+    broken = "broken"  # it does not work
+    dirty = "dirty"  # left dirty or unsafe by the last user
+    results = "results"  # results looked wrong
+    safety = "safety"  # a hazard
+    other = "other"
+
+
+class IncidentStatus(StrEnum):
+    open = "open"
+    closed = "closed"
+
+
+class Incident(SQLModel, table=True):
+    """A problem someone reported with an instrument, from its page or its kiosk; the lab
+    may block the instrument from it (a blackout) and closes it with a note."""
+
+    __table_args__ = (Index("ix_incident_instrument_id_status", "instrument_id", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    instrument_id: int = Field(foreign_key="instrument.id")
+    reporter_id: int | None = Field(default=None, foreign_key="user.id")  # null: at the kiosk
+    kind: IncidentKind = Field(sa_type=enum_type(IncidentKind))
+    description: str = Field(max_length=2000)
+    status: IncidentStatus = Field(default=IncidentStatus.open, sa_type=enum_type(IncidentStatus))
+    blackout_id: int | None = Field(default=None, foreign_key="blackout.id")
+    closing_note: str = Field(default="", max_length=1000)
+    closed_by_id: int | None = Field(default=None, foreign_key="user.id")
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -28,6 +28,7 @@ from sqlmodel import Session, col, select
 from booking.attendance import booking_pin
 from booking.models import Booking, BookingStatus
 from booking.notifications.models import Notification
+from booking.notifications.outbox import add_producer
 from core.errors import Invalid
 from core.models import Role, User
 from core.timeutil import local_text, utcnow
@@ -352,3 +353,11 @@ def reminders_due(session: Session, *, now: datetime | None = None) -> Reminded:
     for reminder_pass in PASSES:
         reminder_pass(session, now, out)
     return out
+
+
+def _produce(session: Session) -> dict[str, int]:
+    return reminders_due(session).added
+
+
+# The mailer's command adds due reminders before each send.
+add_producer(_produce)

@@ -192,8 +192,9 @@ class QualificationGrant(BaseModel):
         description="the person's exact sign-in email",
     )
     level: QualificationLevel = Field(
-        default=QualificationLevel.independent,
-        description="supervised and independent: within staffed hours; out_of_hours: any time",
+        default=QualificationLevel.out_of_hours,
+        description="supervised and independent: within the lab's staffed hours; "
+        "out_of_hours (the default, as before levels existed): any open time",
     )
     expires_at: UTCDatetime | None = Field(
         default=None, description="after this the holder cannot book (none: no expiry)"
@@ -207,5 +208,150 @@ class QualificationPublic(BaseModel):
     email: str
     name: str
     granted_at: UTCDatetime
-    level: QualificationLevel = QualificationLevel.independent
+    level: QualificationLevel = QualificationLevel.out_of_hours
     expires_at: UTCDatetime | None = None
+
+
+# --- training, incidents, reminders ----------------------------------------------------
+
+
+class TrainingRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instrument_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    lab_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="for the lab's safety induction"
+    )
+    level: QualificationLevel = QualificationLevel.independent
+    note: str = Field(default="", max_length=1000)
+
+
+class TrainingRequestPublic(BaseModel):
+    id: int
+    user_id: int
+    lab_id: int
+    instrument_id: int | None
+    level: str
+    note: str
+    status: str = Field(description="open, scheduled, done, declined or withdrawn")
+    reason: str
+    created_at: UTCDatetime
+
+
+class TrainingDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decline: bool = Field(description="true: the lab declines; false: the person withdraws")
+    reason: str = Field(default="", max_length=500)
+
+
+class TrainingSessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=2, max_length=200, examples=["LC-MS/MS basics"])
+    start: UTCDatetime
+    end: UTCDatetime
+    capacity: int = Field(default=4, ge=1, le=100)
+    instrument_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    kind: Literal["instrument", "induction"] = "instrument"
+    level: QualificationLevel = QualificationLevel.independent
+    valid_days: int | None = Field(default=365, ge=1, le=3650)
+    trainer_email: str | None = Field(default=None, max_length=254)
+
+
+class TrainingSessionPublic(BaseModel):
+    id: int
+    lab_id: int
+    instrument_id: int | None
+    kind: str
+    level: str
+    title: str
+    trainer_id: int
+    start: UTCDatetime
+    end: UTCDatetime
+    capacity: int
+    seats_taken: int
+    valid_days: int | None
+    booking_id: int | None
+    status: str
+
+
+class TrainingSeatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    person_email: str | None = Field(
+        default=None, max_length=254, description="the lab seats someone; none: yourself"
+    )
+
+
+class TrainingSeatPublic(BaseModel):
+    id: int
+    session_id: int
+    user_id: int
+    attended: bool | None
+    passed: bool | None
+
+
+class AttendanceIn(BaseModel):
+    user_id: int = Field(ge=1, le=2**31 - 1)
+    attended: bool
+    passed: bool = False
+
+
+class AttendanceRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[AttendanceIn] = Field(min_length=1, max_length=100)
+
+
+class MyQualification(BaseModel):
+    qualification_id: int
+    instrument_id: int
+    instrument: str
+    level: QualificationLevel
+    granted_at: UTCDatetime
+    expires_at: UTCDatetime | None
+    expired: bool
+
+
+class IncidentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["broken", "dirty", "results", "safety", "other"]
+    description: str = Field(min_length=3, max_length=2000)
+
+
+class IncidentPublic(BaseModel):
+    id: int
+    instrument_id: int
+    reporter_id: int | None
+    kind: str
+    description: str
+    status: str = Field(description="open or closed")
+    blackout_id: int | None
+    closing_note: str
+    closed_at: UTCDatetime | None
+    created_at: UTCDatetime
+
+
+class IncidentBlock(_Interval):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500)
+
+
+class IncidentClose(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(min_length=1, max_length=1000)
+
+
+class ReminderSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minutes_before: list[int] = Field(
+        max_length=5,
+        description="minutes before each booking to remind you (empty: never)",
+        examples=[[1440, 60]],
+    )
+    language: Literal["en", "zh"] = "en"

@@ -228,10 +228,12 @@ class Qualification(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_by_id: int | None = Field(default=None, foreign_key="user.id")
     revoke_reason: str | None = Field(default=None, max_length=500)
+    # Grants made before levels existed, and grants that name none, let their holder book
+    # any open time, as they always did: out_of_hours.
     level: QualificationLevel = Field(
-        default=QualificationLevel.independent,
+        default=QualificationLevel.out_of_hours,
         sa_type=enum_type(QualificationLevel),
-        sa_column_kwargs={"server_default": "independent"},
+        sa_column_kwargs={"server_default": "out_of_hours"},
     )
     # After this the holder can no longer book (null: it does not expire); renewed by a
     # new grant, which updates this row.

@@ -20,6 +20,7 @@ import billing.api
 import billing.voucher_api
 import booking.api
 import booking.calendars.api
+import booking.facility_api
 import booking.notifications.api
 import core.api
 import instruments.api
@@ -68,6 +69,7 @@ def create_app() -> FastAPI:
     app.include_router(booking.calendars.api.router, prefix=API_PREFIX)
     app.include_router(booking.calendars.api.ical_router)
     app.include_router(booking.notifications.api.router, prefix=API_PREFIX)
+    app.include_router(booking.facility_api.router, prefix=API_PREFIX)
     app.include_router(telemetry.api.router, prefix=API_PREFIX)
     app.include_router(telemetry.kiosk_api.router, prefix=API_PREFIX)
     app.include_router(labshare.ops.router)

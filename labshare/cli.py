@@ -49,6 +49,10 @@ def _mount_domains() -> None:
     from billing.cli import mount as mount_billing
 
     mount_billing(app)
+    # Reminders join the mailer's passes: booking's, and billing's (a voucher about to
+    # expire).
+    import billing.reminders  # noqa: F401
+    import booking.reminders  # noqa: F401
 
 
 @db_app.command("upgrade")

@@ -150,6 +150,10 @@ def components(ctx: DemoContext) -> list[Component]:
         Component("web", web),
         # Labs' calendars subscribed by URL, fetched when due (booking.calendars.fetch).
         process("calendars", "calendars", "sync", "--loop"),
+        # Reminders into the outbox (and mail, where LABSHARE_SMTP_URL is set), and the
+        # outgoing webhooks' deliveries.
+        process("notifications", "notifications", "send", "--loop"),
+        process("webhooks", "webhooks", "send", "--loop"),
         # Telemetry: the broker, the ingest worker, and gateways simulated for a year.
         Component("mqtt", mqtt_broker),
         process("ingest", "ingest", "--client-id", "labshare-demo-ingest", "--quiet", *ingest_args),

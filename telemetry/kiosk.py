@@ -291,7 +291,7 @@ def usage_record_manual(
         ).first()
         if person is None:
             raise Invalid("person_email: no account has this email")
-        person_id = person.id
+        person_id = person.id or 0
     else:
         raise Invalid("booking_id: give the booking, or the person_email of a walk-up")
     usage = UsageSession(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -22,16 +24,56 @@ def mount(app: typer.Typer) -> None:
 @reasons
 def send(
     limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many")] = None,
+    loop: Annotated[
+        bool, typer.Option("--loop", help="Keep adding due reminders and sending until stopped")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=1, help="Seconds between passes with --loop")
+    ] = 30.0,
+    reminders: Annotated[
+        bool, typer.Option(help="Add the reminders now due to the outbox first")
+    ] = True,
 ) -> None:
-    """Send unsent notifications by SMTP (LABSHARE_SMTP_URL); without it, say so and stop."""
+    """Add due reminders to the outbox, then send unsent notifications by SMTP
+    (LABSHARE_SMTP_URL); without it, they stay in the outbox, where people read them."""
+    stop = threading.Event()
+    if loop:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    first = True
+    try:
+        while True:
+            try:
+                _one_pass(limit=limit, reminders=reminders, say_outbox=first)
+                first = False
+            except Exception as exc:
+                if not loop:
+                    raise
+                # The database or the mail server may be away for a moment: try again.
+                typer.echo(f"notifications pass failed: {exc}", err=True)
+            if not loop or stop.wait(interval):
+                return
+    except KeyboardInterrupt:  # Ctrl-C, or the demo stopping us with SIGINT
+        typer.echo("notifications stopped")
+
+
+def _one_pass(*, limit: int | None, reminders: bool, say_outbox: bool) -> None:
     from booking.notifications.mailer import MailerUnavailable
+    from booking.notifications.outbox import PRODUCERS
     from booking.notifications.service import (
         notifications_pending_count,
         notifications_send_pending,
     )
 
+    for producer in PRODUCERS if reminders else []:
+        with session_scope() as session:
+            added = producer(session)
+        if added:
+            kinds = ", ".join(f"{n} {k}" for k, n in sorted(added.items()))
+            typer.echo(f"added {sum(added.values())} reminder(s): {kinds}")
     smtp_url = get_settings().smtp_url
     if not smtp_url:
+        if not say_outbox:
+            return
         with session_scope(write=False) as session:
             pending = notifications_pending_count(session)
         typer.echo(

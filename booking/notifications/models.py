@@ -32,3 +32,6 @@ class Notification(SQLModel, table=True):
     # A reminder's identity ("reminder:booking:17:60:..."): the same reminder is one row,
     # however many passes (or processes) find it due.
     dedupe_key: str | None = Field(default=None, max_length=200)
+    # On SQLite a sender holds the rows it is sending until then, so a second sender (in
+    # another process) skips them; PostgreSQL's senders lock the rows instead.
+    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)

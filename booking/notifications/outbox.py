@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlmodel import Session
 
 from booking.notifications.models import Notification
+
+# Passes that add what is due (reminders) to the outbox before each send; the rest of
+# booking, and billing, add theirs at start-up, so this room imports none of them.
+Producer = Callable[[Session], dict[str, int]]
+PRODUCERS: list[Producer] = []
+
+
+def add_producer(producer: Producer) -> None:
+    """Run `producer` before each send (`labshare notifications send`): it adds due
+    notifications and returns how many of each kind."""
+    if producer not in PRODUCERS:
+        PRODUCERS.append(producer)
 
 
 def notify(

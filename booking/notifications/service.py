@@ -9,9 +9,9 @@ import logging
 import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # A message a server refused this often is not tried again (its row says why).
 MAX_ATTEMPTS = 5
 SEND_BATCH = 50
+# How long a SQLite sender holds the rows it is sending (it marks them sent well before).
+SEND_LEASE = timedelta(minutes=5)
 
 
 class NotificationNotFound(NotFound):
@@ -109,7 +111,7 @@ def _attempts(note: Notification) -> int:
 
 
 def _claim(
-    session: Session, *, after: int, batch: int, lock: bool
+    session: Session, *, after: int, batch: int, lock: bool, now: datetime | None = None
 ) -> Sequence[tuple[Notification, str]]:
     query = (
         select(Notification, User.email)
@@ -125,7 +127,21 @@ def _claim(
     if lock:
         # Two senders on PostgreSQL split the outbox instead of sending twice.
         query = query.with_for_update(of=Notification, skip_locked=True)  # type: ignore[arg-type]
-    return session.exec(query).all()
+        return session.exec(query).all()
+    # SQLite: this runs in a write transaction (one writer at a time), so the rows found
+    # free here are this sender's alone once leased; another sender skips them.
+    assert now is not None
+    query = query.where(
+        or_(col(Notification.lease_until).is_(None), col(Notification.lease_until) < now)
+    )
+    rows = session.exec(query).all()
+    if rows:
+        session.exec(  # type: ignore[call-overload]
+            update(Notification)
+            .where(col(Notification.id).in_([note.id for note, _ in rows]))
+            .values(lease_until=now + SEND_LEASE)
+        )
+    return rows
 
 
 def _deliver(
@@ -195,9 +211,9 @@ def notifications_send_pending(
                     sent, failed, stop = _deliver(mailer, config.sender, rows)
                     _record(session, sent=sent, failed=failed, now=utcnow())
             else:
-                # SQLite has one writer: read, send with no lock held, then mark.
-                with session_scope(write=False, engine=engine) as session:
-                    rows = _claim(session, after=after, batch=size, lock=False)
+                # SQLite has one writer: lease the rows, send with no lock held, then mark.
+                with session_scope(engine=engine) as session:
+                    rows = _claim(session, after=after, batch=size, lock=False, now=utcnow())
                 sent, failed, stop = _deliver(mailer, config.sender, rows)
                 with session_scope(engine=engine) as session:
                     _record(session, sent=sent, failed=failed, now=utcnow())

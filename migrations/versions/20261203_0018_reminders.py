@@ -1,5 +1,6 @@
 """reminders: each person's offsets before a booking and their language; a reminder's
-identity, so it is one notification however many senders find it due
+identity, so it is one notification however many senders find it due; a sender's lease on
+the rows it is sending (SQLite)
 
 Revision ID: 0018
 Revises: 0017
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+import core.db
 
 revision: str = "0018"
 down_revision: str | None = "0017"
@@ -25,6 +28,10 @@ def upgrade() -> None:
         sa.Column("dedupe_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     )
     op.create_index("uq_notification_dedupe_key", "notification", ["dedupe_key"], unique=True)
+    op.add_column(
+        "notification",
+        sa.Column("lease_until", core.db.UTCDateTime(timezone=True), nullable=True),
+    )
     op.add_column(
         "user",
         sa.Column(
@@ -48,5 +55,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("user", "language")
     op.drop_column("user", "reminder_minutes")
+    op.drop_column("notification", "lease_until")
     op.drop_index("uq_notification_dedupe_key", table_name="notification")
     op.drop_column("notification", "dedupe_key")

@@ -201,13 +201,13 @@ def upgrade() -> None:
     levels = "level IN ('supervised', 'independent', 'out_of_hours')"
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
-            "ALTER TABLE qualification ADD COLUMN level VARCHAR(32) DEFAULT 'independent'"
+            "ALTER TABLE qualification ADD COLUMN level VARCHAR(32) DEFAULT 'out_of_hours'"
             f" NOT NULL CONSTRAINT ck_qualification_qualificationlevel CHECK ({levels})"
         )
     else:
         op.add_column(
             "qualification",
-            sa.Column("level", sa.String(length=32), server_default="independent", nullable=False),
+            sa.Column("level", sa.String(length=32), server_default="out_of_hours", nullable=False),
         )
         op.create_check_constraint(
             op.f("ck_qualification_qualificationlevel"), "qualification", levels

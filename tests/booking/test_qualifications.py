@@ -22,7 +22,7 @@ def test_grants_by_email_say_nothing_about_who_exists(client: TestClient, sessio
     assert known.status_code == unknown.status_code == 201
     shape = lambda r: {k: v for k, v in r.json().items() if k not in ("id", "email", "granted_at")}  # noqa: E731
     assert shape(known) == shape(unknown) == {
-        "instrument_id": inst.id, "user_id": None, "name": "", "level": "independent",
+        "instrument_id": inst.id, "user_id": None, "name": "", "level": "out_of_hours",
         "expires_at": None,
     }  # fmt: skip
     for user_id in range(1, 6):
