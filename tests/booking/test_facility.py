@@ -262,7 +262,7 @@ def test_two_senders_send_a_reminder_once(
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     outputs = [p.communicate(timeout=120)[0].decode() for p in senders]
