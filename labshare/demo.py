@@ -199,6 +199,7 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     """Bookings and usage around today, then a draft invoice run for the last full month."""
     from billing.invoices import invoice_run
     from core.periods import last_month, months_back
+    from labshare.demo_facility import seed_facility
     from labshare.demo_history import seed_history
     from labshare.demo_vouchers import (
         seed_subsidy_policy,
@@ -225,6 +226,7 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
         )
         report = invoice_run(session, period=period)
         policy = seed_subsidy_policy(session)
+        facility = seed_facility(session)
     console.print(
         f"invoice run {period}: {report.charges.total:,} charges on {report.invoices:,} "
         f"draft invoices, in {report.seconds:.1f} s (not finalized); vouchers of "
@@ -237,6 +239,11 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
         states = ", ".join(f"{n} {state}" for state, n in sorted(claims.items()))
         console.print(f"voucher claims for {months_back(period, 2)[0]} (closed, paid): {states}")
     console.print(f"subsidy policy {policy!r}: try labshare settle --period {period}")
+    console.print(
+        f"facility: training session {facility.training_session} with a seat taken, "
+        f"{facility.incidents} incidents; the researcher's booking now is on instrument "
+        f"{facility.kiosk_instrument}: check in at /instruments/{facility.kiosk_instrument}/kiosk"
+    )
 
 
 def _city_voucher_programme(session: Session, *, year: int) -> str:

@@ -56,6 +56,18 @@ EN: dict[str, str] = {
     "company": "Company",
     "small_company": "Small company",
     "finalized": "Finalized",
+    "out_of_hours": "Out of hours",
+    "independent": "Independent",
+    "supervised": "Supervised",
+    "delivered": "Delivered",
+    "failed": "Failed",
+    "open": "Open",
+    "scheduled": "Scheduled",
+    "done": "Done",
+    "declined": "Declined",
+    "withdrawn": "Withdrawn",
+    "induction": "Safety induction",
+    "instrument": "Instrument",
 }
 CATALOGS: dict[str, dict[str, str]] = {"en": EN, "zh": ZH}
 # The services' messages (errors), matched by pattern: `labshare.translations_zh_messages`.

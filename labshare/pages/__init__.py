@@ -39,6 +39,10 @@ MODULES = (
     "notifications",
     "admin",
     "admin_policies",
+    "kiosk",
+    "training",
+    "incidents",
+    "webhooks",
 )
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)

@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from sqlmodel import Session, col, select
 
+from booking.attendance import booking_pin
 from booking.notifications.service import notification_unread_count
 from core.deps import oauth2_scheme, wanted_user
 from core.errors import AppError, Forbidden, Invalid
@@ -138,6 +139,8 @@ templates.env.filters["money"] = money
 templates.env.filters["money_input"] = money_input
 templates.env.filters["local_input"] = local_input
 templates.env.globals["local_span"] = local_span
+# The PIN that checks a booking in at its instrument's kiosk (booking.attendance).
+templates.env.globals["kiosk_pin"] = booking_pin
 
 
 # --- loading what a page shows about many rows --------------------------------------------
@@ -272,6 +275,21 @@ FLASH = {
     "feed-rotated": "Your calendar feed has a new link; the old one no longer works.",
     "usage-confirmed": "Confirmed: the session will be billed to that person.",
     "usage-dismissed": "Dismissed: the session will never be billed.",
+    "checked-in": "Checked in. Check out here when you are done.",
+    "checked-out": "Checked out. Thank you.",
+    "reported": "Sent: the lab has been told.",
+    "training-requested": "Asked: the lab will offer you a session.",
+    "seat-taken": "You have a seat; we will remind you.",
+    "training-scheduled": "Session scheduled: it holds the instrument's time.",
+    "attendance-saved": "Attendance saved: passing grants the qualification.",
+    "request-declined": "Declined: the person reads your reason.",
+    "incident-closed": "Closed: the reporter reads your note.",
+    "incident-blocked": "The instrument is blocked; bookings in the way were displaced.",
+    "endpoint-added": "Endpoint added. Copy its signing secret now.",
+    "endpoint-saved": "Endpoint saved.",
+    "endpoint-removed": "Endpoint removed.",
+    "replayed": "Queued: it is sent again at the next pass.",
+    "reminders-saved": "Your reminders are saved.",
 }
 
 
@@ -283,6 +301,8 @@ def nav_for(user: User | None, *, small_company: bool = False) -> list[dict[str,
         {"href": "/me/bookings", "label": "My bookings"},
         {"href": "/me/invoices", "label": "Invoices"},
     ]
+    if user.role in (Role.researcher, Role.institution_admin):
+        items.append({"href": "/me/training", "label": "Training"})
     if user.role == Role.lab_manager:
         items.append({"href": "/lab", "label": "My lab"})
     if user.role in (Role.lab_manager, Role.institution_admin):

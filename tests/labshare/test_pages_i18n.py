@@ -12,6 +12,7 @@ from booking.models import BookingStatus, WaitlistStatus
 from instruments.models import InstrumentStatus, PayerClass, RateUnit
 from labshare import i18n
 from labshare.pages.admin import ACTION_WORDS
+from labshare.pages.kiosk import KIND_WORDS
 from labshare.pages.web import FLASH
 from labshare.translations_zh import ZH
 from labshare.translations_zh_messages import MESSAGES_ZH
@@ -29,7 +30,10 @@ DYNAMIC = (
     + ["booking", "blackout", "closed", "imported", "idle", "in_use", "fault", "offline"]
     + ["online", "unknown", "walk_up", "booked", "preview", "finalized", "internal"]
     + ["draft", "sent", "paid", "payment_failed"]
+    + ["out_of_hours", "independent", "supervised", "delivered", "failed", "open"]
+    + ["scheduled", "done", "declined", "withdrawn", "induction", "instrument"]
     + list(ACTION_WORDS.values())
+    + list(KIND_WORDS.values())
 )
 
 
