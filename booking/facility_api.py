@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
+from sqlmodel import select
 
 from booking import incidents, training
+from booking.errors import NotAllowed
 from booking.models import (
     Incident,
     IncidentKind,
@@ -18,6 +20,7 @@ from booking.models import (
 )
 from booking.reminders import parse_offsets
 from booking.schemas import (
+    AttendancePolicy,
     AttendanceRecord,
     BlackoutCreated,
     IncidentBlock,
@@ -34,13 +37,17 @@ from booking.schemas import (
     TrainingSessionIn,
     TrainingSessionPublic,
 )
+from core.audit import audit_record
 from core.deps import CurrentUser, OptionalUser, SessionDep
+from core.errors import NotFound
 from core.params import only_params
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
+from instruments.models import CODE_PATTERN, Lab
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["training", "incidents"])
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
+LabCode = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 
 def _request(r: TrainingRequest) -> TrainingRequestPublic:
@@ -253,3 +260,49 @@ def put_reminders(
     session.add(user)
     session.flush()
     return ReminderSettings(minutes_before=offsets, language=data.language)
+
+
+# -------------------------------------------------------------------- attendance policy
+
+
+def _lab_by_code(session: SessionDep, code: str) -> Lab:
+    lab = session.exec(select(Lab).where(Lab.code == code)).first()
+    if lab is None:
+        raise NotFound(f"no lab {code}")
+    return lab
+
+
+def _policy(lab: Lab) -> AttendancePolicy:
+    return AttendancePolicy(
+        staffed_from=lab.staffed_from,
+        staffed_until=lab.staffed_until,
+        release_unchecked_minutes=lab.release_unchecked_minutes,
+    )
+
+
+@router.get("/labs/{code}/attendance-policy", response_model=AttendancePolicy)
+def get_attendance_policy(session: SessionDep, code: LabCode) -> AttendancePolicy:
+    """The lab's staffed hours (outside them, use needs the out-of-hours level) and when it
+    releases a booking nobody checked into."""
+    return _policy(_lab_by_code(session, code))
+
+
+@router.put("/labs/{code}/attendance-policy", response_model=AttendancePolicy)
+def put_attendance_policy(
+    session: SessionDep, user: CurrentUser, code: LabCode, data: AttendancePolicy
+) -> AttendancePolicy:
+    """Set them (the lab's managers); audited."""
+    lab = _lab_by_code(session, code)
+    if not training.is_lab_manager(user, lab.id or 0):
+        raise NotAllowed("only the lab's managers set its attendance policy")
+    before = _policy(lab).model_dump(mode="json")
+    lab.staffed_from = data.staffed_from
+    lab.staffed_until = data.staffed_until
+    lab.release_unchecked_minutes = data.release_unchecked_minutes
+    session.add(lab)
+    session.flush()
+    audit_record(
+        session, actor_id=user.id, action="lab.attendance_policy", entity="lab",
+        entity_id=lab.id, before=before, after=data.model_dump(mode="json"),
+    )  # fmt: skip
+    return _policy(lab)

@@ -26,7 +26,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from booking.attendance import booking_pin
-from booking.models import Booking, BookingStatus
+from booking.models import (
+    Booking,
+    BookingStatus,
+    TrainingSeat,
+    TrainingSession,
+    TrainingSessionStatus,
+)
 from booking.notifications.models import Notification
 from booking.notifications.outbox import add_producer
 from core.errors import Invalid
@@ -45,6 +51,8 @@ CHECK_IN_NUDGE_UNTIL = timedelta(minutes=30)
 APPROVAL_WARNING = timedelta(hours=6)
 # People are told this long before a qualification (or a voucher) expires.
 EXPIRY_WARNING = timedelta(days=14)
+# A seat holder is reminded this long before their training session.
+TRAINING_NOTICE = timedelta(hours=24)
 
 TEXTS: dict[str, dict[str, str]] = {
     "booking": {
@@ -77,6 +85,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "A request for {start} to {end} awaits your decision; without one it expires "
         "at {expires}.",
         "zh": "{start} 至 {end} 的预约申请等待您审批；逾期未审将于 {expires} 自动失效。",
+    },
+    "training": {
+        "en": "Training tomorrow: {title} at {start}",
+        "zh": "培训提醒：{start} {title}",
+    },
+    "training_body": {
+        "en": "You have a seat in {title}, starting {start}.",
+        "zh": "您已报名 {title}，开始时间 {start}。",
     },
     "qualification": {
         "en": "Your qualification for {instrument} expires on {expires}",
@@ -330,6 +346,36 @@ def _qualification_reminders(session: Session, now: datetime, out: Reminded) -> 
         )
 
 
+def _training_reminders(session: Session, now: datetime, out: Reminded) -> None:
+    rows = session.exec(
+        select(TrainingSeat, TrainingSession, User)
+        .join(TrainingSession, col(TrainingSession.id) == TrainingSeat.session_id)
+        .join(User, col(User.id) == TrainingSeat.user_id)
+        .where(
+            TrainingSession.status == TrainingSessionStatus.scheduled,
+            col(TrainingSession.start_at) > now,
+            col(TrainingSession.start_at) <= now + TRAINING_NOTICE,
+            col(User.is_active).is_(True),
+        )
+    ).all()
+    for seat, training, person in rows:
+        if person.id is None:
+            continue
+        values = {"title": training.title, "start": local_text(training.start_at)}
+        out.count(
+            "training",
+            remind(
+                session,
+                key=f"reminder:training:{seat.id}:{int(training.start_at.timestamp())}",
+                user_id=person.id,
+                kind="reminder_training",
+                subject=text("training", person.language, **values),
+                body=text("training_body", person.language, **values),
+                data={"training_session_id": training.id},
+            ),
+        )
+
+
 ReminderPass = Callable[[Session, datetime, Reminded], None]
 # Domains to the right (billing's vouchers) add their passes at start-up.
 PASSES: list[ReminderPass] = [
@@ -337,6 +383,7 @@ PASSES: list[ReminderPass] = [
     _check_in_nudges,
     _approval_reminders,
     _qualification_reminders,
+    _training_reminders,
 ]
 
 

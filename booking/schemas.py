@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -355,3 +356,25 @@ class ReminderSettings(BaseModel):
         examples=[[1440, 60]],
     )
     language: Literal["en", "zh"] = "en"
+
+
+class AttendancePolicy(BaseModel):
+    """When a lab's staff are in, and what happens to a booking nobody checks into."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    staffed_from: time = Field(description="local time, Monday to Friday", examples=["08:30"])
+    staffed_until: time = Field(examples=["17:30"])
+    release_unchecked_minutes: int | None = Field(
+        default=None,
+        ge=5,
+        le=24 * 60,
+        description="release a booking nobody checked into this long after its start to "
+        "the waitlist, as a no-show (none: never)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AttendancePolicy:
+        if self.staffed_until <= self.staffed_from:
+            raise ValueError("staffed_until must be after staffed_from")
+        return self

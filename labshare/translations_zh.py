@@ -764,5 +764,9 @@ ZH.update(
         "Declined": "已拒绝",
         "Withdrawn": "已撤回",
         "Expired": "已过期",
+        "Staffed hours and check-in": "值守时间与签到",
+        "Staff in from (Mon-Fri)": "值守开始（周一至周五）",
+        "Release a booking nobody checks into after (minutes)": "开始后多少分钟无人签到即释放预约",
+        "never": "从不",
     }
 )

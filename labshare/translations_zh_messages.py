@@ -376,4 +376,7 @@ MESSAGES_ZH: dict[str, str] = {
     "kind: one of {0}": "类型：须为 {0} 之一",
     "valid_days: a number of days, or empty for no expiry": "有效期：天数，留空表示长期有效",
     "level: one of {0}": "级别：须为 {0} 之一",
+    "only the lab's managers set its attendance policy": "只有实验室管理员可以设置其签到规则",
+    "staffed hours and release: {0}": "值守时间与释放：{0}",
+    "staffed_until must be after staffed_from": "值守结束时间须晚于开始时间",
 }

@@ -217,6 +217,16 @@ def notifications_send_pending(
                 sent, failed, stop = _deliver(mailer, config.sender, rows)
                 with session_scope(engine=engine) as session:
                     _record(session, sent=sent, failed=failed, now=utcnow())
+                    # What this pass did not send (refused, or the server went away) is
+                    # free again for the next pass.
+                    session.exec(  # type: ignore[call-overload]
+                        update(Notification)
+                        .where(
+                            col(Notification.id).in_([note.id for note, _ in rows]),
+                            col(Notification.sent_at).is_(None),
+                        )
+                        .values(lease_until=None)
+                    )
             report.sent += len(sent)
             report.failed += len(failed)
             report.failures.update(failed)

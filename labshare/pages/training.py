@@ -8,10 +8,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from booking import training
 from booking.models import TrainingKind
+from booking.schemas import AttendancePolicy
 from core.deps import SessionDep
 from core.errors import AppError, Invalid
 from core.models import User
@@ -197,6 +199,35 @@ def schedule(
             request, session, user, problem=exc.message, form=form, status=exc.status_code
         )
     return back_to("/lab/training", "training-scheduled")
+
+
+@router.post("/lab/attendance-policy", dependencies=[Csrf])
+def attendance_policy(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    staffed_from: Annotated[str, Form(max_length=8)],
+    staffed_until: Annotated[str, Form(max_length=8)],
+    release_minutes: Annotated[str, Form(max_length=5)] = "",
+) -> Response:
+    """The lab's staffed hours and its release of bookings nobody checks into."""
+    lab = my_lab(session, user)
+    try:
+        try:
+            policy = AttendancePolicy(
+                staffed_from=staffed_from,  # type: ignore[arg-type]
+                staffed_until=staffed_until,  # type: ignore[arg-type]
+                release_unchecked_minutes=int(release_minutes) if release_minutes.strip() else None,
+            )
+        except (ValidationError, ValueError) as exc:
+            raise Invalid(f"staffed hours and release: {str(exc).splitlines()[-1][:120]}")
+        lab.staffed_from, lab.staffed_until = policy.staffed_from, policy.staffed_until
+        lab.release_unchecked_minutes = policy.release_unchecked_minutes
+        session.add(lab)
+    except AppError as exc:
+        session.rollback()
+        return _lab_page(request, session, user, problem=exc.message, status=exc.status_code)
+    return back_to("/lab/training", "saved")
 
 
 @router.post("/lab/training/requests/{request_id}/decline", dependencies=[Csrf])

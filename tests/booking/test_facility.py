@@ -273,3 +273,49 @@ def test_two_senders_send_a_reminder_once(
     session.rollback()
     notes = session.exec(select(Notification)).all()
     assert len(notes) == 4 and all(n.sent_at for n in notes)
+
+
+def test_a_lab_sets_its_staffed_hours_and_release(client: TestClient, session: Session) -> None:
+    lab = create_lab(session)
+    manager = auth(create_user(session, role=Role.lab_manager, lab=lab))
+    url = f"/api/v1/labs/{lab.code}/attendance-policy"
+    assert client.get(url).json() == {
+        "staffed_from": "08:30:00", "staffed_until": "17:30:00", "release_unchecked_minutes": None,
+    }  # fmt: skip
+    body = {"staffed_from": "07:00", "staffed_until": "22:00", "release_unchecked_minutes": 20}
+    assert client.put(url, json=body, headers=auth(create_user(session))).status_code == 403
+    assert (
+        client.put(url, json={**body, "staffed_until": "06:00"}, headers=manager).status_code == 422
+    )
+    assert (
+        client.put(url, json={**body, "release_unchecked_minutes": 1}, headers=manager).status_code
+        == 422
+    )
+    r = client.put(url, json=body, headers=manager)
+    assert r.status_code == 200 and r.json()["release_unchecked_minutes"] == 20
+    assert client.get("/api/v1/labs/NO-SUCH/attendance-policy").status_code == 404
+
+
+def test_a_seat_holder_is_reminded_the_day_before(client: TestClient, session: Session) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    manager = auth(create_user(session, role=Role.lab_manager, lab=lab))
+    ana = create_user(session)
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=20)
+    made = client.post(
+        "/api/v1/training/sessions",
+        json={"title": "Safety first", "instrument_id": instrument.id, "start": start.isoformat(),
+              "end": (start + timedelta(hours=1)).isoformat()},
+        headers=manager,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    seat = client.post(
+        f"/api/v1/training/sessions/{made.json()['id']}/seats", json={}, headers=auth(ana)
+    )
+    assert seat.status_code == 201
+    for _ in range(2):
+        with session_scope() as s:
+            reminders_due(s)
+    session.rollback()
+    kinds = session.exec(select(Notification.kind).where(Notification.user_id == ana.id)).all()
+    assert sorted(kinds) == ["reminder_training", "training_scheduled"]
