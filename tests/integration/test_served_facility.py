@@ -1,0 +1,86 @@
+"""A facility's daily work against `labshare serve` over many connections at once, on both
+databases: forty people after five training seats, a tablet's check-in tapped thirty times,
+and a burst of reports from a kiosk without an account."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, func, select
+
+from booking.attendance import booking_pin
+from booking.models import Booking, Incident, TrainingSeat
+from core.models import Role
+from telemetry.models import UsageSession
+from tests.factories import auth, create_instrument, create_lab, create_user
+from tests.served import served
+
+
+async def _all_at_once(url: str, calls: list[tuple[str, dict, dict]]) -> list[tuple[object, str]]:
+    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
+        async def one(path: str, headers: dict, body: dict) -> tuple[object, str]:
+            try:
+                r = await client.post(path, json=body, headers=headers)
+                return r.status_code, r.text
+            except httpx.HTTPError as exc:
+                return f"dropped ({type(exc).__name__})", ""
+
+        return await asyncio.gather(*(one(*call) for call in calls))
+
+
+def test_bursts_at_the_facility(
+    engine: Engine, session: Session, tmp_path: Path, backend: str
+) -> None:
+    lab = create_lab(session)
+    trained = create_instrument(session, lab=lab)
+    kiosk = create_instrument(session, lab=lab)
+    manager = auth(create_user(session, role=Role.lab_manager, lab=lab))
+    people = [auth(create_user(session)) for _ in range(40)]
+    booker = create_user(session)
+    now = datetime.now(UTC)
+    booking = Booking(instrument_id=kiosk.id, user_id=booker.id,
+                      start_at=now - timedelta(minutes=5), end_at=now + timedelta(hours=1))  # fmt: skip
+    session.add(booking)
+    session.commit()
+    pin = booking_pin(booking.id)
+    engine.pool.dispose()  # the servers have their own pools
+
+    start = (now + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    workers = 2 if backend == "postgresql" else 1
+    with served(tmp_path, workers=workers) as server:
+        made = httpx.post(
+            f"{server.url}/api/v1/training/sessions",
+            json={"title": "Race", "instrument_id": trained.id, "start": start.isoformat(),
+                  "end": (start + timedelta(hours=2)).isoformat(), "capacity": 5},
+            headers=manager,
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        seats = f"/api/v1/training/sessions/{made.json()['id']}/seats"
+        taken = asyncio.run(_all_at_once(server.url, [(seats, who, {}) for who in people]))
+        check_ins = asyncio.run(_all_at_once(
+            server.url, [(f"/api/v1/instruments/{kiosk.id}/check-in", {}, {"pin": pin})] * 30
+        ))  # fmt: skip
+        reports = asyncio.run(_all_at_once(
+            server.url,
+            [(f"/api/v1/instruments/{kiosk.id}/incidents", {},
+              {"kind": "dirty", "description": "spill on the bench"})] * 20,
+        ))  # fmt: skip
+        log = server.log()
+    assert Counter(code for code, _ in taken) == Counter({201: 5, 409: 35}), taken[:3]
+    assert all("full" in text for code, text in taken if code == 409)
+    assert Counter(code for code, _ in check_ins) == Counter({200: 30})
+    assert Counter(code for code, _ in reports) == Counter({201: 5, 429: 15})
+    assert "Traceback" not in log, log[-3000:]
+    session.rollback()
+    assert session.exec(select(func.count()).select_from(TrainingSeat)).one() == 5
+    assert session.exec(
+        select(func.count()).select_from(UsageSession).where(col(UsageSession.booking_id) == booking.id)
+    ).one() == 1  # fmt: skip
+    assert session.exec(select(func.count()).select_from(Incident)).one() == 5
