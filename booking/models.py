@@ -145,6 +145,8 @@ class TrainingRequest(SQLModel, table=True):
     user_id: int = Field(foreign_key="user.id", index=True)
     lab_id: int = Field(foreign_key="lab.id")
     instrument_id: int | None = Field(default=None, foreign_key="instrument.id")
+    # Or a category the lab trains for: any of its instruments in it will do.
+    category_id: int | None = Field(default=None, foreign_key="category.id")
     level: str = Field(default="independent", max_length=32)
     note: str = Field(default="", max_length=1000)
     status: TrainingRequestStatus = Field(

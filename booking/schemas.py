@@ -221,7 +221,13 @@ class TrainingRequestIn(BaseModel):
 
     instrument_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     lab_id: int | None = Field(
-        default=None, ge=1, le=2**31 - 1, description="for the lab's safety induction"
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="alone: the lab's safety induction; with category_id: that category",
+    )
+    category_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="a category the lab trains for"
     )
     level: QualificationLevel = QualificationLevel.independent
     note: str = Field(default="", max_length=1000)
@@ -232,6 +238,7 @@ class TrainingRequestPublic(BaseModel):
     user_id: int
     lab_id: int
     instrument_id: int | None
+    category_id: int | None = None
     level: str
     note: str
     status: str = Field(description="open, scheduled, done, declined or withdrawn")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from booking.access import require_manages
@@ -42,6 +43,7 @@ from core.errors import Conflict, Invalid, NotFound
 from core.models import Role, User
 from core.timeutil import local_text, utcnow
 from instruments.models import (
+    Category,
     Instrument,
     Lab,
     Qualification,
@@ -82,30 +84,41 @@ def training_request_create(
     user: User,
     instrument_id: int | None = None,
     lab_id: int | None = None,
+    category_id: int | None = None,
     level: QualificationLevel = QualificationLevel.independent,
     note: str = "",
 ) -> TrainingRequest:
-    """Ask to be trained on an instrument (or, with only `lab_id`, for the lab's safety
-    induction); the lab's managers are told. One open request per person and subject."""
+    """Ask to be trained on an instrument, on a category the lab trains for (`lab_id` and
+    `category_id`: any of its instruments in it), or with only `lab_id` for the lab's
+    safety induction; the lab's managers are told. One open request per subject."""
     assert user.id is not None
     if instrument_id is not None:
         instrument = instrument_get(session, instrument_id)
-        lab_id = instrument.lab_id
+        lab_id, category_id = instrument.lab_id, None
         subject = instrument.name
     elif lab_id is not None:
         lab = session.get(Lab, lab_id)
         if lab is None:
             raise NotFound(f"no lab {lab_id}")
         subject = f"the safety induction of {lab.name}"
+        if category_id is not None:
+            category = session.get(Category, category_id)
+            has_one = session.exec(
+                select(Instrument.id).where(
+                    Instrument.lab_id == lab_id, Instrument.category_id == category_id
+                )
+            ).first()
+            if category is None or has_one is None:
+                raise Invalid("category_id: the lab has no instrument in this category")
+            subject = f"{category.name} at {lab.name}"
     else:
         raise Invalid("instrument_id: say which instrument (or lab_id for its safety induction)")
     open_already = session.exec(
         select(TrainingRequest.id).where(
             TrainingRequest.user_id == user.id,
             TrainingRequest.lab_id == lab_id,
-            TrainingRequest.instrument_id == instrument_id
-            if instrument_id is not None
-            else col(TrainingRequest.instrument_id).is_(None),
+            _same(col(TrainingRequest.instrument_id), instrument_id),
+            _same(col(TrainingRequest.category_id), category_id),
             col(TrainingRequest.status).in_(
                 [TrainingRequestStatus.open, TrainingRequestStatus.scheduled]
             ),
@@ -117,6 +130,7 @@ def training_request_create(
         user_id=user.id,
         lab_id=lab_id,
         instrument_id=instrument_id,
+        category_id=category_id,
         level=level.value,
         note=note.strip()[:1000],
     )
@@ -133,6 +147,36 @@ def training_request_create(
             data={"training_request_id": request.id, "instrument_id": instrument_id},
         )
     return request
+
+
+def _same(column: Any, value: int | None) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def _matching_request(
+    session: Session, person_id: int, training: TrainingSession
+) -> TrainingRequest | None:
+    """The person's open request this session answers: for its instrument, for the
+    instrument's category at its lab, or (an induction) for the lab's induction."""
+    query = select(TrainingRequest).where(
+        TrainingRequest.user_id == person_id,
+        TrainingRequest.lab_id == training.lab_id,
+        TrainingRequest.status == TrainingRequestStatus.open,
+    )
+    if training.instrument_id is None:
+        query = query.where(
+            col(TrainingRequest.instrument_id).is_(None),
+            col(TrainingRequest.category_id).is_(None),
+        )
+    else:
+        instrument = instrument_get(session, training.instrument_id)
+        query = query.where(
+            or_(
+                col(TrainingRequest.instrument_id) == training.instrument_id,
+                col(TrainingRequest.category_id) == instrument.category_id,
+            )
+        )
+    return session.exec(query.order_by(col(TrainingRequest.id))).first()
 
 
 def training_requests_list(session: Session, *, user: User) -> list[TrainingRequest]:
@@ -310,6 +354,13 @@ def training_sessions_list(
     return [(t, int(n)) for t, n in session.exec(query.limit(300)).all()]
 
 
+def sessions_seated(session: Session, *, user: User) -> set[int]:
+    """The sessions the person has a seat in."""
+    return set(
+        session.exec(select(TrainingSeat.session_id).where(TrainingSeat.user_id == user.id)).all()
+    )
+
+
 def seats_of(session: Session, session_id: int) -> list[tuple[TrainingSeat, User]]:
     return [
         (seat, person)
@@ -366,16 +417,7 @@ def training_seat_take(
     seat = TrainingSeat(session_id=session_id, user_id=person.id)
     session.add(seat)
     session.flush()
-    request = session.exec(
-        select(TrainingRequest).where(
-            TrainingRequest.user_id == person.id,
-            TrainingRequest.lab_id == training.lab_id,
-            TrainingRequest.instrument_id == training.instrument_id
-            if training.instrument_id is not None
-            else col(TrainingRequest.instrument_id).is_(None),
-            TrainingRequest.status == TrainingRequestStatus.open,
-        )
-    ).first()
+    request = _matching_request(session, person.id, training)
     if request is not None:
         request.status = TrainingRequestStatus.scheduled
         request.seat_id = seat.id

@@ -768,5 +768,8 @@ ZH.update(
         "Staff in from (Mon-Fri)": "值守开始（周一至周五）",
         "Release a booking nobody checks into after (minutes)": "开始后多少分钟无人签到即释放预约",
         "never": "从不",
+        "or on any {category} of this lab": "或申请本实验室任一{category}的培训",
+        "No session is scheduled for what you asked. Ask a lab for training from an instrument's page.": "您申请的培训暂无安排。可在仪器页面向实验室申请培训。",
+        "any {category}": "任一{category}",
     }
 )

@@ -379,4 +379,5 @@ MESSAGES_ZH: dict[str, str] = {
     "only the lab's managers set its attendance policy": "只有实验室管理员可以设置其签到规则",
     "staffed hours and release: {0}": "值守时间与释放：{0}",
     "staffed_until must be after staffed_from": "值守结束时间须晚于开始时间",
+    "category_id: the lab has no instrument in this category": "类别：该实验室在此类别下没有仪器",
 }

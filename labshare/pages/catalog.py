@@ -155,6 +155,7 @@ def instrument_page(
                 prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()
             ),
             "training_needed": user is not None and instrument_id in needing,
+            "training_for": {"lab_id": instrument.lab_id, "category_id": instrument.category_id},
         },
         user=user,
     )

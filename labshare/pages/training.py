@@ -19,7 +19,7 @@ from core.errors import AppError, Invalid
 from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
-from instruments.models import Instrument, Lab, QualificationLevel
+from instruments.models import Category, Instrument, Lab, QualificationLevel
 from labshare.pages.lab import my_lab, people
 from labshare.pages.web import Csrf, PageManager, PageUser, back_to, parse_local, render
 
@@ -45,14 +45,20 @@ def _mine(
         lab.id: lab
         for lab in session.exec(select(Lab).where(col(Lab.id).in_({r.lab_id for r in requests})))
     }
-    sessions = training.training_sessions_list(session, upcoming_from=now)
-    seated = {
-        seat.session_id
-        for seat, _person in (
-            (s, p) for t, _n in sessions for s, p in training.seats_of(session, t.id or 0)
+    categories = {
+        c.id: c
+        for c in session.exec(
+            select(Category).where(col(Category.id).in_({r.category_id for r in requests}))
         )
-        if seat.user_id == user.id
     }
+    # Sessions open to me: at the labs I asked, and those I have a seat in.
+    asking = {r.lab_id for r in requests if r.status.value in ("open", "scheduled")}
+    seated = training.sessions_seated(session, user=user)
+    sessions = [
+        (t, n)
+        for t, n in training.training_sessions_list(session, upcoming_from=now)
+        if t.lab_id in asking or t.id in seated
+    ]
     return render(
         request,
         "facility/my_training.html",
@@ -62,6 +68,7 @@ def _mine(
             "requests": requests,
             "instruments": instruments,
             "labs": labs,
+            "categories": categories,
             "sessions": sessions,
             "seated": seated,
             "now": now,
@@ -84,17 +91,20 @@ def ask_for_training(
     request: Request,
     session: SessionDep,
     user: PageUser,
-    instrument_id: Annotated[int, Form(ge=1, le=2**31 - 1)],
+    instrument_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+    lab_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+    category_id: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
     level: Annotated[str, Form(max_length=32)] = "independent",
     note: Annotated[str, Form(max_length=1000)] = "",
 ) -> Response:
-    """Ask the instrument's lab for training (from the instrument's page or here)."""
+    """Ask a lab for training on an instrument, or on a category it trains for (from the
+    instrument's page)."""
     try:
         if level not in LEVELS:
             raise Invalid(f"level: one of {', '.join(LEVELS)}")
         training.training_request_create(
-            session, user=user, instrument_id=instrument_id, level=QualificationLevel(level),
-            note=note,
+            session, user=user, instrument_id=instrument_id, lab_id=lab_id,
+            category_id=category_id, level=QualificationLevel(level), note=note,
         )  # fmt: skip
     except AppError as exc:
         session.rollback()
@@ -146,6 +156,12 @@ def _lab_page(
             "sessions": sessions,
             "instruments": instruments,
             "by_id": {i.id: i for i in instruments},
+            "categories": {
+                c.id: c
+                for c in session.exec(
+                    select(Category).where(col(Category.id).in_({r.category_id for r in requests}))
+                )
+            },
             "now": utcnow(),
             "problem": problem,
             "form": form or {},

@@ -142,6 +142,7 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("lab_id", sa.Integer(), nullable=False),
         sa.Column("instrument_id", sa.Integer(), nullable=True),
+        sa.Column("category_id", sa.Integer(), nullable=True),
         sa.Column("level", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("note", sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
         sa.Column(
@@ -169,6 +170,11 @@ def upgrade() -> None:
         ),
         sa.ForeignKeyConstraint(
             ["lab_id"], ["lab.id"], name=op.f("fk_training_request_lab_id_lab")
+        ),
+        sa.ForeignKeyConstraint(
+            ["category_id"],
+            ["category.id"],
+            name=op.f("fk_training_request_category_id_category"),
         ),
         sa.ForeignKeyConstraint(
             ["seat_id"],

@@ -319,3 +319,30 @@ def test_a_seat_holder_is_reminded_the_day_before(client: TestClient, session: S
     session.rollback()
     kinds = session.exec(select(Notification.kind).where(Notification.user_id == ana.id)).all()
     assert sorted(kinds) == ["reminder_training", "training_scheduled"]
+
+
+def test_a_request_for_a_category_is_answered_by_a_session_on_one_of_its_instruments(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    nmr = create_instrument(session, lab=lab)
+    manager = auth(create_user(session, role=Role.lab_manager, lab=lab))
+    ana = create_user(session)
+    body = {"lab_id": lab.id, "category_id": nmr.category_id, "level": "supervised"}
+    asked = client.post("/api/v1/training/requests", json=body, headers=auth(ana))
+    assert asked.status_code == 201 and asked.json()["category_id"] == nmr.category_id
+    other_lab = create_lab(session)
+    elsewhere = client.post("/api/v1/training/requests",
+                            json={**body, "lab_id": other_lab.id}, headers=auth(ana))  # fmt: skip
+    assert elsewhere.status_code == 422 and "no instrument in this category" in elsewhere.text
+    slot = _monday() + timedelta(days=1)
+    made = client.post(
+        "/api/v1/training/sessions",
+        json={"title": "NMR", "instrument_id": nmr.id, "start": slot.isoformat(),
+              "end": (slot + timedelta(hours=1)).isoformat()},
+        headers=manager,
+    ).json()  # fmt: skip
+    assert client.post(f"/api/v1/training/sessions/{made['id']}/seats", json={},
+                       headers=auth(ana)).status_code == 201  # fmt: skip
+    [request] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
+    assert request["status"] == "scheduled"
