@@ -1,11 +1,14 @@
 """Outgoing webhooks end to end, on both databases: a lab registers an endpoint, a booking's
 events reach a small local receiver that checks the signature as a receiver would, a 500
 is retried after its backoff, the tries are recorded and a delivery can be replayed; a
-private address is refused; two senders at once post each delivery once."""
+private address is refused; two `labshare webhooks send` processes at once post each delivery once."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,7 @@ from core.models import Role
 from core.settings import get_settings
 from tests.factories import auth, create_instrument, create_lab, create_user
 
+LABSHARE = Path(sys.executable).with_name("labshare")
 NEXT_MONDAY = (datetime.now(UTC) + timedelta(days=7 - datetime.now(UTC).weekday() + 7)).replace(
     hour=2, minute=0, second=0, microsecond=0
 )
@@ -193,21 +197,20 @@ def test_two_senders_post_each_delivery_once(
                       "end": (start + timedelta(hours=1)).isoformat()},
                 headers=researcher,
             ).status_code == 201  # fmt: skip
-        reports = []
-
-        def send() -> None:
-            reports.append(webhooks_send_due(engine=engine, limit=5))
-            reports.append(webhooks_send_due(engine=engine, limit=5))
-            reports.append(webhooks_send_due(engine=engine, limit=5))
-
-        threads = [threading.Thread(target=send) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        # Two `labshare webhooks send` processes at once, three passes each.
+        engine.pool.dispose()
+        env = {**os.environ, "LABSHARE_WEBHOOK_ALLOW_PRIVATE_URLS": "true"}
+        passes = " && ".join([f"{LABSHARE} webhooks send --limit 4"] * 3)
+        senders = [
+            subprocess.Popen(
+                ["sh", "-c", passes], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=120)[0].decode() for p in senders]
+        assert all(p.returncode == 0 for p in senders), outputs
         ids = [e["id"] for e in receiver.received]
-        assert len(ids) == 12 and len(set(ids)) == 12, ids
-        assert sum(r.dispatched for r in reports) == 12
+        assert len(ids) == 12 and len(set(ids)) == 12, (ids, outputs)
         session.rollback()
         statuses = session.exec(select(WebhookDelivery.status)).all()
         assert statuses == [DeliveryStatus.delivered] * 12
