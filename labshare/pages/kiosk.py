@@ -56,6 +56,20 @@ def _page(
     )
 
 
+def _refused(
+    request: Request, session: Session, user: User | None, instrument_id: int, exc: AppError
+) -> HTMLResponse:
+    """The kiosk again, saying why: what the refusal recorded (a wrong PIN counted) is
+    kept, anything else the request wrote is undone."""
+    if exc.commit_first:
+        session.commit()
+    else:
+        session.rollback()
+    return _page(
+        request, session, user, instrument_id, problem=exc.message, status_code=exc.status_code
+    )
+
+
 @router.get("/instruments/{instrument_id}/kiosk", response_class=HTMLResponse)
 def kiosk_page(
     request: Request, session: SessionDep, user: OptionalUser, instrument_id: Id
@@ -102,13 +116,7 @@ def kiosk_check_in(
             address=client_address(request),
         )
     except AppError as exc:
-        if exc.commit_first:
-            session.commit()
-        else:
-            session.rollback()
-        return _page(
-            request, session, user, instrument_id, problem=exc.message, status_code=exc.status_code
-        )
+        return _refused(request, session, user, instrument_id, exc)
     return back_to(f"/instruments/{instrument_id}/kiosk", "checked-in")
 
 
@@ -124,10 +132,7 @@ def kiosk_check_out(
     try:
         kiosk.check_out(session, instrument_id=instrument_id, user=user, pin=pin.strip() or None)
     except AppError as exc:
-        session.rollback()
-        return _page(
-            request, session, user, instrument_id, problem=exc.message, status_code=exc.status_code
-        )
+        return _refused(request, session, user, instrument_id, exc)
     return back_to(f"/instruments/{instrument_id}/kiosk", "checked-out")
 
 
@@ -152,8 +157,5 @@ def kiosk_report(
             description=description,
         )
     except AppError as exc:
-        session.rollback()
-        return _page(
-            request, session, user, instrument_id, problem=exc.message, status_code=exc.status_code
-        )
+        return _refused(request, session, user, instrument_id, exc)
     return back_to(f"/instruments/{instrument_id}/kiosk", "reported")

@@ -172,6 +172,12 @@ def _lab_page(
     )
 
 
+def _lab_refused(request: Request, session: Session, user: User, exc: AppError) -> HTMLResponse:
+    """The lab's training page again, saying why; nothing the request wrote is kept."""
+    session.rollback()
+    return _lab_page(request, session, user, problem=exc.message, status=exc.status_code)
+
+
 @router.get("/lab/training", response_class=HTMLResponse)
 def lab_training(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
     """The lab's training: requests waiting, sessions with their seats, attendance."""
@@ -241,8 +247,7 @@ def attendance_policy(
         lab.release_unchecked_minutes = policy.release_unchecked_minutes
         session.add(lab)
     except AppError as exc:
-        session.rollback()
-        return _lab_page(request, session, user, problem=exc.message, status=exc.status_code)
+        return _lab_refused(request, session, user, exc)
     return back_to("/lab/training", "saved")
 
 
@@ -259,8 +264,7 @@ def decline(
             session, user=user, request_id=request_id, decline=True, reason=reason
         )
     except AppError as exc:
-        session.rollback()
-        return _lab_page(request, session, user, problem=exc.message, status=exc.status_code)
+        return _lab_refused(request, session, user, exc)
     return back_to("/lab/training", "request-declined")
 
 
@@ -275,8 +279,7 @@ def seat_someone(
     try:
         training.training_seat_take(session, user=user, session_id=session_id, person_email=email)
     except AppError as exc:
-        session.rollback()
-        return _lab_page(request, session, user, problem=exc.message, status=exc.status_code)
+        return _lab_refused(request, session, user, exc)
     return back_to("/lab/training", "seat-taken")
 
 
@@ -298,6 +301,5 @@ def attendance(
     try:
         training.training_attendance(session, user=user, session_id=session_id, records=records)
     except AppError as exc:
-        session.rollback()
-        return _lab_page(request, session, user, problem=exc.message, status=exc.status_code)
+        return _lab_refused(request, session, user, exc)
     return back_to("/lab/training", "attendance-saved")
