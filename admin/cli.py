@@ -165,16 +165,23 @@ def webhooks_send(
     that are due (signed; retried with backoff). Several senders may run at once."""
     import signal
     import threading
+    import time
 
-    from admin.webhooks import webhooks_send_due
+    from admin.webhooks import webhooks_prune, webhooks_send_due
+    from core.timeutil import utcnow
 
     stop = threading.Event()
+    pruned_at = 0.0
     if loop:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while True:
             try:
                 report = webhooks_send_due(limit=limit)
+                if time.monotonic() - pruned_at > 3600 or not loop:
+                    with session_scope() as session:
+                        webhooks_prune(session, now=utcnow())
+                    pruned_at = time.monotonic()
             except Exception as exc:
                 if not loop:
                     raise

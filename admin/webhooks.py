@@ -51,6 +51,8 @@ MAX_ATTEMPTS = len(BACKOFF) + 1
 LEASE = timedelta(minutes=5)
 POST_TIMEOUT = 10.0
 ANSWER_KEPT = 1000
+# Events, their deliveries and tries are kept this long, then pruned.
+KEEP = timedelta(days=30)
 MAX_ENDPOINTS_PER_SCOPE = 20
 
 
@@ -497,6 +499,37 @@ def _record(session: Session, tried: Tried, *, now: datetime) -> WebhookDelivery
         delivery.next_attempt_at = now + timedelta(seconds=BACKOFF[delivery.attempts - 1])
     session.add(delivery)
     return delivery
+
+
+def webhooks_prune(session: Session, *, now: datetime, keep: timedelta = KEEP) -> int:
+    """Forget events older than `keep` once they are fanned out, with their finished
+    deliveries and tries (a delivery still pending keeps its event); returns how many
+    events went. The sender runs this now and then, so the outbox stays small."""
+    before = now - keep
+    old_events = select(Event.id).where(
+        col(Event.occurred_at) < before, col(Event.dispatched_at).is_not(None)
+    )
+    finished = select(WebhookDelivery.id).where(
+        col(WebhookDelivery.event_id).in_(old_events),
+        col(WebhookDelivery.status) != DeliveryStatus.pending,
+    )
+    session.exec(  # type: ignore[call-overload]
+        WebhookAttempt.__table__.delete().where(  # type: ignore[attr-defined]
+            col(WebhookAttempt.delivery_id).in_(finished)
+        )
+    )
+    session.exec(  # type: ignore[call-overload]
+        WebhookDelivery.__table__.delete().where(  # type: ignore[attr-defined]
+            col(WebhookDelivery.id).in_(finished)
+        )
+    )
+    still_pending = select(WebhookDelivery.event_id)
+    gone = session.connection().execute(
+        Event.__table__.delete().where(  # type: ignore[attr-defined]
+            col(Event.id).in_(old_events), col(Event.id).not_in(still_pending)
+        )
+    )
+    return int(gone.rowcount or 0)
 
 
 @dataclass

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from admin.models import DeliveryStatus, WebhookDelivery
-from admin.webhooks import SIGNATURE_HEADER, verify, webhooks_send_due
+from admin.webhooks import SIGNATURE_HEADER, verify, webhooks_prune, webhooks_send_due
+from core.db import session_scope
 from core.models import Role
 from core.settings import get_settings
 from tests.factories import auth, create_instrument, create_lab, create_user
@@ -170,6 +171,13 @@ def test_delivery_signed_retried_recorded_and_replayed(
         assert replay.status_code == 200 and replay.json()["status"] == "pending"
         assert webhooks_send_due(engine=engine).delivered == 1
         assert [e["id"] for e in receiver.received] == [event["id"], event["id"]]
+        # A month on, the events and their finished deliveries are pruned.
+        with session_scope() as s:
+            assert webhooks_prune(s, now=now + timedelta(days=29)) == 0
+        with session_scope() as s:
+            assert webhooks_prune(s, now=now + timedelta(days=31)) == 2
+        session.rollback()
+        assert session.exec(select(WebhookDelivery)).all() == []
     finally:
         receiver.close()
 
