@@ -29,6 +29,7 @@ from booking.schemas import (
     IncidentPublic,
     MyQualification,
     ReminderSettings,
+    TrainingCancel,
     TrainingDecision,
     TrainingRequestIn,
     TrainingRequestPublic,
@@ -161,6 +162,18 @@ def record_attendance(
         records=[training.Attendance(r.user_id, r.attended, r.passed) for r in data.records],
     )
     return _session(done, len(training.seats_of(session, session_id)))
+
+
+@router.post("/training/sessions/{session_id}/cancel", response_model=TrainingSessionPublic)
+def cancel_training(
+    session: SessionDep, user: CurrentUser, session_id: Id, data: TrainingCancel
+) -> TrainingSessionPublic:
+    """Call a session off before it starts: its instrument time is freed (the waitlist
+    gets it), seat holders are told why and their requests wait for another session."""
+    done = training.training_session_cancel(
+        session, user=user, session_id=session_id, reason=data.reason
+    )
+    return _session(done, 0)
 
 
 @router.get("/me/qualifications", response_model=list[MyQualification])

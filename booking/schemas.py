@@ -385,3 +385,9 @@ class AttendancePolicy(BaseModel):
         if self.staffed_until <= self.staffed_from:
             raise ValueError("staffed_until must be after staffed_from")
         return self
+
+
+class TrainingCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from booking import waitlist
 from booking.access import require_manages
 from booking.conflicts import unavailable
 from booking.errors import NotAllowed
@@ -318,6 +319,61 @@ def training_session_create(
         entity_id=training.id,
         after={"instrument_id": instrument_id, "kind": kind.value, "capacity": capacity},
     )
+    return training
+
+
+def training_session_cancel(
+    session: Session, *, user: User, session_id: int, reason: str, now: datetime | None = None
+) -> TrainingSession:
+    """Call a session off before it starts (the lab's managers): its hold on the instrument
+    is cancelled (the time goes to the waitlist), seat holders are told why, and their
+    requests wait for another session."""
+    now = now or utcnow()
+    training = training_session_get(session, session_id, lock=True)
+    if not is_lab_manager(user, training.lab_id):
+        raise NotAllowed("only the lab's managers schedule training")
+    if training.status != TrainingSessionStatus.scheduled or training.start_at <= now:
+        raise Conflict(
+            "only a session that has not started can be cancelled", status=training.status.value
+        )
+    if not reason.strip():
+        raise Invalid("reason: say why, the person reads it")
+    training.status = TrainingSessionStatus.cancelled
+    session.add(training)
+    if training.booking_id is not None:
+        hold = session.get(Booking, training.booking_id)
+        if hold is not None and hold.status == BookingStatus.confirmed:
+            hold.status = BookingStatus.cancelled
+            hold.cancelled_at = now
+            hold.cancelled_by_id = user.id
+            hold.version += 1
+            session.add(hold)
+            session.flush()
+            waitlist.promote(
+                session, instrument_id=hold.instrument_id, start=hold.start_at, end=hold.end_at,
+                now=now,
+            )  # fmt: skip
+    for seat, person in seats_of(session, session_id):
+        request = session.exec(
+            select(TrainingRequest).where(TrainingRequest.seat_id == seat.id)
+        ).first()
+        if request is not None:
+            request.status, request.seat_id = TrainingRequestStatus.open, None
+            session.add(request)
+        notify(
+            session,
+            user_id=person.id or 0,
+            kind="training_cancelled",
+            subject=f"Training cancelled: {training.title}",
+            body=f"The session at {local_text(training.start_at)} is cancelled: {reason.strip()}",
+            data={"training_session_id": training.id},
+        )
+        session.delete(seat)
+    session.flush()
+    audit_record(
+        session, actor_id=user.id, action="training.cancel", entity="training_session",
+        entity_id=training.id, after={"reason": reason.strip()[:500]},
+    )  # fmt: skip
     return training
 
 

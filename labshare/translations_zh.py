@@ -771,5 +771,8 @@ ZH.update(
         "or on any {category} of this lab": "或申请本实验室任一{category}的培训",
         "No session is scheduled for what you asked. Ask a lab for training from an instrument's page.": "您申请的培训暂无安排。可在仪器页面向实验室申请培训。",
         "any {category}": "任一{category}",
+        "Cancel the session": "取消培训",
+        "Reason (seat holders read it)": "理由（报名者会看到）",
+        "Cancelled: seat holders are told why, and the time is free again.": "已取消：已通知报名者原因，仪器时间已释放。",
     }
 )

@@ -380,4 +380,5 @@ MESSAGES_ZH: dict[str, str] = {
     "staffed hours and release: {0}": "值守时间与释放：{0}",
     "staffed_until must be after staffed_from": "值守结束时间须晚于开始时间",
     "category_id: the lab has no instrument in this category": "类别：该实验室在此类别下没有仪器",
+    "only a session that has not started can be cancelled": "只有尚未开始的培训可以取消",
 }

@@ -283,6 +283,22 @@ def seat_someone(
     return back_to("/lab/training", "seat-taken")
 
 
+@router.post("/lab/training/sessions/{session_id}/cancel", dependencies=[Csrf])
+def cancel(
+    request: Request,
+    session: SessionDep,
+    user: PageManager,
+    session_id: Id,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Call a session off; seat holders are told why."""
+    try:
+        training.training_session_cancel(session, user=user, session_id=session_id, reason=reason)
+    except AppError as exc:
+        return _lab_refused(request, session, user, exc)
+    return back_to("/lab/training", "training-cancelled")
+
+
 @router.post("/lab/training/sessions/{session_id}/attendance", dependencies=[Csrf])
 def attendance(
     request: Request,

@@ -282,6 +282,7 @@ FLASH = {
     "seat-taken": "You have a seat; we will remind you.",
     "training-scheduled": "Session scheduled: it holds the instrument's time.",
     "attendance-saved": "Attendance saved: passing grants the qualification.",
+    "training-cancelled": "Cancelled: seat holders are told why, and the time is free again.",
     "request-declined": "Declined: the person reads your reason.",
     "incident-closed": "Closed: the reporter reads your note.",
     "incident-blocked": "The instrument is blocked; bookings in the way were displaced.",

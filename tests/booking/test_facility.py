@@ -346,3 +346,38 @@ def test_a_request_for_a_category_is_answered_by_a_session_on_one_of_its_instrum
                        headers=auth(ana)).status_code == 201  # fmt: skip
     [request] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
     assert request["status"] == "scheduled"
+
+
+def test_a_cancelled_session_frees_its_time_and_tells_the_seat_holders(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    manager = auth(create_user(session, role=Role.lab_manager, lab=lab))
+    ana = create_user(session)
+    client.post(
+        "/api/v1/training/requests", json={"instrument_id": instrument.id}, headers=auth(ana)
+    )
+    slot = _monday() + timedelta(days=1)
+    made = client.post(
+        "/api/v1/training/sessions",
+        json={"title": "Off", "instrument_id": instrument.id, "start": slot.isoformat(),
+              "end": (slot + timedelta(hours=1)).isoformat()},
+        headers=manager,
+    ).json()  # fmt: skip
+    client.post(f"/api/v1/training/sessions/{made['id']}/seats", json={}, headers=auth(ana))
+    url = f"/api/v1/training/sessions/{made['id']}/cancel"
+    assert client.post(url, json={"reason": "ill"}, headers=auth(ana)).status_code == 403
+    r = client.post(url, json={"reason": "the trainer is ill"}, headers=manager)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert client.post(url, json={"reason": "again"}, headers=manager).status_code == 409
+    session.rollback()
+    assert session.get(Booking, made["booking_id"]).status == BookingStatus.cancelled
+    [request] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
+    assert request["status"] == "open"
+    told = session.exec(select(Notification.body).where(Notification.user_id == ana.id,
+                                                        Notification.kind == "training_cancelled")).all()  # fmt: skip
+    assert told and "the trainer is ill" in told[0]
+    # The time is free again.
+    session.rollback()
+    assert _book(client, auth(create_user(session)), instrument.id, slot).status_code == 201
