@@ -8,9 +8,13 @@ statement reads a table that is not listed, or a listed table is renamed.
 
 from __future__ import annotations
 
+# The time a lab's training session holds is the lab's own: never charged to its trainer.
+NOT_TRAINING = "AND NOT EXISTS (SELECT 1 FROM training_session t WHERE t.booking_id = b.id)"
+
 # Table -> the domain whose models.py defines it.
 TABLES_READ: dict[str, str] = {
     "booking": "booking",
+    "training_session": "booking",
     "instrument": "instruments",
     "lab": "instruments",
     "institution": "instruments",
@@ -102,6 +106,7 @@ def _bookings_cte(sql: Sql, status: str, kind: str) -> str:
         WHERE b.status = '{status}' AND b.start_at >= :start AND b.start_at < :end
           AND NOT EXISTS (
               SELECT 1 FROM charge c WHERE c.kind = '{kind}' AND c.source_id = b.id)
+          {NOT_TRAINING}
     )"""
     )
 
@@ -289,10 +294,14 @@ def fee_charges(sql: Sql, kind: str) -> str:
 
 
 # Sources of a month left uncharged (no rate, or no payer institution).
-UNPRICED = """
+UNPRICED = (
+    """
         SELECT
           (SELECT COUNT(*) FROM booking b WHERE b.status = 'completed'
              AND b.start_at >= :start AND b.start_at < :end
+             """
+    + NOT_TRAINING
+    + """
              AND NOT EXISTS (SELECT 1 FROM charge c WHERE c.kind = 'booking'
                              AND c.source_id = b.id))
         + (SELECT COUNT(*) FROM usage_session s WHERE s.kind = 'walk_up'
@@ -302,3 +311,4 @@ UNPRICED = """
              AND NOT EXISTS (SELECT 1 FROM charge c WHERE c.kind = 'walk_up'
                              AND c.source_id = s.id))
 """
+)

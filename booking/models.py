@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import JSON, CheckConstraint, ColumnElement, Index, UniqueConstraint, func
-from sqlmodel import Column, Field, SQLModel, col
+from sqlmodel import Column, Field, SQLModel, col, select
 
 from core.db import UTCDateTime, enum_type
 from core.models import utcnow
@@ -192,6 +192,13 @@ class TrainingSession(SQLModel, table=True):
         default=TrainingSessionStatus.scheduled, sa_type=enum_type(TrainingSessionStatus)
     )
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+def not_training_hold() -> ColumnElement[bool]:
+    """The booking is not a training session's hold on its instrument (the lab's own time:
+    never charged, released or nudged to check in)."""
+    holds = select(TrainingSession.booking_id).where(col(TrainingSession.booking_id).is_not(None))
+    return col(Booking.id).not_in(holds)
 
 
 class TrainingSeat(SQLModel, table=True):

@@ -32,6 +32,7 @@ from booking.models import (
     TrainingSeat,
     TrainingSession,
     TrainingSessionStatus,
+    not_training_hold,
 )
 from booking.notifications.models import Notification
 from booking.notifications.outbox import add_producer
@@ -190,6 +191,7 @@ def _booking_reminders(session: Session, now: datetime, out: Reminded) -> None:
             Booking.status == BookingStatus.confirmed,
             col(Booking.start_at) > now,
             col(Booking.start_at) <= now + timedelta(minutes=MAX_OFFSET_MINUTES),
+            not_training_hold(),
             col(User.is_active).is_(True),
         )
     ).all()
@@ -235,6 +237,7 @@ def _check_in_nudges(session: Session, now: datetime, out: Reminded) -> None:
             col(Booking.start_at) <= now - CHECK_IN_NUDGE_AFTER,
             col(Booking.start_at) > now - CHECK_IN_NUDGE_UNTIL,
             col(Booking.end_at) > now,
+            not_training_hold(),
             col(User.is_active).is_(True),
         )
     ).all()

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from booking import waitlist
 from booking.attendance import booking_complete, booking_mark_no_show
-from booking.models import Booking, BookingStatus
+from booking.models import Booking, BookingStatus, not_training_hold
 from booking.notifications.outbox import notify
 from core.models import utcnow
 from core.timeutil import local_text
@@ -176,7 +176,7 @@ def bookings_release_unchecked(session: Session, *, now: datetime) -> list[int]:
         .join(Instrument, col(Instrument.id) == Booking.instrument_id)
         .join(Lab, col(Lab.id) == Instrument.lab_id)
         .where(col(Lab.release_unchecked_minutes).is_not(None))
-        .where(Booking.status == BookingStatus.confirmed)
+        .where(Booking.status == BookingStatus.confirmed, not_training_hold())
         .where(Booking.start_at < now, Booking.end_at > now)
     ).all()
     released: list[int] = []

@@ -207,3 +207,34 @@ def test_a_booking_nobody_checks_into_goes_to_the_waitlist(session: Session, net
         select(UsageSession).where(col(UsageSession.booking_id) == used.id)
     ).all()
     assert [u.source for u in sessions] == [UsageSource.kiosk]
+
+
+def test_a_training_sessions_hold_is_never_charged_nor_released(session: Session, net) -> None:
+    from booking.training import training_session_create
+    from core.models import User
+
+    with session_scope() as s:
+        rate_card_create(s, user=None, data=RateCardIn(
+            instrument_id=net.instrument.id, payer_class=PayerClass.academic, amount=6000,
+            effective_from=NOV - timedelta(days=60),
+        ))  # fmt: skip
+    with session_scope() as s:
+        manager = s.get(User, net.manager.id)
+        held = training_session_create(
+            s, user=manager, title="Basics", start=NOV, end=NOV + timedelta(hours=2),
+            capacity=2, instrument_id=net.instrument.id, now=NOV - timedelta(days=1),
+        )  # fmt: skip
+        hold_id = held.booking_id
+    lab = session.get(Lab, net.lab.id)
+    lab.release_unchecked_minutes = 10
+    session.add(lab)
+    session.commit()
+    with session_scope() as s:
+        assert usage_reconcile(s, now=NOV + timedelta(minutes=30)).released == 0
+    with session_scope() as s:
+        usage_reconcile(s, now=NOV + timedelta(days=1), since=NOV - timedelta(days=1))
+    with session_scope() as s:
+        invoice_run(s, period="2026-11")
+    session.rollback()
+    assert session.get(Booking, hold_id).status == BookingStatus.completed
+    assert session.exec(select(Charge).where(Charge.source_id == hold_id)).all() == []
