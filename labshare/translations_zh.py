@@ -739,7 +739,7 @@ ZH.update(
         "independent": "独立使用",
         "induction": "安全培训",
         "instrument": "仪器培训",
-        "labshare posts each event you choose to your address as JSON, signed in the Labshare-Signature header: t is the time, v1 the HMAC-SHA256 of the time, a dot and the body, keyed with the endpoint's secret, the way Stripe signs its own. An answer other than 2xx is retried after 1 min, 5 min, 30 min, 2 h, 6 h, 12 h and 24 h.": 'labshare 会把您选择的事件以 JSON 发送到您的地址，并在 Labshare-Signature 头中签名：t 为时间，v1 为用接收地址密钥对“时间、点号与内容”计算的 HMAC-SHA256，与 Stripe 的签名方式相同。非 2xx 的响应会在 1 分钟、5 分钟、30 分钟、2 小时、6 小时、12 小时和 24 小时后重试。',
+        "labshare posts each event you choose to your address as JSON, signed in the Labshare-Signature header: t is the time, v1 the HMAC-SHA256 of the time, a dot and the body, keyed with the endpoint's secret, the way Stripe signs its own. An answer other than 2xx is retried after 1 min, 5 min, 30 min, 2 h, 6 h, 12 h and 24 h.": "labshare 会把您选择的事件以 JSON 发送到您的地址，并在 Labshare-Signature 头中签名：t 为时间，v1 为用接收地址密钥对“时间、点号与内容”计算的 HMAC-SHA256，与 Stripe 的签名方式相同。非 2xx 的响应会在 1 分钟、5 分钟、30 分钟、2 小时、6 小时、12 小时和 24 小时后重试。",
         "next booking at {when}": "下一个预约：{when}",
         "next try at {when}": "下次尝试：{when}",
         "not checked in yet": "尚未签到",
@@ -774,6 +774,6 @@ ZH.update(
         "Cancel the session": "取消培训",
         "Reason (seat holders read it)": "理由（报名者会看到）",
         "Cancelled: seat holders are told why, and the time is free again.": "已取消：已通知报名者原因，仪器时间已释放。",
-        'Event types': '事件类型',
-}
+        "Event types": "事件类型",
+    }
 )
