@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from admin.models import EvaluationResult, InstrumentEvaluation
@@ -32,7 +33,7 @@ from core.models import User
 from core.periods import Period
 from core.settings import get_settings
 from instruments.models import Instrument, Lab, OpeningHours, Qualification
-from telemetry.models import BILLABLE_REVIEWS, UsageSession
+from telemetry.models import BILLABLE_REVIEWS, UsageSession, UsageSource
 
 
 def _at(value: datetime) -> Any:
@@ -165,6 +166,17 @@ def billable_sessions(query: sa.Select[Any], start: Any, end: Any) -> sa.Select[
     instrument, lab, booking and person joined (the columns SessionTerms read)."""
     session_end = sa.func.coalesce(UsageSession.end_at, UsageSession.last_event_at)
     person = sa.func.coalesce(UsageSession.user_id, Booking.user_id)
+    # A gateway's record of a booking outranks the kiosk's and an operator's (as billing).
+    gateway = aliased(UsageSession)
+    recorded_by_gateway = (
+        sa.select(col(gateway.id))
+        .where(
+            col(gateway.booking_id) == col(UsageSession.booking_id),
+            col(gateway.source) == UsageSource.gateway,
+            col(gateway.review).in_(BILLABLE_REVIEWS),
+        )
+        .exists()
+    )
     return (
         query.select_from(UsageSession)
         .join(Instrument, col(Instrument.id) == UsageSession.instrument_id)
@@ -174,6 +186,13 @@ def billable_sessions(query: sa.Select[Any], start: Any, end: Any) -> sa.Select[
         .where(col(UsageSession.start_at) < end, session_end > start)
         # Held or dismissed sessions (a badge nobody registered...) earn no one a reward.
         .where(col(UsageSession.review).in_(BILLABLE_REVIEWS))
+        .where(
+            sa.or_(
+                col(UsageSession.source) == UsageSource.gateway,
+                col(UsageSession.booking_id).is_(None),
+                ~recorded_by_gateway,
+            )
+        )
     )
 
 

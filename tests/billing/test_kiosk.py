@@ -140,6 +140,12 @@ def test_kiosk_session_is_billed_and_a_gateway_outranks_it(session: Session, net
     charges = {c.source_id: c for c in session.exec(select(Charge)).all()}
     assert charges[kiosk_only.id].quantity == 90  # the kiosk's 90 minutes, by the used basis
     assert charges[both.id].quantity == 40  # the gateway's 40, not the kiosk's 100
+    # The network's figures (and the sharing assessment) count the same way: 90 + 40.
+    from admin.figures import usage
+    from core.periods import Period
+
+    figures = usage(session, Period.parse("2026-11"))[net.instrument.id]
+    assert (figures.sessions, figures.used_seconds) == (2, (90 + 40) * 60)
 
 
 def test_an_operator_records_use_by_hand(client: TestClient, session: Session, net) -> None:
