@@ -95,7 +95,8 @@ def _bookings_cte(sql: Sql, status: str, kind: str) -> str:
         SELECT b.id AS source_id, b.instrument_id, i.lab_id, i.category_id,
                l.institution_id AS provider_id, pi.id AS payer_id, b.user_id,
                b.id AS booking_id, b.start_at AS s_start, b.end_at AS s_end,
-               b.cancelled_at, b.cancelled_by_id, {_payer_class("l.institution_id")} AS payer_class,
+               b.cancelled_at, b.cancelled_by_id, b.assistance,
+               {_payer_class("l.institution_id")} AS payer_class,
                {_eligible("l.institution_id")} AS eligible,
                {sql.minutes(sql.seconds("b.start_at", "b.end_at"))} AS booked_minutes
         FROM booking b
@@ -134,7 +135,9 @@ def _used_cte(sql: Sql) -> str:
                {sql.minutes("COALESCE(us.used_seconds, 0)")} AS used_minutes,
                COALESCE(us.samples, 0) AS samples,
                {sql.minutes("COALESCE(us.over_seconds, 0)")} AS over_minutes,
-               CASE WHEN a.booking_id IS NULL THEN 0 ELSE 1 END AS assisted
+               -- Assisted: the lab marked it (assisted_use), or accepted the booker's request.
+               CASE WHEN a.booking_id IS NOT NULL OR bk.assistance = 'accepted' THEN 1
+                    ELSE 0 END AS assisted
         FROM bk
         LEFT JOIN us ON us.booking_id = bk.booking_id
         LEFT JOIN policy_in_force p ON p.lab_id = bk.lab_id

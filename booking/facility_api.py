@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from sqlmodel import select
 
-from booking import incidents, training
+from booking import assistance, incidents, training
 from booking.errors import NotAllowed
 from booking.models import (
     Incident,
@@ -20,9 +20,11 @@ from booking.models import (
 )
 from booking.reminders import parse_offsets
 from booking.schemas import (
+    AssistanceDecision,
     AttendancePolicy,
     AttendanceRecord,
     BlackoutCreated,
+    BookingPublic,
     IncidentBlock,
     IncidentClose,
     IncidentIn,
@@ -37,6 +39,7 @@ from booking.schemas import (
     TrainingSeatPublic,
     TrainingSessionIn,
     TrainingSessionPublic,
+    booking_public,
 )
 from core.audit import audit_record
 from core.deps import CurrentUser, OptionalUser, SessionDep
@@ -273,6 +276,22 @@ def put_reminders(
     session.add(user)
     session.flush()
     return ReminderSettings(minutes_before=offsets, language=data.language)
+
+
+# --------------------------------------------------------------------------- assisted use
+
+
+@router.post("/bookings/{booking_id}/assistance", response_model=BookingPublic)
+def decide_assistance(
+    session: SessionDep, user: CurrentUser, booking_id: Id, data: AssistanceDecision
+) -> BookingPublic:
+    """The lab's answer to a booking's request for an operator: accept naming the operator
+    (the assisted rate applies), or decline with a reason. 409 when none was asked for."""
+    booking = assistance.assistance_decide(
+        session, user=user, booking_id=booking_id, accept=data.accept,
+        operator_email=data.operator_email, reason=data.reason,
+    )  # fmt: skip
+    return booking_public(booking)
 
 
 # -------------------------------------------------------------------- attendance policy

@@ -24,6 +24,14 @@ class BookingStatus(StrEnum):
     no_show = "no_show"
 
 
+class Assistance(StrEnum):
+    """A booker's request for one of the lab's operators ("assisted use"), and the lab's answer."""
+
+    requested = "requested"
+    accepted = "accepted"  # an operator is named; the assisted rate applies
+    declined = "declined"
+
+
 # Statuses that hold the instrument: two of these never overlap on one instrument.
 ACTIVE_STATUSES = (BookingStatus.pending, BookingStatus.confirmed)
 
@@ -81,6 +89,9 @@ class Booking(SQLModel, table=True):
     cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Who cancelled: billing charges a late-cancellation fee only when it is the booker.
     cancelled_by_id: int | None = Field(default=None, foreign_key="user.id")
+    # Assisted use: asked for by the booker, accepted by the lab with its operator named.
+    assistance: Assistance | None = Field(default=None, sa_type=enum_type(Assistance))
+    operator_id: int | None = Field(default=None, foreign_key="user.id")
 
 
 class IdempotencyKey(SQLModel, table=True):

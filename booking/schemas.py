@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from booking.models import Booking, BookingStatus, WaitlistStatus
+from booking.models import Assistance, Booking, BookingStatus, WaitlistStatus
 from core.timeutil import UTCDatetime
 from instruments.models import QualificationLevel
 
@@ -35,6 +35,11 @@ class BookingCreate(_Interval):
     )
     allow_partial: bool = Field(
         default=False, description="for a series: book the free occurrences, report the rest"
+    )
+    assisted: bool = Field(
+        default=False,
+        description="ask the lab for an operator (assisted use): the lab accepts or "
+        "declines, and the assisted rate applies once it accepts",
     )
 
 
@@ -64,6 +69,20 @@ class BookingPublic(BaseModel):
     created_at: UTCDatetime
     updated_at: UTCDatetime
     cancelled_at: UTCDatetime | None
+    assistance: Assistance | None = Field(
+        default=None, description="assisted use: requested, accepted (operator named) or declined"
+    )
+    operator_id: int | None = None
+
+
+class AssistanceDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accept: bool
+    operator_email: str | None = Field(
+        default=None, max_length=254, description="the lab's operator (to accept)"
+    )
+    reason: str = Field(default="", max_length=500, description="why not (to decline)")
 
 
 def booking_public(booking: Booking) -> BookingPublic:
@@ -83,6 +102,8 @@ def booking_public(booking: Booking) -> BookingPublic:
         created_at=booking.created_at,
         updated_at=booking.updated_at,
         cancelled_at=booking.cancelled_at,
+        assistance=booking.assistance,
+        operator_id=booking.operator_id,
     )
 
 

@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from booking import waitlist
 from booking.access import manages
+from booking.assistance import assistance_request
 from booking.errors import (
     AlreadyStarted,
     BookingNotFound,
@@ -59,6 +60,8 @@ def booking_create(
     now = now or utcnow()
     instrument = instrument_get(session, data.instrument_id, for_update=True)
     assert user.id is not None
+    if data.recurrence and data.assisted:
+        raise RuleViolation("ask for an operator on single bookings, not on a series")
     if data.recurrence:
         created = series_create(session, instrument=instrument, user_id=user.id, data=data, now=now)
         pending = [b for b in created.bookings if b.status == BookingStatus.pending]
@@ -78,6 +81,8 @@ def booking_create(
     )
     if booking.status == BookingStatus.pending:
         _ask_managers(session, instrument, booking)
+    if data.assisted:
+        assistance_request(session, booking, instrument)
     return booking
 
 

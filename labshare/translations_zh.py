@@ -775,5 +775,16 @@ ZH.update(
         "Reason (seat holders read it)": "理由（报名者会看到）",
         "Cancelled: seat holders are told why, and the time is free again.": "已取消：已通知报名者原因，仪器时间已释放。",
         "Event types": "事件类型",
+        "Operators asked for": "操作员申请",
+        "A booker may ask for one of the lab's operators. Accepted, the operator is named on the booking and the assisted rate applies.": "预约人可申请实验室操作员协助。接受后，预约上会写明操作员，并按协助使用价格计费。",
+        "Operator": "操作员",
+        "Accept": "接受",
+        "Name this operator": "指定该操作员",
+        "Nobody has asked for an operator.": "暂无操作员申请。",
+        "Operators": "操作员",
+        "Ask for an operator (assisted rate)": "申请操作员协助（按协助价格）",
+        "Assisted: an operator is named": "协助使用：已指定操作员",
+        "Operator asked for": "已申请操作员",
+        "No operator: the lab declined": "无操作员：实验室已拒绝",
     }
 )

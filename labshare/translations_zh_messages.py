@@ -381,4 +381,10 @@ MESSAGES_ZH: dict[str, str] = {
     "staffed_until must be after staffed_from": "值守结束时间须晚于开始时间",
     "category_id: the lab has no instrument in this category": "类别：该实验室在此类别下没有仪器",
     "only a session that has not started can be cancelled": "只有尚未开始的培训可以取消",
+    "the lab decides on a request for an operator": "操作员申请由实验室决定",
+    "this booking did not ask for an operator": "该预约没有申请操作员",
+    "the booking is {0}": "该预约状态为{0}",
+    "operator_email: one of the lab's people operates it": "操作员邮箱：操作员须是本实验室人员",
+    "ask for an operator on single bookings, not on a series": "请在单次预约上申请操作员，而不是在系列预约上",
+    "reason: say why, the booker reads it": "理由：请说明原因，预约人会看到",
 }

@@ -43,6 +43,7 @@ MODULES = (
     "training",
     "incidents",
     "webhooks",
+    "assistance",
 )
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)

@@ -135,15 +135,18 @@ def book(
     end: StartField,
     purpose: PurposeField = "",
     voucher_id: Annotated[str, Form(max_length=12)] = "",
+    assisted: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Book a time picked on the calendar (or typed), paying its voucher share with the
-    voucher chosen; a refusal shows conflicts and alternatives."""
+    voucher chosen, asking for an operator if ticked; a refusal shows conflicts and
+    alternatives."""
     try:
         data = BookingCreate(
             instrument_id=instrument_id,
             start=parse_local(start, field="start"),
             end=parse_local(end, field="end"),
             purpose=purpose,
+            assisted=assisted == "on",
         )
         created = bookings.booking_create(session, user=user, data=data)
         body = booking_public(created) if isinstance(created, Booking) else created
