@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy import func, or_, update
@@ -41,7 +42,15 @@ from core.db import get_engine, is_postgres, session_scope
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.events import EVENT_TYPES, Event
 from core.models import Role, User
-from core.outbound import Fetched, FetchFailed, fetch, normalise_http_url
+from core.outbound import (
+    Fetched,
+    FetchFailed,
+    UnsafeUrl,
+    checked_address,
+    fetch,
+    normalise_http_url,
+    system_resolver,
+)
 from core.settings import get_settings
 from core.timeutil import utcnow
 
@@ -151,10 +160,6 @@ def _may_see(user: User, endpoint: WebhookEndpoint) -> bool:
 def check_url(url: str) -> str:
     """A URL an endpoint may have: http(s), and a public address unless the setting allows
     private ones (UnsafeUrl, a 422, otherwise)."""
-    from urllib.parse import urlsplit
-
-    from core.outbound import UnsafeUrl, checked_address, system_resolver
-
     url = normalise_http_url(url)
     if get_settings().webhook_allow_private_urls:
         return url
