@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.cli_support import reasons
+from core.cli_support import reasons, run_passes
 from core.db import session_scope
 from core.money import format_money
 from core.settings import CURRENCY_EXPONENTS, get_settings
@@ -163,42 +163,29 @@ def webhooks_send(
 ) -> None:
     """Fan new events out to the endpoints that asked for them and post the deliveries
     that are due (signed; retried with backoff). Several senders may run at once."""
-    import signal
-    import threading
     import time
 
     from admin.webhooks import webhooks_prune, webhooks_send_due
     from core.timeutil import utcnow
 
-    stop = threading.Event()
     pruned_at = 0.0
-    if loop:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while True:
-            try:
-                report = webhooks_send_due(limit=limit)
-                if time.monotonic() - pruned_at > 3600 or not loop:
-                    with session_scope() as session:
-                        webhooks_prune(session, now=utcnow())
-                    pruned_at = time.monotonic()
-            except Exception as exc:
-                if not loop:
-                    raise
-                typer.echo(f"webhooks pass failed: {exc}", err=True)
-            else:
-                busy = report.dispatched or report.delivered or report.retrying or report.failed
-                if busy or not loop:
-                    typer.echo(
-                        f"{report.dispatched} new delivery(ies); delivered {report.delivered}, "
-                        f"retrying {report.retrying}, failed {report.failed}"
-                    )
-                for delivery_id, error in report.errors.items():
-                    typer.echo(f"delivery {delivery_id}: {error}", err=True)
-            if not loop or stop.wait(interval):
-                return
-    except KeyboardInterrupt:
-        typer.echo("webhooks stopped")
+
+    def one_pass() -> None:
+        nonlocal pruned_at
+        report = webhooks_send_due(limit=limit)
+        if time.monotonic() - pruned_at > 3600 or not loop:
+            with session_scope() as session:
+                webhooks_prune(session, now=utcnow())
+            pruned_at = time.monotonic()
+        if report.dispatched or report.delivered or report.retrying or report.failed or not loop:
+            typer.echo(
+                f"{report.dispatched} new delivery(ies); delivered {report.delivered}, "
+                f"retrying {report.retrying}, failed {report.failed}"
+            )
+        for delivery_id, error in report.errors.items():
+            typer.echo(f"delivery {delivery_id}: {error}", err=True)
+
+    run_passes(one_pass, loop=loop, interval=interval, name="webhooks")
 
 
 def mount(root: typer.Typer) -> None:

@@ -1,17 +1,41 @@
-"""Who may act on an instrument's bookings, blackouts and qualifications: a manager of the
-instrument's lab, or a network administrator (the catalog itself is the lab's alone)."""
+"""Who may act on an instrument's bookings, blackouts, qualifications and training: a
+manager of the instrument's lab, or a network administrator (the catalog itself is the
+lab's alone); and who is told of what a lab must decide."""
 
 from __future__ import annotations
+
+from sqlmodel import Session, col, select
 
 from booking.errors import NotAllowed
 from core.models import Role, User
 from instruments.models import Instrument
-from instruments.service import can_manage
+
+
+def manages_lab(user: User, lab_id: int) -> bool:
+    """A manager of the lab, or a network administrator."""
+    return (user.role == Role.lab_manager and user.lab_id == lab_id) or (
+        user.role == Role.network_admin
+    )
 
 
 def manages(user: User, instrument: Instrument) -> bool:
     """A manager of the instrument's lab, or a network administrator."""
-    return can_manage(user, instrument) or user.role == Role.network_admin
+    return manages_lab(user, instrument.lab_id)
+
+
+def lab_managers(session: Session, lab_id: int) -> list[User]:
+    """The lab's active managers: whom its requests, reports and approvals are told to."""
+    return list(
+        session.exec(
+            select(User)
+            .where(
+                User.lab_id == lab_id,
+                User.role == Role.lab_manager,
+                col(User.is_active).is_(True),
+            )
+            .order_by(col(User.id))
+        ).all()
+    )
 
 
 def require_manages(user: User, instrument: Instrument) -> None:

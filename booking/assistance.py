@@ -4,15 +4,15 @@ or declines with a reason. Either side is told; each decision is audited."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from booking.access import manages
+from booking.access import lab_managers, manages
 from booking.errors import BookingNotFound, NotAllowed
 from booking.models import ACTIVE_STATUSES, Assistance, Booking
 from booking.notifications.outbox import notify
 from core.audit import audit_record
 from core.errors import Conflict, Invalid
-from core.models import Role, User
+from core.models import User
 from core.timeutil import local_text
 from instruments.models import Instrument
 from instruments.service import instrument_get
@@ -22,19 +22,10 @@ def assistance_request(session: Session, booking: Booking, instrument: Instrumen
     """Mark a new booking as asking for an operator and tell the lab's managers."""
     booking.assistance = Assistance.requested
     session.add(booking)
-    managers = session.exec(
-        select(User.id).where(
-            User.lab_id == instrument.lab_id,
-            User.role == Role.lab_manager,
-            col(User.is_active).is_(True),
-        )
-    ).all()
-    for manager_id in managers:
-        if manager_id is None:
-            continue
+    for manager in lab_managers(session, instrument.lab_id):
         notify(
             session,
-            user_id=manager_id,
+            user_id=manager.id or 0,
             kind="assistance_requested",
             subject=f"An operator is asked for on {instrument.name}",
             body=f"For the booking at {local_text(booking.start_at)}; accept it naming the "

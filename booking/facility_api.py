@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path
 from sqlmodel import select
 
 from booking import assistance, incidents, training
+from booking.access import manages_lab
 from booking.errors import NotAllowed
 from booking.models import (
     Incident,
@@ -145,7 +146,7 @@ def take_seat(
 def list_seats(session: SessionDep, user: CurrentUser, session_id: Id) -> list[TrainingSeatPublic]:
     """Who has a seat, and what was recorded (the lab's managers)."""
     found = training.training_session_get(session, session_id)
-    if not training.is_lab_manager(user, found.lab_id):
+    if not manages_lab(user, found.lab_id):
         raise training.TrainingNotFound("session", session_id)
     return [
         TrainingSeatPublic.model_validate(seat, from_attributes=True)
@@ -325,7 +326,7 @@ def put_attendance_policy(
 ) -> AttendancePolicy:
     """Set them (the lab's managers); audited."""
     lab = _lab_by_code(session, code)
-    if not training.is_lab_manager(user, lab.id or 0):
+    if not manages_lab(user, lab.id or 0):
         raise NotAllowed("only the lab's managers set its attendance policy")
     before = _policy(lab).model_dump(mode="json")
     lab.staffed_from = data.staffed_from

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from booking.access import manages, require_manages
+from booking.access import lab_managers, manages, require_manages
 from booking.blackouts import blackout_create
 from booking.models import Incident, IncidentKind, IncidentStatus
 from booking.notifications.outbox import notify
@@ -92,19 +92,10 @@ def incident_report(
     )
     session.add(incident)
     session.flush()
-    managers = session.exec(
-        select(User.id).where(
-            User.lab_id == instrument.lab_id,
-            User.role == Role.lab_manager,
-            col(User.is_active).is_(True),
-        )
-    ).all()
-    for manager_id in managers:
-        if manager_id is None:
-            continue
+    for manager in lab_managers(session, instrument.lab_id):
         notify(
             session,
-            user_id=manager_id,
+            user_id=manager.id or 0,
             kind="incident_reported",
             subject=f"Problem reported with {instrument.name}: {kind.value}",
             body=description[:2000],

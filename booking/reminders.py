@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
+from booking.access import lab_managers
 from booking.attendance import booking_pin
 from booking.models import (
     Booking,
@@ -37,17 +38,14 @@ from booking.models import (
 from booking.notifications.models import Notification
 from booking.notifications.outbox import add_producer
 from core.errors import Invalid
-from core.models import Role, User
+from core.models import User
 from core.timeutil import local_text, utcnow
-from instruments.models import Instrument, Lab, Qualification
+from instruments.models import Instrument, Qualification
 
 # Offsets a person may choose: at most a week ahead, at most five of them.
 MAX_OFFSET_MINUTES = 7 * 24 * 60
 MAX_OFFSETS = 5
 DEFAULT_OFFSETS = (1440, 60)
-# After a booking starts with no check-in, its booker is reminded within this window.
-CHECK_IN_NUDGE_AFTER = timedelta(minutes=5)
-CHECK_IN_NUDGE_UNTIL = timedelta(minutes=30)
 # Managers are reminded of a pending request this long before it expires.
 APPROVAL_WARNING = timedelta(hours=6)
 # People are told this long before a qualification (or a voucher) expires.
@@ -223,59 +221,6 @@ def _booking_reminders(session: Session, now: datetime, out: Reminded) -> None:
         )
 
 
-def _check_in_nudges(session: Session, now: datetime, out: Reminded) -> None:
-    # Telemetry records use; booking cannot import it, so the check is by table name.
-    from sqlalchemy import text as sql_text
-
-    rows = session.exec(
-        select(Booking, Instrument.name, User, Lab.release_unchecked_minutes)
-        .join(Instrument, col(Instrument.id) == Booking.instrument_id)
-        .join(Lab, col(Lab.id) == Instrument.lab_id)
-        .join(User, col(User.id) == Booking.user_id)
-        .where(
-            Booking.status == BookingStatus.confirmed,
-            col(Booking.start_at) <= now - CHECK_IN_NUDGE_AFTER,
-            col(Booking.start_at) > now - CHECK_IN_NUDGE_UNTIL,
-            col(Booking.end_at) > now,
-            not_training_hold(),
-            col(User.is_active).is_(True),
-        )
-    ).all()
-    for booking, instrument_name, person, release in rows:
-        if booking.id is None or person.id is None:
-            continue
-        used = (
-            session.connection()
-            .execute(
-                sql_text("SELECT 1 FROM usage_session WHERE booking_id = :b LIMIT 1"),
-                {"b": booking.id},
-            )
-            .first()
-        )
-        if used is not None:
-            continue
-        language = person.language
-        values = {
-            "instrument": instrument_name,
-            "start": local_text(booking.start_at),
-            "pin": booking_pin(booking.id),
-            "release": text("release", language, minutes=release) if release else "",
-        }
-        out.count(
-            "check_in",
-            remind(
-                session,
-                key=f"reminder:check_in:{booking.id}:{int(booking.start_at.timestamp())}",
-                user_id=person.id,
-                kind="reminder_check_in",
-                subject=text("check_in", language, **values),
-                body=text("check_in_body", language, **values),
-                data={"booking_id": booking.id},
-                booking_id=booking.id,
-            ),
-        )
-
-
 def _approval_reminders(session: Session, now: datetime, out: Reminded) -> None:
     rows = session.exec(
         select(Booking, Instrument)
@@ -286,15 +231,11 @@ def _approval_reminders(session: Session, now: datetime, out: Reminded) -> None:
             col(Booking.expires_at) <= now + APPROVAL_WARNING,
         )
     ).all()
+    managers: dict[int, list[User]] = {}
     for booking, instrument in rows:
-        managers = session.exec(
-            select(User).where(
-                User.lab_id == instrument.lab_id,
-                User.role == Role.lab_manager,
-                col(User.is_active).is_(True),
-            )
-        ).all()
-        for manager in managers:
+        if instrument.lab_id not in managers:
+            managers[instrument.lab_id] = lab_managers(session, instrument.lab_id)
+        for manager in managers[instrument.lab_id]:
             if booking.id is None or manager.id is None or booking.expires_at is None:
                 continue
             values = {
@@ -380,10 +321,10 @@ def _training_reminders(session: Session, now: datetime, out: Reminded) -> None:
 
 
 ReminderPass = Callable[[Session, datetime, Reminded], None]
-# Domains to the right (billing's vouchers) add their passes at start-up.
+# Domains to the right add their passes at start-up: telemetry's nudge to check in, which
+# needs its usage sessions, and billing's vouchers.
 PASSES: list[ReminderPass] = [
     _booking_reminders,
-    _check_in_nudges,
     _approval_reminders,
     _qualification_reminders,
     _training_reminders,

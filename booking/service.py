@@ -10,7 +10,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from booking import waitlist
-from booking.access import manages
+from booking.access import lab_managers, manages
 from booking.assistance import assistance_request
 from booking.errors import (
     AlreadyStarted,
@@ -86,22 +86,12 @@ def booking_create(
     return booking
 
 
-def _lab_managers(session: Session, instrument: Instrument) -> list[int]:
-    """The active managers of the instrument's lab: who decides on its requests."""
-    ids = session.exec(
-        select(User.id).where(
-            User.lab_id == instrument.lab_id, User.role == Role.lab_manager, User.is_active
-        )
-    ).all()
-    return [i for i in ids if i is not None]
-
-
 def _ask_managers(session: Session, instrument: Instrument, booking: Booking) -> None:
     """Tell the lab's managers a request awaits their decision."""
-    for manager_id in _lab_managers(session, instrument):
+    for manager in lab_managers(session, instrument.lab_id):
         notify(
             session,
-            user_id=manager_id,
+            user_id=manager.id or 0,
             kind="approval_requested",
             subject=f"A booking of {instrument.name} awaits your decision",
             body=(
@@ -120,10 +110,10 @@ def _ask_managers_for_series(
     occurrence, so a weekly series for a term does not flood their inbox."""
     first = min(pending, key=lambda b: b.start)
     expires = first.expires_at
-    for manager_id in _lab_managers(session, instrument):
+    for manager in lab_managers(session, instrument.lab_id):
         notify(
             session,
-            user_id=manager_id,
+            user_id=manager.id or 0,
             kind="approval_requested",
             subject=(
                 f"A series of {len(pending)} bookings of {instrument.name} awaits your decision"

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from booking import waitlist
-from booking.access import require_manages
+from booking.access import lab_managers, manages_lab, require_manages
 from booking.conflicts import unavailable
 from booking.errors import NotAllowed
 from booking.models import (
@@ -59,21 +59,6 @@ MAX_SESSION = timedelta(hours=12)
 class TrainingNotFound(NotFound):
     def __init__(self, what: str, ident: int) -> None:
         super().__init__(f"no training {what} {ident}")
-
-
-def _managers(session: Session, lab_id: int) -> list[int]:
-    ids = session.exec(
-        select(User.id).where(
-            User.lab_id == lab_id, User.role == Role.lab_manager, col(User.is_active).is_(True)
-        )
-    ).all()
-    return [i for i in ids if i is not None]
-
-
-def is_lab_manager(user: User, lab_id: int) -> bool:
-    return (user.role == Role.lab_manager and user.lab_id == lab_id) or (
-        user.role == Role.network_admin
-    )
 
 
 # ------------------------------------------------------------------------------ requests
@@ -137,10 +122,10 @@ def training_request_create(
     )
     session.add(request)
     session.flush()
-    for manager_id in _managers(session, lab_id):
+    for manager in lab_managers(session, lab_id):
         notify(
             session,
-            user_id=manager_id,
+            user_id=manager.id or 0,
             kind="training_requested",
             subject=f"Training requested: {subject}",
             body=f"{user.name or user.email} asks for {level.value.replace('_', ' ')} training. "
@@ -196,12 +181,12 @@ def training_request_decide(
 ) -> TrainingRequest:
     """Decline (with a reason the person reads) or, by the person, withdraw a request."""
     request = session.get(TrainingRequest, request_id)
-    if request is None or not (request.user_id == user.id or is_lab_manager(user, request.lab_id)):
+    if request is None or not (request.user_id == user.id or manages_lab(user, request.lab_id)):
         raise TrainingNotFound("request", request_id)
     if request.status != TrainingRequestStatus.open:
         raise Conflict(f"the request is {request.status.value}", status=request.status.value)
     if decline:
-        if not is_lab_manager(user, request.lab_id):
+        if not manages_lab(user, request.lab_id):
             raise NotAllowed("only the lab declines a training request")
         if not reason.strip():
             raise Invalid("reason: say why, the person reads it")
@@ -266,7 +251,7 @@ def training_session_create(
         lab_id = user.lab_id
         if instrument_id is not None:
             raise Invalid("instrument_id: a safety induction is the lab's, not an instrument's")
-    if not is_lab_manager(user, lab_id):
+    if not manages_lab(user, lab_id):
         raise NotAllowed("only the lab's managers schedule training")
     trainer = user
     if trainer_email:
@@ -330,7 +315,7 @@ def training_session_cancel(
     requests wait for another session."""
     now = now or utcnow()
     training = training_session_get(session, session_id, lock=True)
-    if not is_lab_manager(user, training.lab_id):
+    if not manages_lab(user, training.lab_id):
         raise NotAllowed("only the lab's managers schedule training")
     if training.status != TrainingSessionStatus.scheduled or training.start_at <= now:
         raise Conflict(
@@ -442,7 +427,7 @@ def training_seat_take(
     now = now or utcnow()
     training = training_session_get(session, session_id, lock=True)
     if person_email:
-        if not is_lab_manager(user, training.lab_id):
+        if not manages_lab(user, training.lab_id):
             raise NotAllowed("only the lab's managers seat someone else")
         person = session.exec(
             select(User).where(User.email == person_email.strip().lower())
@@ -510,7 +495,7 @@ def training_attendance(
     induction; an instrument that needs the induction first refuses the grant (409, named)."""
     now = now or utcnow()
     training = training_session_get(session, session_id, lock=True)
-    if not is_lab_manager(user, training.lab_id):
+    if not manages_lab(user, training.lab_id):
         raise NotAllowed("only the lab's managers record attendance")
     if training.status == TrainingSessionStatus.cancelled:
         raise Conflict("the session was cancelled", status=training.status.value)

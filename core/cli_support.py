@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -38,3 +40,25 @@ def reasons(func: F) -> F:
             raise fail(f"database: {reason}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def run_passes(one_pass: Callable[[], None], *, loop: bool, interval: float, name: str) -> None:
+    """Run `one_pass` once or, with `loop`, every `interval` seconds until SIGTERM or Ctrl-C
+    (the demo stops its workers with SIGINT). Under `loop` a failed pass is reported and
+    tried again at the next one: the database, or a mail or web server, may be away for a
+    moment. Once, a failure is the command's."""
+    stop = threading.Event()
+    if loop:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while True:
+            try:
+                one_pass()
+            except Exception as exc:
+                if not loop:
+                    raise
+                typer.echo(f"{name} pass failed: {exc}", err=True)
+            if not loop or stop.wait(interval):
+                return
+    except KeyboardInterrupt:
+        typer.echo(f"{name} stopped")

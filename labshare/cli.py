@@ -49,10 +49,11 @@ def _mount_domains() -> None:
     from billing.cli import mount as mount_billing
 
     mount_billing(app)
-    # Reminders join the mailer's passes: booking's, and billing's (a voucher about to
-    # expire).
+    # Reminders join the mailer's passes: booking's, telemetry's (check in now) and
+    # billing's (a voucher about to expire).
     import billing.reminders  # noqa: F401
     import booking.reminders  # noqa: F401
+    import telemetry.kiosk  # noqa: F401  (the nudge to check in)
 
 
 @db_app.command("upgrade")

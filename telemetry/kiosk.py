@@ -24,12 +24,13 @@ from sqlmodel import Session, col, select
 
 from booking.access import manages
 from booking.attendance import booking_pin
-from booking.models import Booking, BookingStatus
+from booking.models import Booking, BookingStatus, not_training_hold
+from booking.reminders import Reminded, register, remind, text
 from core.audit import audit_record
 from core.errors import Conflict, Forbidden, Invalid, NotFound, TooManyRequests
 from core.models import SignInFailure, User
 from core.timeutil import local_text, utcnow
-from instruments.models import Instrument
+from instruments.models import Instrument, Lab
 from instruments.service import instrument_get
 from telemetry.models import UsageKind, UsageReview, UsageSession, UsageSource
 from telemetry.usage import close_session, session_closed_event
@@ -328,3 +329,56 @@ def usage_record_manual(
         },
     )
     return usage
+
+
+# After a booking starts with no check-in, its booker is reminded within this window.
+CHECK_IN_NUDGE_AFTER = timedelta(minutes=5)
+CHECK_IN_NUDGE_UNTIL = timedelta(minutes=30)
+
+
+def check_in_nudges(session: Session, now: datetime, out: Reminded) -> None:
+    """A reminder pass: a booking that started a few minutes ago with no session of any
+    source (kiosk, gateway, operator) reminds its booker to check in, with the PIN and the
+    lab's release rule."""
+    used = select(UsageSession.id).where(UsageSession.booking_id == Booking.id).exists()
+    rows = session.exec(
+        select(Booking, Instrument.name, User, Lab.release_unchecked_minutes)
+        .join(Instrument, col(Instrument.id) == Booking.instrument_id)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .join(User, col(User.id) == Booking.user_id)
+        .where(
+            Booking.status == BookingStatus.confirmed,
+            col(Booking.start_at) <= now - CHECK_IN_NUDGE_AFTER,
+            col(Booking.start_at) > now - CHECK_IN_NUDGE_UNTIL,
+            col(Booking.end_at) > now,
+            not_training_hold(),
+            col(User.is_active).is_(True),
+            ~used,
+        )
+    ).all()
+    for booking, instrument_name, person, release in rows:
+        if booking.id is None or person.id is None:
+            continue
+        language = person.language
+        values = {
+            "instrument": instrument_name,
+            "start": local_text(booking.start_at),
+            "pin": booking_pin(booking.id),
+            "release": text("release", language, minutes=release) if release else "",
+        }
+        out.count(
+            "check_in",
+            remind(
+                session,
+                key=f"reminder:check_in:{booking.id}:{int(booking.start_at.timestamp())}",
+                user_id=person.id,
+                kind="reminder_check_in",
+                subject=text("check_in", language, **values),
+                body=text("check_in_body", language, **values),
+                data={"booking_id": booking.id},
+                booking_id=booking.id,
+            ),
+        )
+
+
+register(check_in_nudges)

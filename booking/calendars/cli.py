@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from core.cli_support import fail, reasons
+from core.cli_support import fail, reasons, run_passes
 from core.db import session_scope
 
 calendars_app = typer.Typer(help="Calendar feeds and imported lab calendars.", no_args_is_help=True)
@@ -33,27 +31,10 @@ def sync(
     force: Annotated[bool, typer.Option(help="Fetch every URL calendar, due or not")] = False,
 ) -> None:
     """Fetch URL calendars that are due and replace their busy time; errors are recorded."""
-    stop = threading.Event()
-    if loop:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        _sync_passes(loop=loop, interval=interval, force=force, stop=stop)
-    except KeyboardInterrupt:  # Ctrl-C, or the demo stopping us with SIGINT
-        typer.echo("calendar sync stopped")
-
-
-def _sync_passes(*, loop: bool, interval: float, force: bool, stop: threading.Event) -> None:
     from booking.calendars.fetch import calendar_sources_sync_due
 
-    while True:
-        try:
-            outcomes = calendar_sources_sync_due(force=force)
-        except Exception as exc:
-            if not loop:
-                raise
-            # The database may be away for a moment: the loop waits and tries again.
-            typer.echo(f"calendar sync pass failed: {exc}", err=True)
-            outcomes = []
+    def one_pass() -> None:
+        outcomes = calendar_sources_sync_due(force=force)
         for o in outcomes:
             if o.ok:
                 typer.echo(
@@ -62,13 +43,12 @@ def _sync_passes(*, loop: bool, interval: float, force: bool, stop: threading.Ev
                 )
             else:
                 typer.echo(f"calendar {o.source_id}: error: {o.error}", err=True)
-        failed = sum(not o.ok for o in outcomes)
         if not loop:
             # A failed fetch is recorded on its source, not a failure of the command.
+            failed = sum(not o.ok for o in outcomes)
             typer.echo(f"synced {len(outcomes) - failed} of {len(outcomes)} due calendar(s)")
-            return
-        if stop.wait(interval):
-            return
+
+    run_passes(one_pass, loop=loop, interval=interval, name="calendar sync")
 
 
 @calendars_app.command("import")

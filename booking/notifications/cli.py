@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from typing import Annotated
 
 import typer
 
-from core.cli_support import fail, reasons
+from core.cli_support import fail, reasons, run_passes
 from core.db import session_scope
 from core.settings import get_settings
 
@@ -36,24 +34,14 @@ def send(
 ) -> None:
     """Add due reminders to the outbox, then send unsent notifications by SMTP
     (LABSHARE_SMTP_URL); without it, they stay in the outbox, where people read them."""
-    stop = threading.Event()
-    if loop:
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    first = True
-    try:
-        while True:
-            try:
-                _one_pass(limit=limit, reminders=reminders, say_outbox=first)
-                first = False
-            except Exception as exc:
-                if not loop:
-                    raise
-                # The database or the mail server may be away for a moment: try again.
-                typer.echo(f"notifications pass failed: {exc}", err=True)
-            if not loop or stop.wait(interval):
-                return
-    except KeyboardInterrupt:  # Ctrl-C, or the demo stopping us with SIGINT
-        typer.echo("notifications stopped")
+    passes = 0
+
+    def one_pass() -> None:
+        nonlocal passes
+        _one_pass(limit=limit, reminders=reminders, say_outbox=passes == 0)
+        passes += 1
+
+    run_passes(one_pass, loop=loop, interval=interval, name="notifications")
 
 
 def _one_pass(*, limit: int | None, reminders: bool, say_outbox: bool) -> None:

@@ -23,7 +23,7 @@ from telemetry.kiosk import check_in, check_out
 from telemetry.models import UsageSession, UsageSource
 from telemetry.reconcile import usage_reconcile
 from tests.billing.helpers import NOV, book, use
-from tests.factories import auth
+from tests.factories import auth, create_instrument
 
 
 def _booking(
@@ -244,3 +244,28 @@ def test_a_training_sessions_hold_is_never_charged_nor_released(session: Session
     session.rollback()
     assert session.get(Booking, hold_id).status == BookingStatus.completed
     assert session.exec(select(Charge).where(Charge.source_id == hold_id)).all() == []
+
+
+def test_a_booker_who_has_not_checked_in_is_nudged_once(session: Session, net) -> None:
+    from booking.reminders import reminders_due
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    lab = session.get(Lab, net.lab.id)
+    lab.release_unchecked_minutes = 20
+    session.add(lab)
+    session.commit()
+    late = _booking(session, net.instrument.id, net.researcher.id, now - timedelta(minutes=10), 60)
+    other = create_instrument(session, lab=net.lab)
+    present = _booking(session, other.id, net.researcher2.id, now - timedelta(minutes=10), 60)
+    with session_scope() as s:
+        check_in(s, instrument_id=other.id, user=net.researcher2, now=now - timedelta(minutes=8))
+    for _ in range(2):
+        with session_scope() as s:
+            reminders_due(s, now=now)
+    session.rollback()
+    nudges = session.exec(
+        select(Notification).where(Notification.kind == "reminder_check_in")
+    ).all()
+    assert [n.booking_id for n in nudges] == [late.id]
+    assert booking_pin(late.id) in nudges[0].body and "20" in nudges[0].body
+    assert present.id is not None
