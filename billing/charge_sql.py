@@ -8,8 +8,12 @@ statement reads a table that is not listed, or a listed table is renamed.
 
 from __future__ import annotations
 
-# The time a lab's training session holds is the lab's own: never charged to its trainer.
-NOT_TRAINING = "AND NOT EXISTS (SELECT 1 FROM training_session t WHERE t.booking_id = b.id)"
+# The time a lab's training session or a service run holds is the lab's own: never charged
+# to its trainer or operator (a service is charged by its request, below).
+NOT_TRAINING = (
+    "AND NOT EXISTS (SELECT 1 FROM training_session t WHERE t.booking_id = b.id) "
+    "AND NOT EXISTS (SELECT 1 FROM service_request r WHERE r.booking_id = b.id)"
+)
 
 # Table -> the domain whose models.py defines it.
 TABLES_READ: dict[str, str] = {
@@ -26,6 +30,7 @@ TABLES_READ: dict[str, str] = {
     "rate_card": "billing",
     "rate": "instruments",
     "charge": "billing",
+    "service_request": "billing",
 }
 
 
@@ -294,6 +299,24 @@ def fee_charges(sql: Sql, kind: str) -> str:
          AND (p.effective_to IS NULL OR p.effective_to > bk.s_start)
     WHERE {condition}"""
     )
+
+
+def service_charges(sql: Sql) -> str:
+    """Service requests completed in the month, at the total of the quote they accepted."""
+    return f"""
+    INSERT INTO charge_new ({CHARGE_COLUMNS})
+    SELECT 'service', r.id, :period, pi.id, l.institution_id, r.lab_id, r.instrument_id,
+           r.requester_id, r.booking_id, CAST(NULL AS INTEGER), r.payer_class, 'sample', r.units,
+           CASE WHEN r.units > 0 THEN r.quote_total / r.units ELSE r.quote_total END, 0,
+           r.quote_total, r.currency, CAST(NULL AS INTEGER), {_eligible("l.institution_id")},
+           COALESCE(r.run_started_at, r.received_at, r.completed_at), r.completed_at, :now
+    FROM service_request r
+    JOIN lab l ON l.id = r.lab_id
+    JOIN "user" u ON u.id = r.requester_id
+    JOIN institution pi ON pi.id = u.institution_id
+    WHERE r.status = 'completed' AND r.completed_at >= :start AND r.completed_at < :end
+      AND r.quote_total IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM charge c WHERE c.kind = 'service' AND c.source_id = r.id)"""
 
 
 # Sources of a month left uncharged (no rate, or no payer institution).

@@ -22,6 +22,7 @@ from billing.charge_sql import (
     Sql,
     booking_charges,
     fee_charges,
+    service_charges,
     walk_up_charges,
 )
 from core.db import UTCDateTime
@@ -36,11 +37,15 @@ class ChargeCounts:
     no_show: int = 0
     late_cancel: int = 0
     walk_up: int = 0
+    service: int = 0
     unpriced: int = 0  # sources left uncharged: no rate, or no payer institution
 
     @property
     def total(self) -> int:
-        return self.booking + self.overtime + self.no_show + self.late_cancel + self.walk_up
+        return (
+            self.booking + self.overtime + self.no_show + self.late_cancel + self.walk_up
+            + self.service
+        )  # fmt: skip
 
 
 def _staging_create(session: Session, sql: Sql) -> None:
@@ -106,6 +111,7 @@ def charges_create(
         ("no-show fees", fee_charges(sql, "no_show")),
         ("late cancellation fees", fee_charges(sql, "late_cancel")),
         ("walk-ups", walk_up_charges(sql)),
+        ("service requests", service_charges(sql)),
     )
     for label, statement in steps:
         added = _execute(session, statement, params)

@@ -151,6 +151,7 @@ class ChargeKind(StrEnum):
     no_show = "no_show"
     late_cancel = "late_cancel"
     walk_up = "walk_up"  # a usage session without a booking
+    service = "service"  # a completed service request, at its accepted quote
 
 
 class ChargeUnit(StrEnum):

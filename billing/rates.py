@@ -35,13 +35,7 @@ from core.settings import get_settings
 from core.timeutil import utcnow
 from instruments.errors import UnknownCode
 from instruments.models import Category, Instrument, Lab, Rate
-
-
-def _lab_by_code(session: Session, code: str) -> Lab:
-    lab = session.exec(select(Lab).where(Lab.code == code)).first()
-    if lab is None:
-        raise UnknownCode("lab", code)
-    return lab
+from instruments.service import lab_by_code
 
 
 def require_lab_manager(user: User | None, lab_id: int) -> None:
@@ -87,7 +81,7 @@ def rate_card_create(session: Session, *, user: User | None, data: RateCardIn) -
         if category is None:
             raise UnknownCode("category", data.category)
         if data.lab:
-            lab_id = _lab_by_code(session, data.lab).id or 0
+            lab_id = lab_by_code(session, data.lab).id or 0
         elif user is not None and user.lab_id is not None:
             lab_id = user.lab_id
         else:
@@ -198,7 +192,7 @@ def rate_cards_list(
             )
         )
     if lab is not None:
-        query = query.where(RateCard.lab_id == _lab_by_code(session, lab).id)
+        query = query.where(RateCard.lab_id == lab_by_code(session, lab).id)
     if at is not None:
         query = query.where(
             col(RateCard.effective_from) <= at,
@@ -274,7 +268,7 @@ def rates_sync(
 
 def policy_get(session: Session, *, lab_code: str) -> ChargingPolicyPublic:
     """A lab's charging policy; labs that set none bill booked time with no fees."""
-    lab = _lab_by_code(session, lab_code)
+    lab = lab_by_code(session, lab_code)
     policy = session.get(ChargingPolicy, lab.id)
     if policy is None:
         policy = ChargingPolicy(lab_id=lab.id or 0, currency=get_settings().currency)
@@ -289,7 +283,7 @@ def policy_set(
     """Change a lab's charging policy (its manager) from `effective_from`: by default as
     early as allowed, that is since the lab's last invoice run and after the latest closed
     month. What happened before keeps the terms in force then."""
-    lab = _lab_by_code(session, lab_code)
+    lab = lab_by_code(session, lab_code)
     assert lab.id is not None
     require_lab_manager(user, lab.id)
     now = utcnow()

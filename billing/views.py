@@ -17,8 +17,8 @@ from core.models import Role, User
 from core.money import format_money
 from core.periods import parse_period
 from core.settings import get_settings
-from instruments.errors import UnknownCode
 from instruments.models import Institution, Instrument, Lab
+from instruments.service import lab_by_code
 
 _KIND_LABEL = {
     ChargeKind.booking: "Booking",
@@ -26,6 +26,7 @@ _KIND_LABEL = {
     ChargeKind.no_show: "No-show fee",
     ChargeKind.late_cancel: "Late cancellation fee",
     ChargeKind.walk_up: "Walk-up use",
+    ChargeKind.service: "Service request",
 }
 
 
@@ -45,6 +46,12 @@ def _describe(charge: Charge, instrument: Instrument, currency: str) -> str:
     when = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M}"
     if charge.kind == ChargeKind.overtime:
         when = f"{start:%Y-%m-%d}, past the booking's end at {end:%H:%M}"
+    if charge.kind == ChargeKind.service:
+        return (
+            f"Service request SR-{charge.source_id}, {instrument.name} ({instrument.code}), "
+            f"completed {end:%Y-%m-%d}: {charge.quantity} units, "
+            f"{format_money(charge.amount, currency)} as quoted"
+        )
     head = f"{_KIND_LABEL[charge.kind]}, {instrument.name} ({instrument.code}), {when}"
     if charge.unit.value == "fee":
         return head
@@ -102,9 +109,7 @@ def invoice_lines(
 def lab_charges(session: Session, *, user: User, lab_code: str, period: str) -> list[LabCharge]:
     """A month's charges on a lab's instruments, for its manager and network admins."""
     parse_period(period)
-    lab = session.exec(select(Lab).where(Lab.code == lab_code)).first()
-    if lab is None:
-        raise UnknownCode("lab", lab_code)
+    lab = lab_by_code(session, lab_code)
     if not (
         user.role == Role.network_admin or (user.role == Role.lab_manager and user.lab_id == lab.id)
     ):

@@ -20,7 +20,6 @@ from sqlmodel import Session, col, select
 
 from booking import waitlist
 from booking.access import lab_managers, manages_lab, require_manages
-from booking.conflicts import unavailable
 from booking.errors import NotAllowed
 from booking.models import (
     Booking,
@@ -34,10 +33,9 @@ from booking.models import (
     TrainingSessionStatus,
 )
 from booking.notifications.outbox import notify
-from booking.placement import write
+from booking.placement import lab_hold
 from booking.qualifications import qualification_grant
 from booking.schemas import QualificationGrant
-from booking.timeline import load_timeline
 from core.audit import audit_record
 from core.db import is_postgres
 from core.errors import Conflict, Invalid, NotFound
@@ -265,21 +263,10 @@ def training_session_create(
     booking_id = None
     if instrument is not None:
         assert instrument.id is not None
-        timeline = load_timeline(session, instrument, start, end)
-        taken = [c for c in timeline.conflicts(start, end) if c.kind != "closed"]
-        if taken:
-            raise unavailable(session, instrument, start, end, taken, user_id=trainer.id, now=now)
-        hold = Booking(
-            instrument_id=instrument.id,
-            user_id=trainer.id,
-            start_at=start,
-            end_at=end,
-            status=BookingStatus.confirmed,
-            purpose=f"Training: {title.strip()}"[:1000],
-            created_at=now,
-            updated_at=now,
-        )
-        write(session, hold, instrument, now=now)
+        hold = lab_hold(
+            session, instrument, user_id=trainer.id, start=start, end=end,
+            purpose=f"Training: {title.strip()}", now=now,
+        )  # fmt: skip
         booking_id = hold.id
     training = TrainingSession(
         lab_id=lab_id,

@@ -37,6 +37,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "voucher.claim_decided",
     "incident.reported",
     "incident.closed",
+    "service_request.changed",
 )
 
 

@@ -1,7 +1,8 @@
 """Request bodies have a size limit, enforced before the body is read.
 
 JSON and forms: LABSHARE_MAX_BODY_BYTES (1 MiB); calendars, CSV and file uploads:
-LABSHARE_MAX_UPLOAD_BYTES (2 MiB). A declared Content-Length over the limit is refused
+LABSHARE_MAX_UPLOAD_BYTES (2 MiB); a service request's files: LABSHARE_MAX_FILE_BYTES
+(20 MiB). A declared Content-Length over the limit is refused
 at once; a body that grows past it while streaming is cut off there. Either way the
 answer is a 413 in the API's shape, and nothing behind this middleware (authentication,
 parsing, the database) has spent anything on it.
@@ -28,10 +29,18 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit:,} bytes")
 
 
-def body_limit(headers: Headers) -> int:
-    """The limit for a request with these headers."""
+# A service request's files (a form's attachment, a lab's result): their own, larger limit,
+# plus room for the multipart envelope; the exact limit is the file's, counted as it is stored.
+FILE_PATHS = ("/api/v1/service-requests/", "/requests/")
+ENVELOPE = 64 * 1024
+
+
+def body_limit(headers: Headers, path: str = "") -> int:
+    """The limit for a request with these headers (to this path)."""
     settings = get_settings()
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data" and path.startswith(FILE_PATHS) and path.endswith("/files"):
+        return settings.max_file_bytes + ENVELOPE
     return settings.max_upload_bytes if kind in UPLOAD_TYPES else settings.max_body_bytes
 
 
@@ -52,7 +61,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        limit = body_limit(headers)
+        limit = body_limit(headers, scope.get("path", ""))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             await _refusal(limit)(scope, receive, send)

@@ -113,6 +113,16 @@ class Settings(BaseSettings):
         ge=1024,
         description="The largest calendar (.ics) or CSV upload.",
     )
+    files_dir: Path | None = Field(
+        default=None,
+        description="Where a service request's files are kept (default: files/ under the "
+        "data directory).",
+    )
+    max_file_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        description="The largest file a service request takes (a sample sheet, a result).",
+    )
     access_log: bool = Field(default=False, description="uvicorn's access log under serve.")
     keep_alive_seconds: int = Field(
         default=30,
@@ -178,6 +188,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def files_path(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
 
     @property
     def is_sqlite(self) -> bool:

@@ -486,6 +486,14 @@ def directory(session: Session) -> list[tuple[Named, list[Named]]]:
     return list(out.values())
 
 
+def lab_by_code(session: Session, code: str) -> Lab:
+    """The lab with this code, or UnknownCode (404)."""
+    lab = session.exec(select(Lab).where(Lab.code == code)).first()
+    if lab is None:
+        raise UnknownCode("lab", code)
+    return lab
+
+
 def lab_names(session: Session, instrument_ids: Sequence[int]) -> dict[int, str]:
     """Each instrument's lab name: lists of slots and alternatives tell equal names apart."""
     if not instrument_ids:
