@@ -29,9 +29,10 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit:,} bytes")
 
 
-# A service request's files (a form's attachment, a lab's result): their own, larger limit,
-# plus room for the multipart envelope; the exact limit is the file's, counted as it is stored.
-FILE_PATHS = ("/api/v1/service-requests/", "/requests/")
+# A service request's files (a form's attachments, a lab's result): their own, larger limit
+# for the whole upload, plus room for the multipart envelope and the form's other fields;
+# each file is also held to the limit as it is stored.
+FILE_PATHS = ("/api/v1/service-requests/", "/requests/", "/services/")
 ENVELOPE = 64 * 1024
 
 
@@ -39,7 +40,7 @@ def body_limit(headers: Headers, path: str = "") -> int:
     """The limit for a request with these headers (to this path)."""
     settings = get_settings()
     kind = headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data" and path.startswith(FILE_PATHS) and path.endswith("/files"):
+    if kind == "multipart/form-data" and path.startswith(FILE_PATHS):
         return settings.max_file_bytes + ENVELOPE
     return settings.max_upload_bytes if kind in UPLOAD_TYPES else settings.max_body_bytes
 

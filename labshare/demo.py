@@ -242,7 +242,8 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
     console.print(
         f"facility: training session {facility.training_session} with a seat taken, "
         f"{facility.incidents} incidents; the researcher's booking now is on instrument "
-        f"{facility.kiosk_instrument}: check in at /instruments/{facility.kiosk_instrument}/kiosk"
+        f"{facility.kiosk_instrument}: check in at /instruments/{facility.kiosk_instrument}/kiosk; "
+        f"send samples at /services/{facility.service} (the engineer's request is quoted)"
     )
 
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
+from billing.services.catalog import service_create
+from billing.services.requests import request_create, request_quote
 from booking.incidents import incident_close, incident_report
 from booking.models import Booking, BookingStatus, IncidentKind
 from booking.timeline import load_timeline
@@ -28,6 +30,7 @@ class FacilitySeeded:
     training_session: int | None = None
     kiosk_instrument: int | None = None
     incidents: int = 0
+    service: int | None = None
 
 
 def _person(session: Session, name: str) -> User:
@@ -105,5 +108,26 @@ def seed_facility(session: Session) -> FacilitySeeded:
     incident_close(session, user=manager, incident_id=closed.id or 0,
                    note="Fan replaced; tested for an hour.")  # fmt: skip
     out.incidents = 2
+
+    # The service desk: the lab analyses samples sent to it; the engineer's company asked
+    # for six and the lab has quoted, so the engineer can accept and follow it.
+    analysed = instruments[0]
+    service = service_create(session, user=manager, instrument_id=analysed.id or 0, data={
+        "name": f"Sample analysis on {analysed.name}, per sample",
+        "description": "Send the samples with the sheet; the report comes as PDF and CSV.",
+        "prices": {"internal": 15000, "academic": 20000, "company": 40000},
+        "turnaround_days": 7, "sample_types": "powder, thin film, solution",
+        "form": [
+            {"name": "material", "label": "Material", "type": "text", "required": True},
+            {"name": "hazard", "label": "Hazard class", "type": "choice", "required": True,
+             "choices": ["none", "irritant", "toxic"]},
+            {"name": "sheet", "label": "Sample sheet", "type": "file"},
+        ],
+    })  # fmt: skip
+    asked = request_create(session, user=engineer, service_id=service.id or 0, units=6,
+                           answers={"material": "TiO2 coating", "hazard": "none"},
+                           note="Two batches, three each.", submit=True)  # fmt: skip
+    request_quote(session, user=manager, request_id=asked.id or 0, now=now)
+    out.service = service.id
     session.flush()
     return out

@@ -44,6 +44,7 @@ MODULES = (
     "incidents",
     "webhooks",
     "assistance",
+    "services",
 )
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)

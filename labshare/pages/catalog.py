@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from billing.prices import prices_for, prices_in_force
+from billing.services.catalog import services_list
 from billing.voucher_applications import voucher_cover, vouchers_usable
 from booking import availability, qualifications
 from booking.schemas import Slot
@@ -155,6 +156,7 @@ def instrument_page(
                 prices_in_force(session, [instrument_id]).get(instrument_id, {}).values()
             ),
             "training_needed": user is not None and instrument_id in needing,
+            "services": services_list(session, instrument_id=instrument_id),
             "training_for": {"lab_id": instrument.lab_id, "category_id": instrument.category_id},
         },
         user=user,

@@ -291,6 +291,9 @@ FLASH = {
     "endpoint-removed": "Endpoint removed.",
     "replayed": "Queued: it is sent again at the next pass.",
     "reminders-saved": "Your reminders are saved.",
+    "request-saved": "Kept as a draft: send it when it is ready.",
+    "request-sent": "Sent: the lab answers with a quote.",
+    "file-added": "The file is added.",
 }
 
 
@@ -304,6 +307,7 @@ def nav_for(user: User | None, *, small_company: bool = False) -> list[dict[str,
     ]
     if user.role in (Role.researcher, Role.institution_admin):
         items.append({"href": "/me/training", "label": "Training"})
+        items.append({"href": "/me/requests", "label": "Requests"})
     if user.role == Role.lab_manager:
         items.append({"href": "/lab", "label": "My lab"})
     if user.role in (Role.lab_manager, Role.institution_admin):
