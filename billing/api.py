@@ -10,8 +10,11 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 
 from billing import rates, service_feed, views, vouchers
+from billing.account_charges import booking_charge_to
 from billing.invoices import invoice_mark_paid
 from billing.ledger import balances, ledger_totals
+from billing.projects.api import link_public
+from billing.projects.schemas import ChargeTo, LinkPublic
 from billing.schemas import (
     AssistedIn,
     ChargingPolicyIn,
@@ -233,3 +236,16 @@ def service_records(
         media_type="application/json",
         headers={"X-Labshare-Signature": service_feed.sign(body, secret)},
     )
+
+
+@router.post("/bookings/{booking_id}/account", response_model=LinkPublic, tags=["accounts"])
+def charge_booking_to_account(
+    session: SessionDep,
+    user: CurrentUser,
+    booking_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    data: ChargeTo,
+) -> LinkPublic:
+    """Charge your booking to a project account (again to change it): 409 past its budget
+    (with the figures) or outside its dates; pending when the PI approves charges."""
+    return link_public(booking_charge_to(session, user=user, booking_id=booking_id,
+                                         account_id=data.account_id))  # fmt: skip

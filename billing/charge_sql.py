@@ -31,6 +31,7 @@ TABLES_READ: dict[str, str] = {
     "rate": "instruments",
     "charge": "billing",
     "service_request": "billing",
+    "account_link": "billing",
 }
 
 
@@ -317,6 +318,20 @@ def service_charges(sql: Sql) -> str:
     WHERE r.status = 'completed' AND r.completed_at >= :start AND r.completed_at < :end
       AND r.quote_total IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM charge c WHERE c.kind = 'service' AND c.source_id = r.id)"""
+
+
+# The project account each new charge goes to: its booking's or its service request's
+# account, where that charge is approved (pending or declined ones go to the institution).
+ACCOUNTS = """
+    UPDATE charge_new SET account_id = (
+        SELECT l.account_id FROM account_link l
+        WHERE l.status = 'approved'
+          AND ((charge_new.kind = 'service' AND l.kind = 'service_request'
+                AND l.source_id = charge_new.source_id)
+               OR (charge_new.kind <> 'service' AND l.kind = 'booking'
+                   AND l.source_id = charge_new.booking_id)))
+    WHERE charge_new.booking_id IS NOT NULL OR charge_new.kind = 'service'
+"""
 
 
 # Sources of a month left uncharged (no rate, or no payer institution).

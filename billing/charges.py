@@ -17,6 +17,7 @@ from sqlalchemy import bindparam, text
 from sqlmodel import Session
 
 from billing.charge_sql import (
+    ACCOUNTS,
     CHARGE_COLUMNS,
     UNPRICED,
     Sql,
@@ -65,7 +66,7 @@ def _staging_create(session: Session, sql: Sql) -> None:
             surcharge_amount BIGINT NOT NULL, amount BIGINT NOT NULL, currency VARCHAR(3) NOT NULL,
             rate_card_id INTEGER, voucher_eligible BOOLEAN NOT NULL,
             service_start_at {stamp} NOT NULL, service_end_at {stamp} NOT NULL,
-            created_at {stamp} NOT NULL)"""
+            created_at {stamp} NOT NULL, account_id INTEGER)"""
         )
     )
 
@@ -117,6 +118,7 @@ def charges_create(
         added = _execute(session, statement, params)
         if progress:
             progress(f"charges: {added:,} {label}")
+    session.execute(text(ACCOUNTS))
     counts = {
         str(kind): int(n)
         for kind, n in session.execute(
@@ -141,13 +143,14 @@ def charges_to_invoices(session: Session, *, period: str) -> int:
             FROM charge_new n
             JOIN invoice v ON v.payer_institution_id = n.payer_institution_id
              AND v.period = :period AND v.currency = n.currency
+             AND COALESCE(v.account_id, 0) = COALESCE(n.account_id, 0)
             LEFT JOIN (SELECT invoice_id, MAX(line_no) AS last_line FROM charge
                        WHERE period = :period GROUP BY invoice_id) m ON m.invoice_id = v.id
             WHERE v.status = 'draft'
         )
-        INSERT INTO charge ({CHARGE_COLUMNS}, invoice_id, line_no)
+        INSERT INTO charge ({CHARGE_COLUMNS}, account_id, invoice_id, line_no)
         SELECT {", ".join("n." + c.strip() for c in CHARGE_COLUMNS.split(","))},
-               x.invoice_id, x.line_no
+               n.account_id, x.invoice_id, x.line_no
         FROM numbered x JOIN charge_new n ON n.kind = x.kind AND n.source_id = x.source_id
         """
     )

@@ -78,18 +78,22 @@ def _create_invoices(session: Session, period: str, now_param: dict[str, object]
     network = get_settings().currency
     query = text(
         """
-        INSERT INTO invoice (number, payer_institution_id, period, currency, status, line_count,
-                             subtotal, voucher_total, total, amount_paid, payment_failures,
-                             created_at)
+        INSERT INTO invoice (number, payer_institution_id, account_id, period, currency,
+                             status, line_count, subtotal, voucher_total, total, amount_paid,
+                             payment_failures, created_at)
         SELECT 'INV-' || :period || '-' || pi.code
+                 || CASE WHEN c.account_id IS NOT NULL
+                         THEN '-A' || CAST(c.account_id AS VARCHAR(12)) ELSE '' END
                  || CASE WHEN c.currency <> :network THEN '-' || UPPER(c.currency) ELSE '' END,
-               c.payer_institution_id, :period, c.currency, 'draft', 0, 0, 0, 0, 0, 0, :now
-        FROM (SELECT DISTINCT payer_institution_id, currency FROM charge_new) c
+               c.payer_institution_id, c.account_id, :period, c.currency, 'draft', 0, 0, 0, 0,
+               0, 0, :now
+        FROM (SELECT DISTINCT payer_institution_id, account_id, currency FROM charge_new) c
         JOIN institution pi ON pi.id = c.payer_institution_id
         WHERE NOT EXISTS (SELECT 1 FROM invoice v WHERE v.payer_institution_id =
                           c.payer_institution_id AND v.period = :period
-                          AND v.currency = c.currency)
-        ORDER BY pi.code, c.currency
+                          AND v.currency = c.currency
+                          AND COALESCE(v.account_id, 0) = COALESCE(c.account_id, 0))
+        ORDER BY pi.code, c.account_id, c.currency
         """
     ).bindparams(bindparam("now", type_=UTCDateTime))
     result = session.execute(query, {"period": period, "network": network, **now_param})

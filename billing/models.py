@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import JSON, CheckConstraint, Index, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
+import billing.projects.models  # noqa: F401  (an invoice may be a project account's)
 import booking.models  # noqa: F401  (charges refer to bookings)
 import telemetry.models  # noqa: F401  (and to usage sessions)
 from core.db import UTCDateTime, enum_type
@@ -198,6 +199,8 @@ class Charge(SQLModel, table=True):
     currency: str = Field(max_length=3)
     rate_card_id: int | None = None
     voucher_eligible: bool = False
+    # The project account it is charged to (billing.projects), when the PI's approval holds.
+    account_id: int | None = None
     service_start_at: datetime = Field(sa_type=UTCDateTime)
     service_end_at: datetime = Field(sa_type=UTCDateTime)
     invoice_id: int | None = Field(default=None, foreign_key="invoice.id")
@@ -215,10 +218,19 @@ class InvoiceStatus(StrEnum):
 
 
 class Invoice(SQLModel, table=True):
-    """One payer institution's bill for one month and currency."""
+    """One payer institution's bill for one month and currency; a project account's charges
+    have their own invoice (`account_id`), addressed to the same institution."""
 
     __table_args__ = (
-        UniqueConstraint("payer_institution_id", "period", "currency", name="uq_invoice_payer"),
+        # One per payer, account (none: 0), month and currency.
+        Index(
+            "uq_invoice_payer_account",
+            "payer_institution_id",
+            sa.text("COALESCE(account_id, 0)"),
+            "period",
+            "currency",
+            unique=True,
+        ),
         CheckConstraint("voucher_total >= 0 AND voucher_total <= subtotal", name="voucher"),
         CheckConstraint("total = subtotal - voucher_total", name="total"),
         Index("ix_invoice_period_status", "period", "status"),
@@ -227,6 +239,7 @@ class Invoice(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=100, unique=True)
     payer_institution_id: int = Field(foreign_key="institution.id")
+    account_id: int | None = Field(default=None, foreign_key="project_account.id")
     period: str = Field(max_length=7)
     currency: str = Field(max_length=3)
     status: InvoiceStatus = Field(default=InvoiceStatus.draft, sa_type=enum_type(InvoiceStatus))

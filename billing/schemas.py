@@ -192,6 +192,9 @@ class InvoicePublic(BaseModel):
     number: str
     period: str
     payer: dict[str, object]
+    account_id: int | None = Field(
+        default=None, description="The project account whose charges this invoice bills."
+    )
     status: str
     currency: str
     # The whole invoice's figures are for the payer's admins (and network admins): null in a

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from billing.errors import InvoiceNotFound, NotYourInvoice
 from billing.models import Charge, ChargeKind, Invoice
+from billing.projects.models import ProjectAccount
 from billing.schemas import InvoiceLine, InvoicePublic, LabCharge, VoucherLine
 from billing.vouchers import redemptions_by_programme
 from core.errors import Forbidden
@@ -30,13 +31,20 @@ _KIND_LABEL = {
 }
 
 
-def _scope(user: User, invoice: Invoice) -> str:
-    """'all' lines, 'own' lines, or Forbidden."""
+def _scope(user: User, invoice: Invoice, session: Session) -> str:
+    """'all' lines, 'own' lines, or Forbidden. A project account's PI sees all of its
+    invoices."""
     if user.role == Role.network_admin:
         return "all"
     if user.institution_id != invoice.payer_institution_id:
         raise NotYourInvoice()
-    return "all" if user.role == Role.institution_admin else "own"
+    if user.role == Role.institution_admin:
+        return "all"
+    if invoice.account_id is not None:
+        account = session.get(ProjectAccount, invoice.account_id)
+        if account is not None and account.owner_id == user.id:
+            return "all"
+    return "own"
 
 
 def _describe(charge: Charge, instrument: Instrument, currency: str) -> str:
@@ -152,6 +160,7 @@ def invoice_public(
         number=invoice.number,
         period=invoice.period,
         payer={"id": payer.id, "code": payer.code, "name": payer.name},
+        account_id=invoice.account_id,
         status=invoice.status.value,
         currency=invoice.currency,
         subtotal=None if own else invoice.subtotal,
@@ -179,7 +188,7 @@ def invoice_get(session: Session, *, user: User, invoice_id: int) -> tuple[Invoi
     invoice = session.get(Invoice, invoice_id)
     if invoice is None:
         raise InvoiceNotFound(invoice_id)
-    scope = _scope(user, invoice)
+    scope = _scope(user, invoice, session)
     if (
         scope == "own"
         and not session.exec(
@@ -215,7 +224,7 @@ def invoices_list(
         query = query.where(Invoice.payer_institution_id == user.institution_id)
     result = []
     for invoice in session.exec(query).all():
-        scope = _scope(user, invoice)
+        scope = _scope(user, invoice, session)
         view = invoice_public(session, invoice, scope=scope, user=user, with_lines=with_lines)
         if scope == "own" and not view.lines:
             continue

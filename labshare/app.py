@@ -17,6 +17,7 @@ import admin.api
 import admin.management_api
 import admin.webhooks_api
 import billing.api
+import billing.projects.api
 import billing.services.api
 import billing.voucher_api
 import booking.api
@@ -78,6 +79,7 @@ def create_app() -> FastAPI:
     app.include_router(billing.api.router, prefix=API_PREFIX)
     app.include_router(billing.voucher_api.router, prefix=API_PREFIX)
     app.include_router(billing.services.api.router, prefix=API_PREFIX)
+    app.include_router(billing.projects.api.router, prefix=API_PREFIX)
     app.include_router(admin.api.router, prefix=API_PREFIX)
     app.include_router(admin.management_api.router, prefix=API_PREFIX)
     app.include_router(admin.webhooks_api.router, prefix=API_PREFIX)

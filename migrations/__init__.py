@@ -66,3 +66,17 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 def downgrade(url: str | None = None, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def sqlite_guards(table: str) -> list[str]:
+    """The triggers revision 0011 puts on `table` under SQLite (the closed month's guard).
+    SQLite drops a table's triggers with the table, so a migration that rebuilds one
+    (Alembic's batch mode) creates them again with these."""
+    import importlib.util
+
+    path = next((HERE / "versions").glob("*_0011_*.py"))
+    spec = importlib.util.spec_from_file_location("labshare_migration_0011", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [s for s in module.SQLITE if f" ON {table} " in s]

@@ -9,6 +9,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import StreamingResponse
 
+from billing.projects.links import link_of
+from billing.projects.models import LinkKind
 from billing.services import catalog, documents, files
 from billing.services import requests as desk
 from billing.services.models import RequestStatus, ServiceRequest
@@ -43,8 +45,11 @@ LabCode = Annotated[str, Path(pattern=CODE_PATTERN)]
 
 
 def _full(session: SessionDep, user: CurrentUser, request: ServiceRequest) -> ServiceRequestPublic:
+    link = link_of(session, LinkKind.service_request, request.id or 0)
     return request_public(
-        request, documents.files_of(session, user=user, request_id=request.id or 0)
+        request,
+        documents.files_of(session, user=user, request_id=request.id or 0),
+        approval=link.status.value if link and request.account_id else None,
     )
 
 
@@ -126,7 +131,7 @@ def create_request(
     """Request a service: a draft (attach files, then submit), or submitted at once."""
     created = desk.request_create(
         session, user=user, service_id=data.service_id, units=data.units,
-        answers=data.answers, note=data.note, submit=data.submit,
+        answers=data.answers, note=data.note, submit=data.submit, account_id=data.account_id,
     )  # fmt: skip
     return _full(session, user, created)
 

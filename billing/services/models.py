@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import JSON, CheckConstraint, Index
 from sqlmodel import Column, Field, SQLModel
 
+import billing.projects.models  # noqa: F401  (a request may be charged to an account)
 import booking.models  # noqa: F401  (a request's run is a booking)
 from core.db import UTCDateTime, enum_type
 from core.models import utcnow
@@ -92,6 +93,8 @@ class ServiceRequest(SQLModel, table=True):
     note: str = Field(default="", max_length=2000)
     payer_class: str = Field(max_length=32)
     currency: str = Field(max_length=3)
+    # The project account it is charged to (billing.projects; its link holds the approval).
+    account_id: int | None = Field(default=None, foreign_key="project_account.id")
     estimate_total: int = Field(default=0, sa_type=Money)
     # The lab's quote: [{"description", "quantity", "unit_amount", "amount"}], its total and
     # what a voucher was expected to pay of it when quoted.

@@ -19,6 +19,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from billing.projects.accounts import account_usable
+from billing.projects.links import link_charge, link_of, link_release, on_decided
+from billing.projects.models import AccountLink, LinkKind, LinkStatus, ProjectAccount
 from billing.services.catalog import price_of, service_get
 from billing.services.forms import answers_checked, missing_files
 from billing.services.models import (
@@ -65,8 +68,12 @@ def is_lab_side(user: User, lab_id: int) -> bool:
     return manages_lab(user, lab_id) or (user.lab_id == lab_id and user.is_active)
 
 
-def can_see(user: User, request: ServiceRequest) -> bool:
-    return request.requester_id == user.id or is_lab_side(user, request.lab_id)
+def can_see(session: Session, user: User, request: ServiceRequest) -> bool:
+    """The requester, the lab, and the PI of the account it is charged to."""
+    if request.requester_id == user.id or is_lab_side(user, request.lab_id):
+        return True
+    account = session.get(ProjectAccount, request.account_id) if request.account_id else None
+    return account is not None and account.owner_id == user.id
 
 
 def request_get(
@@ -75,7 +82,7 @@ def request_get(
     """The request, to its requester and its lab; anyone else gets a 404 (not a 403: a
     request's existence is nobody else's business)."""
     request = session.get(ServiceRequest, request_id, with_for_update=for_update or None)
-    if request is None or not can_see(user, request):
+    if request is None or not can_see(session, user, request):
         raise RequestNotFound(request_id)
     return request
 
@@ -144,10 +151,14 @@ def request_create(
     answers: dict[str, Any],
     note: str = "",
     submit: bool = False,
+    account_id: int | None = None,
 ) -> ServiceRequest:
     """A draft (or, with `submit`, a submitted request) with its estimate at the person's
-    price. Required answers are checked now; required files when it is submitted."""
+    price, charged to a project account if one is named (one the person may charge today).
+    Required answers are checked now; required files when it is submitted."""
     service = service_get(session, service_id)
+    if account_id is not None:
+        account_usable(session, user=user, account_id=account_id)
     if not 1 <= units <= service.max_units:
         raise Invalid(f"units: between 1 and {service.max_units}")
     kept = answers_checked(service.form, answers)
@@ -163,6 +174,7 @@ def request_create(
         payer_class=price.payer_class,
         currency=price.currency,
         estimate_total=price.unit_amount * units,
+        account_id=account_id,
     )
     session.add(request)
     session.flush()
@@ -246,13 +258,45 @@ def request_accept(
             f"the quote lapsed on {local_text(request.quote_valid_until)}; ask the lab for another",
             status=request.status.value,
         )
-    request.accepted_at = now
-    _moved(session, request, actor=user, to=S.accepted, tell_lab=True, now=now,
-           subject="quote accepted: send the samples",
-           body=f"{user.name or user.email} accepted {request.quote_total or 0:,} "
-           f"(minor units, {request.currency.upper()}).",
-           extra={"quote_total": request.quote_total})  # fmt: skip
+    if request.account_id is not None:
+        held = link_of(session, LinkKind.service_request, request.id or 0)
+        if held is not None and held.status == LinkStatus.pending:
+            raise Conflict("the quote waits for the PI's approval of the account",
+                           status=request.status.value)  # fmt: skip
+        link = link_charge(session, user=user, account_id=request.account_id,
+                           kind=LinkKind.service_request, source_id=request.id or 0,
+                           amount=request.quote_total or 0, now=now,
+                           what=f"Service request SR-{request.id}")  # fmt: skip
+        if link.status == LinkStatus.pending:
+            return request  # accepted when the PI approves (see _account_decided)
+    _accepted(session, request, actor=user, now=now)
     return request
+
+
+def _accepted(session: Session, request: ServiceRequest, *, actor: User, now: datetime) -> None:
+    request.accepted_at = now
+    _moved(session, request, actor=actor, to=S.accepted, tell_lab=True, now=now,
+           subject="quote accepted: send the samples",
+           body=f"{request.quote_total or 0:,} (minor units, {request.currency.upper()}) "
+           "accepted.", extra={"quote_total": request.quote_total})  # fmt: skip
+
+
+def _account_decided(session: Session, link: AccountLink, pi: User) -> None:
+    """The PI approved the account's charge: the quote is accepted; declined: the request
+    stays quoted, off the account, for its requester to accept (or not) otherwise."""
+    request = session.get(ServiceRequest, link.source_id, with_for_update=True)
+    if request is None or request.status != S.quoted:
+        return
+    if link.status == LinkStatus.approved:
+        _accepted(session, request, actor=pi, now=utcnow())
+    else:
+        request.account_id = None
+        request.updated_at = utcnow()
+        session.add(request)
+        session.flush()
+
+
+on_decided[LinkKind.service_request] = _account_decided
 
 
 def request_cancel(
@@ -263,6 +307,7 @@ def request_cancel(
     _as_requester(user, request, "cancel the request")
     _expect(request, "cancel", S.draft, S.submitted, S.quoted, S.accepted)
     request.reason = reason.strip()[:1000]
+    link_release(session, LinkKind.service_request, request.id or 0)
     _moved(session, request, actor=user, to=S.cancelled, tell_lab=request.submitted_at is not None,
            subject="cancelled by the requester", body=request.reason,
            extra={"reason": request.reason})  # fmt: skip
@@ -360,6 +405,7 @@ def request_reject(session: Session, *, user: User, request_id: int, reason: str
     if not reason.strip():
         raise Invalid("reason: say why, the requester reads it")
     request.reason = reason.strip()[:1000]
+    link_release(session, LinkKind.service_request, request.id or 0)
     _moved(session, request, actor=user, to=S.rejected, subject="rejected by the lab",
            body=request.reason, extra={"reason": request.reason})  # fmt: skip
     return request

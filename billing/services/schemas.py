@@ -98,6 +98,10 @@ class ServiceRequestIn(BaseModel):
     answers: dict[str, Answer] = Field(default_factory=dict, max_length=30)
     note: str = Text
     submit: bool = Field(default=False, description="Send it to the lab at once (else a draft).")
+    account_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1,
+        description="Charge it to this project account (one you may charge today).",
+    )  # fmt: skip
 
 
 class ServiceRequestChange(BaseModel):
@@ -192,6 +196,11 @@ class ServiceRequestPublic(BaseModel):
     note: str
     payer_class: str
     currency: str
+    account_id: int | None
+    account_approval: str | None = Field(
+        default=None, description="The account's charge: approved, pending (the PI's "
+        "approval), declined or released; null without an account.",
+    )  # fmt: skip
     estimate_total: int
     quote_lines: list[QuoteLinePublic]
     quote_total: int | None
@@ -214,10 +223,11 @@ class ServiceRequestPublic(BaseModel):
 
 
 def request_public(
-    request: ServiceRequest, files: list[ServiceFile] | None = None
+    request: ServiceRequest, files: list[ServiceFile] | None = None, approval: str | None = None
 ) -> ServiceRequestPublic:
     data = ServiceRequestPublic.model_validate(request, from_attributes=True)
     data.status = request.status.value
+    data.account_approval = approval
     data.files = [file_public(f) for f in files or []]
     return data
 

@@ -13,6 +13,7 @@ import sqlmodel
 from alembic import op
 
 import core.db
+from migrations import sqlite_guards
 
 revision: str = "0022"
 down_revision: str | None = "0021"
@@ -205,6 +206,10 @@ def _charge_kinds(kinds: tuple[str, ...]) -> None:
     with op.batch_alter_table("charge", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_charge_chargekind"), type_="check")
         batch_op.create_check_constraint(op.f("ck_charge_chargekind"), f"kind IN ({listed})")
+    if op.get_bind().dialect.name == "sqlite":
+        # The rebuilt table lost its closed-month guards (revision 0011): put them back.
+        for statement in sqlite_guards("charge"):
+            op.execute(statement)
 
 
 def downgrade() -> None:

@@ -23,6 +23,8 @@ def _statements(dialect: str) -> list[str]:
         charge_sql.fee_charges(sql, "no_show"),
         charge_sql.fee_charges(sql, "late_cancel"),
         charge_sql.walk_up_charges(sql),
+        charge_sql.service_charges(sql),
+        charge_sql.ACCOUNTS,
         charge_sql.UNPRICED,
     ]
 
