@@ -243,7 +243,8 @@ def seed_history_and_invoices(engine: Engine, *, seed: int = DEFAULT_SEED) -> No
         f"facility: training session {facility.training_session} with a seat taken, "
         f"{facility.incidents} incidents; the researcher's booking now is on instrument "
         f"{facility.kiosk_instrument}: check in at /instruments/{facility.kiosk_instrument}/kiosk; "
-        f"send samples at /services/{facility.service} (the engineer's request is quoted)"
+        f"send samples at /services/{facility.service} (the engineer's request is quoted); "
+        f"the researcher's project account is /accounts/{facility.account}"
     )
 
 

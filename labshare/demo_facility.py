@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
+from billing.projects.accounts import account_create
 from billing.services.catalog import service_create
 from billing.services.requests import request_create, request_quote
 from booking.incidents import incident_close, incident_report
@@ -31,6 +32,7 @@ class FacilitySeeded:
     kiosk_instrument: int | None = None
     incidents: int = 0
     service: int | None = None
+    account: int | None = None
 
 
 def _person(session: Session, name: str) -> User:
@@ -129,5 +131,15 @@ def seed_facility(session: Session) -> FacilitySeeded:
                            note="Two batches, three each.", submit=True)  # fmt: skip
     request_quote(session, user=manager, request_id=asked.id or 0, now=now)
     out.service = service.id
+
+    # A project account: the researcher is its PI; charges above 2,000 wait for approval.
+    today = now.date()
+    account = account_create(session, user=researcher, data={
+        "name": "NSFC 22175123: perovskite thin films", "grant_number": "22175123",
+        "cost_centre": "CC-4410", "budget": 5_000_000, "valid_from": today - timedelta(days=90),
+        "valid_until": today + timedelta(days=640), "approval": "above",
+        "approval_threshold": 200_000,
+    })  # fmt: skip
+    out.account = account.id
     session.flush()
     return out

@@ -900,3 +900,45 @@ ZH.update(
         "complete the request": "完成申请",
     }
 )
+
+# Project accounts.
+ZH.update(
+    {
+        "Account": "账户",
+        "Accounts": "课题账户",
+        "Add a member": "添加成员",
+        "Allow spending past the budget": "允许超预算支出",
+        "Booking {id}": "预约 {id}",
+        "Budget": "预算",
+        "Charge bookings and service requests to a grant or cost centre. Its PI sees the spending, approves what needs approval, and gets its own invoice.": "把预约和送样申请记到课题经费或成本中心。负责人可查看支出、审批需要审批的费用，并收到单独的账单。",
+        "Charge to": "记账到",
+        "Charges": "费用",
+        "Committed": "已占用",
+        "Cost centre": "成本中心",
+        "Grant number": "课题编号",
+        "Left": "剩余",
+        "Members": "成员",
+        "My institution": "本单位",
+        "No accounts yet.": "暂无账户。",
+        "Nothing charged yet.": "尚无费用。",
+        "Only the PI so far.": "目前只有负责人。",
+        "Open an account": "开设账户",
+        "Open the account": "开设该账户",
+        "PO number": "采购单号",
+        "Project accounts": "课题账户",
+        "Settings": "设置",
+        "Spent": "已支出",
+        "Valid": "有效期",
+        "Valid from": "生效日期",
+        "Valid until": "截止日期",
+        "Your approval": "您的审批",
+        "above an amount": "超过金额时",
+        "for every charge": "每笔费用",
+        "not needed": "无需审批",
+        "remove": "移除",
+        "waiting for the PI's approval": "等待负责人审批",
+        "{n}% used": "已用 {n}%",
+        "{spent} spent and {committed} committed of {budget}: {left} left": "预算 {budget}：已支出 {spent}，已占用 {committed}，剩余 {left}",
+        "released": "已释放",
+    }
+)

@@ -443,3 +443,30 @@ MESSAGES_ZH.update(
         "lines[{0}].quantity: a whole number, 0 or more": "lines[{0}].quantity：须为不小于 0 的整数",
     }
 )
+
+# Project accounts.
+MESSAGES_ZH.update(
+    {
+        "booking {0} is {1}": "预约 {0} 状态为{1}",
+        "email: nobody active is registered as {0}": "email：没有以 {0} 注册的有效用户",
+        "email: members are people of the account's institution": "email：成员须为账户所属单位的人员",
+        "member {0} not found": "未找到成员 {0}",
+        "account {0} is not one you may charge": "您不能使用账户 {0} 记账",
+        "account {0} is closed": "账户 {0} 已关闭",
+        "account {0} is valid from {1} to {2}, not on {3}": "账户 {0} 的有效期为 {1} 至 {2}，{3} 不在其内",
+        "account {0} not found": "未找到账户 {0}",
+        "valid_until: on or after valid_from": "valid_until：不能早于生效日期",
+        "budget: 0 or more": "budget：不能小于 0",
+        "an account belongs to an institution, and you belong to none": "账户属于某个单位，而您不属于任何单位",
+        "only the account's PI may do this": "只有账户负责人可以这样做",
+        "the account's PI decides": "由账户负责人决定",
+        "charge {0} not found": "未找到费用 {0}",
+        "this charge is {0}": "该费用状态为{0}",
+        "reason: say why, the member reads it": "reason：请说明原因，成员会看到",
+        "account {0} would pass its budget: {1} on top of {2} spent or committed of {3}": "账户 {0} 将超出预算：预算 {3} 中已支出或占用 {2}，再加 {1}",
+        "the quote waits for the PI's approval of the account": "报价正在等待账户负责人审批",
+        "valid_from: a date such as 2026-12-01": "valid_from：请填写日期，例如 2026-12-01",
+        "approval: never, always or above": "approval：须为 never、always 或 above",
+        "account: {0} is not an account id": "account：{0} 不是账户编号",
+    }
+)

@@ -45,6 +45,7 @@ MODULES = (
     "webhooks",
     "assistance",
     "services",
+    "accounts",
 )
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
+from billing.account_charges import booking_charge_to
 from billing.prices import estimate, prices_for
 from billing.voucher_applications import voucher_choose, voucher_split
 from booking import service as bookings
@@ -136,10 +137,11 @@ def book(
     purpose: PurposeField = "",
     voucher_id: Annotated[str, Form(max_length=12)] = "",
     assisted: Annotated[str, Form(max_length=5)] = "",
+    account_id: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     """Book a time picked on the calendar (or typed), paying its voucher share with the
-    voucher chosen, asking for an operator if ticked; a refusal shows conflicts and
-    alternatives."""
+    voucher chosen, charged to the project account chosen, asking for an operator if
+    ticked; a refusal shows conflicts and alternatives (and leaves no booking behind)."""
     try:
         data = BookingCreate(
             instrument_id=instrument_id,
@@ -155,6 +157,12 @@ def book(
                 raise Invalid(f"voucher: {voucher_id!r} is not a voucher id")
             voucher_choose(
                 session, user=user, booking_id=created.id or 0, voucher_id=int(voucher_id.strip())
+            )
+        if account_id.strip() and isinstance(created, Booking):
+            if not account_id.strip().isdigit():
+                raise Invalid(f"account: {account_id!r} is not an account id")
+            booking_charge_to(
+                session, user=user, booking_id=created.id or 0, account_id=int(account_id.strip())
             )
     except ValidationError as exc:
         return error_page(request, _invalid(exc), user=user)
@@ -179,7 +187,7 @@ def book(
             status_code=409,
         )
     except AppError as exc:
-        session.rollback()  # a refused voucher leaves no booking behind either
+        session.rollback()  # a refused voucher or account leaves no booking behind either
         return error_page(request, exc, user=user)
     return _fragment(
         request,

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from billing.prices import prices_for, prices_in_force
+from billing.projects.accounts import accounts_chargeable
 from billing.services.catalog import services_list
 from billing.voucher_applications import voucher_cover, vouchers_usable
 from booking import availability, qualifications
@@ -157,6 +158,7 @@ def instrument_page(
             ),
             "training_needed": user is not None and instrument_id in needing,
             "services": services_list(session, instrument_id=instrument_id),
+            "chargeable": accounts_chargeable(session, user=user) if user else [],
             "training_for": {"lab_id": instrument.lab_id, "category_id": instrument.category_id},
         },
         user=user,

@@ -11,6 +11,9 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData, UploadFile
 
+from billing.projects.accounts import accounts_chargeable
+from billing.projects.links import link_of
+from billing.projects.models import LinkKind, ProjectAccount
 from billing.services import catalog, documents, files
 from billing.services import requests as desk
 from billing.services.api import download_headers
@@ -78,7 +81,8 @@ def _service_page(
         problem = problem or exc.message
     return render(request, "services/service.html", {
         "service": service, "instrument": instrument, "lab": lab, "price": price,
-        "split": split, "values": values or {}, "problem": problem}, user=user,
+        "split": split, "values": values or {}, "problem": problem,
+        "chargeable": accounts_chargeable(session, user=user)}, user=user,
         status_code=status)  # fmt: skip
 
 
@@ -104,9 +108,13 @@ def request_service(
     try:
         if not units_text.isdigit():
             raise Invalid("units: a whole number")
+        account = _text(form, "account_id", 12)
+        if account and not account.isdigit():
+            raise Invalid(f"account: {account!r} is not an account id")
         created = desk.request_create(session, user=user, service_id=service_id,
                                       units=int(units_text), answers=answers,
-                                      note=_text(form, "note"))  # fmt: skip
+                                      note=_text(form, "note"),
+                                      account_id=int(account) if account else None)  # fmt: skip
         for field, upload in _uploads(form):
             record = documents.file_add(session, user=user, request_id=created.id or 0,
                                         stream=upload.file, name=upload.filename,
@@ -161,6 +169,8 @@ def _request_page(
         "files": documents.files_of(session, user=user, request_id=request_id),
         "lab_side": lab_side, "mine": sr.requester_id == user.id, "S": RequestStatus,
         "staff": staff, "who": people(session, {sr.operator_id} if sr.operator_id else set()),
+        "account": session.get(ProjectAccount, sr.account_id) if sr.account_id else None,
+        "link": link_of(session, LinkKind.service_request, sr.id or 0),
         "problem": problem}, user=user, status_code=status)  # fmt: skip
 
 

@@ -308,6 +308,7 @@ def nav_for(user: User | None, *, small_company: bool = False) -> list[dict[str,
     if user.role in (Role.researcher, Role.institution_admin):
         items.append({"href": "/me/training", "label": "Training"})
         items.append({"href": "/me/requests", "label": "Requests"})
+        items.append({"href": "/me/accounts", "label": "Accounts"})
     if user.role == Role.lab_manager:
         items.append({"href": "/lab", "label": "My lab"})
     if user.role in (Role.lab_manager, Role.institution_admin):
