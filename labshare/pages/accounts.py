@@ -106,6 +106,16 @@ def _account_page(
         status_code=status)  # fmt: skip
 
 
+def _refused(
+    request: Request, session: Session, user: User, account_id: int, exc: AppError
+) -> HTMLResponse:
+    """The account's page again, saying why the change was refused (nothing of it kept)."""
+    session.rollback()
+    account = accounts.account_get(session, user=user, account_id=account_id)
+    return _account_page(request, session, user, account, problem=exc.message,
+                         status=exc.status_code)  # fmt: skip
+
+
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
 def account_page(
     request: Request, session: SessionDep, user: PageUser, account_id: Id
@@ -126,10 +136,7 @@ def account_save(
             name, grant_number, cost_centre, po_number, budget, valid_from, valid_until,
             approval, approval_threshold, allow_overspend))  # fmt: skip
     except AppError as exc:
-        session.rollback()
-        account = accounts.account_get(session, user=user, account_id=account_id)
-        return _account_page(request, session, user, account, problem=exc.message,
-                             status=exc.status_code)  # fmt: skip
+        return _refused(request, session, user, account_id, exc)
     return back_to(f"/accounts/{account_id}", "saved")
 
 
@@ -145,8 +152,5 @@ def member_save(
         else:
             accounts.member_add(session, user=user, account_id=account_id, email=email)
     except AppError as exc:
-        session.rollback()
-        account = accounts.account_get(session, user=user, account_id=account_id)
-        return _account_page(request, session, user, account, problem=exc.message,
-                             status=exc.status_code)  # fmt: skip
+        return _refused(request, session, user, account_id, exc)
     return back_to(f"/accounts/{account_id}", "saved")

@@ -172,3 +172,41 @@ def test_an_account_from_approval_to_its_own_invoice(
     assert theirs.id not in seen  # the PI caused no line of the institution's invoice
     spent = client.get(f"{API}/accounts/{aid}", headers=pi).json()["position"]["spent"]
     assert spent == 12000
+
+
+def test_a_booking_waits_for_the_pi_and_a_closed_account_is_refused(
+    client: TestClient, session: Session, net
+) -> None:
+    pi, member = auth(net.researcher), auth(net.researcher2)
+    account = _account(client, pi, approval="always", budget=1_000_000)
+    aid = account["id"]
+    client.post(f"{API}/accounts/{aid}/members", json={"email": net.researcher2.email}, headers=pi)
+    start = (utcnow() + timedelta(days=4)).replace(hour=2, minute=0, second=0, microsecond=0)
+    booked = client.post(f"{API}/bookings", headers=member, json={
+        "instrument_id": net.instrument.id, "start": start.isoformat(),
+        "end": (start + timedelta(hours=1)).isoformat()}).json()  # fmt: skip
+    link = client.post(f"{API}/bookings/{booked['id']}/account", json={"account_id": aid},
+                       headers=member).json()  # fmt: skip
+    assert link["status"] == "pending"
+    r = client.post(f"{API}/accounts/approvals/{link['id']}",
+                    json={"approve": False, "reason": "use the teaching budget"}, headers=pi)  # fmt: skip
+    assert r.status_code == 200 and r.json()["status"] == "declined"
+    again = client.post(f"{API}/accounts/approvals/{link['id']}", json={"approve": True},
+                        headers=pi)  # fmt: skip
+    assert again.status_code == 409 and again.json()["status"] == "declined"
+    assert client.get(f"{API}/accounts/{aid}", headers=pi).json()["position"]["committed"] == 0
+    session.rollback()
+    told = session.exec(select(Notification.body).where(
+        Notification.user_id == net.researcher2.id, Notification.kind == "account_declined")).all()  # fmt: skip
+    assert told == ["use the teaching budget"]
+
+    # Closed, or outside its dates: a 409 that says so, with the dates.
+    client.patch(f"{API}/accounts/{aid}", json={"valid_until": str(utcnow().date() - timedelta(days=1)),
+                                                "valid_from": str(utcnow().date() - timedelta(days=9))},
+                 headers=pi)  # fmt: skip
+    r = client.post(f"{API}/bookings/{booked['id']}/account", json={"account_id": aid},
+                    headers=member)  # fmt: skip
+    assert r.status_code == 409 and "valid from" in r.json()["detail"] and r.json()["valid_until"]
+    stranger = client.post(f"{API}/bookings/{booked['id']}/account", json={"account_id": aid},
+                           headers=auth(net.engineer))  # fmt: skip
+    assert stranger.status_code == 403

@@ -18,21 +18,7 @@ from booking.models import Booking, Incident, TrainingSeat
 from core.models import Role
 from telemetry.models import UsageSession
 from tests.factories import auth, create_instrument, create_lab, create_user
-from tests.served import served
-
-
-async def _all_at_once(url: str, calls: list[tuple[str, dict, dict]]) -> list[tuple[object, str]]:
-    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-
-        async def one(path: str, headers: dict, body: dict) -> tuple[object, str]:
-            try:
-                r = await client.post(path, json=body, headers=headers)
-                return r.status_code, r.text
-            except httpx.HTTPError as exc:
-                return f"dropped ({type(exc).__name__})", ""
-
-        return await asyncio.gather(*(one(*call) for call in calls))
+from tests.served import all_at_once, served
 
 
 def test_bursts_at_the_facility(
@@ -63,11 +49,11 @@ def test_bursts_at_the_facility(
         )  # fmt: skip
         assert made.status_code == 201, made.text
         seats = f"/api/v1/training/sessions/{made.json()['id']}/seats"
-        taken = asyncio.run(_all_at_once(server.url, [(seats, who, {}) for who in people]))
-        check_ins = asyncio.run(_all_at_once(
+        taken = asyncio.run(all_at_once(server.url, [(seats, who, {}) for who in people]))
+        check_ins = asyncio.run(all_at_once(
             server.url, [(f"/api/v1/instruments/{kiosk.id}/check-in", {}, {"pin": pin})] * 30
         ))  # fmt: skip
-        reports = asyncio.run(_all_at_once(
+        reports = asyncio.run(all_at_once(
             server.url,
             [(f"/api/v1/instruments/{kiosk.id}/incidents", {},
               {"kind": "dirty", "description": "spill on the bench"})] * 20,

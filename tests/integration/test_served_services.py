@@ -17,24 +17,10 @@ from billing.services.models import ServiceFile, ServiceRequest
 from booking.models import Booking, BookingStatus
 from core.models import Role
 from tests.factories import auth, create_institution, create_instrument, create_lab, create_user
-from tests.served import served
+from tests.served import all_at_once, served
 
 API = "/api/v1"
 LIMIT = 64 * 1024
-
-
-async def _all_at_once(url: str, calls: list[tuple[str, dict, dict]]) -> list[tuple[object, str]]:
-    limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-
-        async def one(path: str, headers: dict, body: dict) -> tuple[object, str]:
-            try:
-                r = await client.post(path, json=body, headers=headers)
-                return r.status_code, r.text
-            except httpx.HTTPError as exc:
-                return f"dropped ({type(exc).__name__})", ""
-
-        return await asyncio.gather(*(one(*call) for call in calls))
 
 
 def _to_in_progress(client: httpx.Client, rid: int, me: dict, lab: dict) -> None:
@@ -73,7 +59,7 @@ def test_bursts_and_hostile_input_at_the_service_desk(
         service_id = made.json()["id"]
         body = {"service_id": service_id, "units": 2, "answers": {"phase": "anatase"},
                 "submit": True}  # fmt: skip
-        sent = asyncio.run(_all_at_once(server.url, [(f"{API}/service-requests", who, body)
+        sent = asyncio.run(all_at_once(server.url, [(f"{API}/service-requests", who, body)
                                                      for who in people]))  # fmt: skip
         ids = sorted(
             int(text.split('"id":')[1].split(",")[0]) for code, text in sent if code == 201
@@ -87,7 +73,7 @@ def test_bursts_and_hostile_input_at_the_service_desk(
             client.post(f"{API}/service-requests/{first}/quote", json={}, headers=lab).status_code
             == 200
         )
-        accepts = asyncio.run(_all_at_once(
+        accepts = asyncio.run(all_at_once(
             server.url, [(f"{API}/service-requests/{first}/accept", me, {})] * 20))  # fmt: skip
 
         # Two requests' runs race for the same four hours: one holds them.
@@ -97,7 +83,7 @@ def test_bursts_and_hostile_input_at_the_service_desk(
             client.post(f"{API}/service-requests/{first}/receive", headers=lab).status_code == 200
         )
         _to_in_progress(client, second, second_owner, lab)
-        runs = asyncio.run(_all_at_once(server.url, [
+        runs = asyncio.run(all_at_once(server.url, [
             (f"{API}/service-requests/{rid}/schedule", lab, window)
             for _ in range(8) for rid in (first, second)]))  # fmt: skip
 
