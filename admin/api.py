@@ -29,6 +29,7 @@ from admin.subsidy import PolicyDocument
 from core.deps import Admin, NetworkAdmin, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
+from core.replicas import LagTolerant
 from core.routing import UnitOfWorkRoute
 from core.timeutil import OptionalTimeQuery, parse_aware
 
@@ -253,14 +254,18 @@ def pay_settlement(
 # --- KPIs and reports ----------------------------------------------------------------------
 
 
-@router.get("/kpis", response_model=KpisPublic, dependencies=[Depends(only_params("period"))])
+@router.get(
+    "/kpis", response_model=KpisPublic, dependencies=[LagTolerant, Depends(only_params("period"))]
+)
 def get_kpis(session: SessionDep, _user: NetworkAdmin, period: Month) -> KpisPublic:
     """The network's KPIs for a month: size, hours, external share, utilisation, money."""
     return KpisPublic.model_validate(network_kpis(session, period=period))
 
 
 @router.get(
-    "/kpis/trend", response_model=KpiTrendPublic, dependencies=[Depends(only_params("from", "to"))]
+    "/kpis/trend",
+    response_model=KpiTrendPublic,
+    dependencies=[LagTolerant, Depends(only_params("from", "to"))],
 )
 def get_kpi_trend(
     session: SessionDep,
@@ -276,7 +281,7 @@ def get_kpi_trend(
 @router.get(
     "/kpis/instruments",
     response_model=Page[InstrumentKpiPublic],
-    dependencies=[Depends(only_params("period", "idle", "limit", "next"))],
+    dependencies=[LagTolerant, Depends(only_params("period", "idle", "limit", "next"))],
 )
 def get_instrument_kpis(
     session: SessionDep,
@@ -296,7 +301,7 @@ def get_instrument_kpis(
 @router.get(
     "/reports/assessment.csv",
     response_class=Response,
-    dependencies=[Depends(only_params("period"))],
+    dependencies=[LagTolerant, Depends(only_params("period"))],
     responses={200: {"content": {CSV: {}}}},
 )
 def assessment_csv(

@@ -31,6 +31,7 @@ from booking.schemas import (
 from core.deps import CurrentUser, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
+from core.replicas import LagTolerant
 from core.routing import UnitOfWorkRoute
 from core.timeutil import OptionalTimeQuery, TimeQuery, parse_aware
 from instruments.models import CODE_PATTERN
@@ -54,7 +55,7 @@ def _booking_response(
 @router.get(
     "/instruments/{instrument_id}/availability",
     response_model=Availability,
-    dependencies=[Depends(only_params("start", "end"))],
+    dependencies=[LagTolerant, Depends(only_params("start", "end"))],
 )
 def get_availability(
     session: SessionDep, instrument_id: Id, start: TimeParam, end: TimeParam
@@ -73,7 +74,10 @@ def get_availability(
     "/slots",
     response_model=Slots,
     dependencies=[
-        Depends(only_params("category", "start", "end", "duration_minutes", "institution", "limit"))
+        LagTolerant,
+        Depends(
+            only_params("category", "start", "end", "duration_minutes", "institution", "limit")
+        ),
     ],
 )
 def get_slots(

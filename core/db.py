@@ -102,6 +102,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     timeout = settings.db_statement_timeout_ms
     connect_args = kwargs.pop("connect_args", {})
+    if settings.database_pooler:
+        # PgBouncer in transaction mode hands each transaction any server connection: a
+        # statement prepared on one is unknown on the next, and startup options are not
+        # passed on. Set TimeZone and statement_timeout on the role or database instead
+        # (README, "Behind PgBouncer").
+        connect_args.setdefault("prepare_threshold", None)
+        return create_engine(url, connect_args=connect_args, **kwargs)
     # Sessions in UTC: timestamps arrive with Python's own UTC, not a zoneinfo zone such as
     # the server's Etc/UTC, whose conversion cost 3 us a value (a tenth of slot search).
     options = ["-c TimeZone=UTC"]

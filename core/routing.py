@@ -40,6 +40,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.db import get_engine, is_busy, is_retryable, writer
 from core.errors import AppError, Conflict, Invalid, NotSaved, ServiceBusy
+from core.replicas import WRITE_LSN, routed_session, write_position
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,12 @@ def request_session(request: Request) -> Session:
     session = request.scope.get(SESSION_KEY)
     if session is None:
         engine = get_engine()
-        bind = engine if request.method in READ_METHODS else writer(engine)
-        session = request.scope[SESSION_KEY] = Session(bind, expire_on_commit=False)
+        if request.method in READ_METHODS:
+            # A lag-tolerant read may go to a replica (core.replicas).
+            session = routed_session(request, engine) or Session(engine, expire_on_commit=False)
+        else:
+            session = Session(writer(engine), expire_on_commit=False)
+        request.scope[SESSION_KEY] = session
     return session
 
 
@@ -169,7 +174,12 @@ def as_app_error(exc: SQLAlchemyError) -> AppError:
     return NotSaved("the database did not accept the change; nothing was saved")
 
 
-def _run_in_thread(session: Session, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+def _run_in_thread(
+    session: Session,
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    written: Callable[[str], None] | None = None,
+) -> Any:
     try:
         for attempt in range(1, ATTEMPTS + 1):
             try:
@@ -179,6 +189,10 @@ def _run_in_thread(session: Session, fn: Callable[..., Any], kwargs: dict[str, A
                 }
                 result = fn(**values)
                 session.commit()
+                if written is not None:
+                    lsn = write_position(session)
+                    if lsn:
+                        written(lsn)
                 return result
             except SQLAlchemyError as exc:
                 session.rollback()
@@ -217,8 +231,14 @@ async def run_unit_of_work(request: Request, fn: Callable[..., Any], kwargs: dic
     sqlite_writer = request.method not in READ_METHODS and session.get_bind().dialect.name == (
         "sqlite"
     )
+    written = None
+    if request.method not in READ_METHODS and get_settings().replica_urls:
+
+        def written(lsn: str) -> None:
+            request.scope[WRITE_LSN] = lsn
+
     async with GATE.slot(write_turn=sqlite_writer):
-        return await run_in_threadpool(_run_in_thread, session, fn, kwargs)
+        return await run_in_threadpool(_run_in_thread, session, fn, kwargs, written)
 
 
 def _read_only(fn: Callable[[Session], Any]) -> Any:

@@ -34,12 +34,39 @@ DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 _GENERATED_KEYS: dict[Path, str] = {}
 
 
+def psycopg_url(value: str) -> str:
+    """A bare postgresql:// URL would pick psycopg2, which we do not ship."""
+    if value.startswith("postgresql://") or value.startswith("postgres://"):
+        value = "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
 class Settings(BaseSettings):
     """labshare's settings; see the README's configuration table."""
 
     model_config = SettingsConfigDict(env_prefix="LABSHARE_", env_file=".env", extra="ignore")
 
     database_url: str = "sqlite:///./labshare.db"
+    database_replica_urls: str = Field(
+        default="",
+        description="PostgreSQL streaming replicas, comma-separated: reads that tolerate a "
+        "little lag go there (core.replicas).",
+    )
+    replica_max_lag_seconds: float = Field(
+        default=5.0, ge=0, description="A replica further behind than this is skipped."
+    )
+    replica_wait_ms: int = Field(
+        default=300,
+        ge=0,
+        le=10_000,
+        description="How long a read waits for a replica to replay a person's last write "
+        "before it goes to the primary instead.",
+    )
+    database_pooler: bool = Field(
+        default=False,
+        description="Connections go through PgBouncer in transaction mode: no server-side "
+        "prepared statements, no session settings at connect.",
+    )
     mqtt_url: str | None = None
     secret_key: str | None = None
     timezone: str = "Asia/Shanghai"
@@ -166,10 +193,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _psycopg3(cls, value: str) -> str:
-        # A bare postgresql:// URL would pick psycopg2, which we do not ship.
-        if value.startswith("postgresql://") or value.startswith("postgres://"):
-            value = "postgresql+psycopg://" + value.split("://", 1)[1]
-        return value
+        return psycopg_url(value)
 
     @field_validator("public_url")
     @classmethod
@@ -188,6 +212,10 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [psycopg_url(u.strip()) for u in self.database_replica_urls.split(",") if u.strip()]
 
     @property
     def files_path(self) -> Path:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from core.deps import CurrentUser, SessionDep
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
+from core.replicas import LagTolerant
 from core.routing import UnitOfWorkRoute
 from instruments import service
 from instruments.models import CODE_PATTERN, InstrumentStatus
@@ -32,7 +33,8 @@ SEARCH_TEXT = r"^[^\x00-\x1f\x7f]*$"  # no control characters (PostgreSQL refuse
     "/instruments",
     response_model=Page[InstrumentSummary],
     dependencies=[
-        Depends(only_params("q", "category", "institution", "lab", "status", "limit", "next"))
+        LagTolerant,
+        Depends(only_params("q", "category", "institution", "lab", "status", "limit", "next")),
     ],
 )
 def list_instruments(
@@ -64,7 +66,9 @@ def create_instrument(
     return service.instrument_public(session, instrument)
 
 
-@router.get("/instruments/{instrument_id}", response_model=InstrumentPublic)
+@router.get(
+    "/instruments/{instrument_id}", response_model=InstrumentPublic, dependencies=[LagTolerant]
+)
 def get_instrument(session: SessionDep, instrument_id: InstrumentId) -> InstrumentPublic:
     """One instrument with its lab, institution, booking rules, rates and opening hours."""
     return service.instrument_public(session, service.instrument_get(session, instrument_id))
@@ -91,7 +95,7 @@ def put_opening_hours(
     )
 
 
-@router.get("/categories", response_model=list[CategoryPublic])
+@router.get("/categories", response_model=list[CategoryPublic], dependencies=[LagTolerant])
 def list_categories(session: SessionDep) -> list[CategoryPublic]:
     """The two-level category taxonomy with instrument counts."""
     return service.categories_list(session)

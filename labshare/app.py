@@ -33,6 +33,7 @@ from core.db import get_engine
 from core.errors import install_error_handlers
 from core.headers import SecurityHeadersMiddleware
 from core.limits import BodyLimitMiddleware
+from core.replicas import ReadYourWritesMiddleware
 from core.settings import get_settings
 from labshare.pages import install as install_pages
 
@@ -89,6 +90,7 @@ def create_app() -> FastAPI:
     # Outermost: bodies past the limit are refused (413) before anything reads them; an
     # anonymous 48 MB JSON body used to be parsed before its 401.
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(ReadYourWritesMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     _freeze_startup_objects()
     return app

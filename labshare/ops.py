@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core.db import get_engine
 from core.deps import SessionDep
 from core.errors import NotFound, Unauthorized
+from core.replicas import replicas
 from core.routing import UnitOfWorkRoute, request_metrics
 from core.settings import get_settings
 from telemetry.service import telemetry_counts
@@ -33,7 +34,20 @@ def healthz() -> Any:
             {"status": "error", "database": engine.dialect.name, "detail": str(exc.orig)},
             status_code=503,
         )
-    return {"status": "ok", "database": engine.dialect.name}
+    # Replicas: each one's state; one down or too far behind is skipped, not an outage.
+    states = [r.state() for r in replicas()]
+    if not states:
+        return {"status": "ok", "database": engine.dialect.name}
+    limit = get_settings().replica_max_lag_seconds
+    return {
+        "status": "ok",
+        "database": engine.dialect.name,
+        "replicas": [
+            {"name": s.name, "ok": s.ok, "lag_seconds": s.lag_seconds,
+             "serving": s.ok and (s.lag_seconds or 0) <= limit, "detail": s.detail}
+            for s in states
+        ],
+    }  # fmt: skip
 
 
 @metrics_router.get("/metrics", response_class=PlainTextResponse)

@@ -23,6 +23,7 @@ from booking.calendars.schemas import (
 from core.deps import CurrentUser, SessionDep, oauth2_scheme, wanted_user
 from core.errors import AppError, Unauthorized
 from core.models import User
+from core.replicas import LagTolerant
 from core.routing import UnitOfWorkRoute, read_before_unit_of_work
 from core.settings import get_settings
 
@@ -62,7 +63,7 @@ def _feed_response(request: Request, feed: Feed, *, public: bool) -> Response:
 
 
 @ical_router.head("/ical/instruments/{instrument_id}.ics", include_in_schema=False)
-@ical_router.get("/ical/instruments/{instrument_id}.ics")
+@ical_router.get("/ical/instruments/{instrument_id}.ics", dependencies=[LagTolerant])
 def instrument_calendar(session: SessionDep, request: Request, instrument_id: Id) -> Response:
     """The instrument's busy time as iCalendar: bookings and blackouts, no one's identity."""
     return _feed_response(

@@ -19,6 +19,7 @@ from core.deps import OptionalUser, SessionDep
 from core.errors import AppError
 from core.kept import kept
 from core.models import User
+from core.replicas import LagTolerant
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from instruments import service as catalog
@@ -57,7 +58,7 @@ def _for_person(session: Session, user: User | None, ids: list[int]) -> dict[str
     }
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[LagTolerant])
 def home(
     request: Request,
     session: SessionDep,
@@ -118,7 +119,7 @@ def home(
     )
 
 
-@router.get("/instruments/{instrument_id}", response_class=HTMLResponse)
+@router.get("/instruments/{instrument_id}", response_class=HTMLResponse, dependencies=[LagTolerant])
 def instrument_page(
     request: Request,
     session: SessionDep,
@@ -165,7 +166,7 @@ def instrument_page(
     )
 
 
-@router.get("/find", response_class=HTMLResponse)
+@router.get("/find", response_class=HTMLResponse, dependencies=[LagTolerant])
 def find_slot(
     request: Request,
     session: SessionDep,
