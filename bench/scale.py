@@ -32,6 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.booking_setup import plan_slots, tokens, with_conflicts
+from bench.catalog import _requests as catalog_requests
 from bench.common import (
     BIN,
     SECRET,
@@ -46,10 +47,6 @@ from bench.common import (
 )
 from tests.pg_cluster import primary_and_replica
 from tests.scale_parts import haproxy, pgbouncer
-
-WORDS = ["mass", "spectrometer", "microscope", "nmr", "xrd", "chromatograph", "laser",
-         "cryo", "sequencer", "confocal", "thermal", "rheometer"]  # fmt: skip
-CATEGORIES = ["", "ms", "em", "nmr", "xrd", "lc"]
 
 
 def _seed(url: str, instruments: int) -> None:
@@ -76,6 +73,21 @@ def _sizes(url: str) -> dict[str, dict[str, float]]:
 
     out = {}
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
+        # The seed has no raw telemetry: 50,000 messages as gateways send them (a meter
+        # reading with its JSON), to weigh a row.
+        conn.execute(
+            """INSERT INTO telemetry_event (gateway_id, message_id, instrument_id, ts, type,
+                                            user_badge, data, received_at)
+               SELECT g.id, 'm-' || n, gi.instrument_id, now() - n * interval '1 second',
+                      'meter', 'B' || (n % 500),
+                      jsonb_build_object('samples', n % 7, 'kwh', round((n % 100) / 10.0, 1)),
+                      now()
+               FROM generate_series(1, 50000) n
+               CROSS JOIN LATERAL (SELECT id FROM gateway ORDER BY id LIMIT 1) g
+               CROSS JOIN LATERAL (SELECT instrument_id FROM gateway_instrument
+                                   WHERE gateway_id = g.id LIMIT 1) gi"""
+        )
+        conn.commit()
         conn.execute("ANALYZE")
         for table in SIZED:
             found = conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()
@@ -90,9 +102,7 @@ def _sizes(url: str) -> dict[str, dict[str, float]]:
 
 
 def _catalog(base: str, requests: int, pids: list[int]) -> dict[str, object]:
-    rng = random.Random(7)
-    jobs = [{"q": rng.choice(WORDS), **({"category": c} if (c := rng.choice(CATEGORIES)) else {})}
-            for _ in range(requests)]  # fmt: skip
+    jobs = catalog_requests(requests, random.Random(7))
     served_from: Counter[str] = Counter()
 
     def call(http: httpx.Client, params: dict[str, str], _worker: int) -> float:
