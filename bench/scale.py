@@ -59,7 +59,7 @@ def _seed(url: str, instruments: int) -> None:
 SIZED = (
     "booking",
     "usage_session",
-    "raw_event",
+    "telemetry_event",
     "charge",
     "invoice",
     "notification",
@@ -72,20 +72,40 @@ def _sizes(url: str) -> dict[str, dict[str, float]]:
     import psycopg
 
     out = {}
+    from sqlmodel import Session, select
+
+    from core.db import make_engine
+    from instruments.models import Instrument, Lab
+    from telemetry.models import GatewayInstrument
+    from telemetry.service import gateway_create
+
+    # The seed has no raw telemetry: 200,000 messages as a gateway sends them (a meter
+    # reading with its JSON), to weigh a row with its indexes.
+    engine = make_engine(url)
+    with Session(engine) as session:
+        lab, code = session.exec(
+            select(Lab.code, Instrument.code).join(Instrument, Instrument.lab_id == Lab.id)
+        ).first() or (None, None)
+        assert lab is not None and code is not None
+        gateway, _ = gateway_create(session, lab_code=lab, instrument_codes=[code])
+        session.commit()
+        served = session.exec(
+            select(GatewayInstrument.instrument_id).where(
+                GatewayInstrument.gateway_id == gateway.id
+            )
+        ).first()
+        gateway_id = gateway.id
+    engine.dispose()
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
-        # The seed has no raw telemetry: 50,000 messages as gateways send them (a meter
-        # reading with its JSON), to weigh a row.
         conn.execute(
             """INSERT INTO telemetry_event (gateway_id, message_id, instrument_id, ts, type,
                                             user_badge, data, received_at)
-               SELECT g.id, 'm-' || n, gi.instrument_id, now() - n * interval '1 second',
-                      'meter', 'B' || (n % 500),
-                      jsonb_build_object('samples', n % 7, 'kwh', round((n % 100) / 10.0, 1)),
+               SELECT %s, 'm-' || n, %s, now() - n * interval '1 second', 'meter',
+                      'B' || (n %% 500),
+                      jsonb_build_object('samples', n %% 7, 'kwh', round((n %% 100) / 10.0, 1)),
                       now()
-               FROM generate_series(1, 50000) n
-               CROSS JOIN LATERAL (SELECT id FROM gateway ORDER BY id LIMIT 1) g
-               CROSS JOIN LATERAL (SELECT instrument_id FROM gateway_instrument
-                                   WHERE gateway_id = g.id LIMIT 1) gi"""
+               FROM generate_series(1, 200000) n""",
+            (gateway_id, served),
         )
         conn.commit()
         conn.execute("ANALYZE")
@@ -109,7 +129,8 @@ def _catalog(base: str, requests: int, pids: list[int]) -> dict[str, object]:
         began = time.perf_counter()
         r = http.get("/api/v1/instruments", params=params)
         r.raise_for_status()
-        served_from[r.headers.get("labshare-read-from", "primary")] += 1
+        # No header: no replicas are set (the primary), or the answer needed no query.
+        served_from[r.headers.get("labshare-read-from", "primary (no header)")] += 1
         return time.perf_counter() - began
 
     cpu, pg = sum(tree_cpu_seconds(p) for p in pids), postgres_cpu_seconds()
@@ -150,6 +171,9 @@ def main() -> None:
     report: dict[str, object] = {"instruments": args.instruments, "requests": args.requests}
     with primary_and_replica() as (primary, replica):
         url = primary.url()
+        # The tokens made here must be signed as the servers check them.
+        os.environ["LABSHARE_SECRET_KEY"] = SECRET
+        os.environ["LABSHARE_DATABASE_URL"] = url
         began = time.monotonic()
         _seed(url, args.instruments)
         print(f"seeded {args.instruments:,} instruments in {time.monotonic() - began:.0f} s")
@@ -181,13 +205,15 @@ def main() -> None:
         rng = random.Random(18)
         slots = plan_slots(url, args.requests * 3, (3, 60), seed=18)
         rng.shuffle(slots)
+        per_run = min(args.requests * 2 // 3, len(slots) // 3)
+        report["booking_unique_requests_per_run"] = per_run
         runs = {}
         with pgbouncer(url, pool_size=40) as bounced:
             pooled = {"LABSHARE_DATABASE_POOLER": "true"}
             for name, processes, target in (("one_process_direct", 1, url),
                                             ("one_process_pgbouncer", 1, bounced),
                                             ("two_processes_haproxy_pgbouncer", 2, bounced)):  # fmt: skip
-                unique = [slots.pop() for _ in range(args.requests * 2 // 3)]
+                unique = [slots.pop() for _ in range(per_run)]
                 jobs = with_conflicts(unique, rng)
                 servers = []
                 for _ in range(processes):

@@ -42,3 +42,14 @@ def require_manages(user: User, instrument: Instrument) -> None:
     """403 unless `manages(user, instrument)`."""
     if not manages(user, instrument):
         raise NotAllowed("only a manager of the instrument's lab may do this")
+
+
+def lab_person(session: Session, lab_id: int, email: str | None) -> User | None:
+    """The active person of this lab with this email (an operator, a trainer), or None."""
+    address = (email or "").strip().lower()
+    if not address:
+        return None
+    person = session.exec(select(User).where(User.email == address)).first()
+    if person is None or person.lab_id != lab_id or not person.is_active:
+        return None
+    return person

@@ -4,9 +4,9 @@ or declines with a reason. Either side is told; each decision is audited."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from booking.access import lab_managers, manages
+from booking.access import lab_managers, lab_person, manages
 from booking.errors import BookingNotFound, NotAllowed
 from booking.models import ACTIVE_STATUSES, Assistance, Booking
 from booking.notifications.outbox import notify
@@ -61,9 +61,8 @@ def assistance_decide(
         raise Conflict(f"the booking is {booking.status.value}", status=booking.status.value)
     operator: User | None = None
     if accept:
-        email = (operator_email or "").strip().lower()
-        operator = session.exec(select(User).where(User.email == email)).first() if email else None
-        if operator is None or operator.lab_id != instrument.lab_id or not operator.is_active:
+        operator = lab_person(session, instrument.lab_id, operator_email)
+        if operator is None:
             raise Invalid("operator_email: one of the lab's people operates it")
     elif not reason.strip():
         raise Invalid("reason: say why, the booker reads it")

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from booking import waitlist
-from booking.access import lab_managers, manages_lab, require_manages
+from booking.access import lab_managers, lab_person, manages_lab, require_manages
 from booking.errors import NotAllowed
 from booking.models import (
     Booking,
@@ -253,10 +253,8 @@ def training_session_create(
         raise NotAllowed("only the lab's managers schedule training")
     trainer = user
     if trainer_email:
-        found = session.exec(
-            select(User).where(User.email == trainer_email.strip().lower())
-        ).first()
-        if found is None or found.lab_id != lab_id:
+        found = lab_person(session, lab_id, trainer_email)
+        if found is None:
             raise Invalid("trainer_email: the trainer is one of the lab's people")
         trainer = found
     assert trainer.id is not None

@@ -33,7 +33,7 @@ from billing.services.models import (
     ServiceRequest,
 )
 from billing.voucher_applications import voucher_split
-from booking.access import lab_managers, manages_lab
+from booking.access import lab_managers, lab_person, manages_lab
 from booking.models import Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.placement import lab_hold
@@ -445,10 +445,8 @@ def request_schedule(
         raise Invalid("end: a run is scheduled ahead (record a past run instead)")
     operator = user
     if operator_email:
-        found = session.exec(
-            select(User).where(User.email == operator_email.strip().lower())
-        ).first()
-        if found is None or found.lab_id != request.lab_id or not found.is_active:
+        found = lab_person(session, request.lab_id, operator_email)
+        if found is None:
             raise Invalid("operator_email: the operator is one of the lab's people")
         operator = found
     instrument = instrument_get(session, request.instrument_id, for_update=True)
