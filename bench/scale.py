@@ -182,16 +182,14 @@ def main() -> None:
         print(f"sizes: {report['sizes']}")
 
         print("1. catalog reads, 8 clients")
-        port = free_port()
-        alone = serve_labshare(url, port, 2)
-        report["catalog_primary"] = _catalog(f"http://127.0.0.1:{port}", args.requests, [alone.pid])
-        stop(alone)
-        port = free_port()
-        both = serve_labshare(url, port, 2, LABSHARE_DATABASE_REPLICA_URLS=replica.url())
-        report["catalog_with_replica"] = _catalog(
-            f"http://127.0.0.1:{port}", args.requests, [both.pid]
-        )
-        stop(both)
+        for key, env in (("catalog_primary", {}),
+                         ("catalog_with_replica", {"LABSHARE_DATABASE_REPLICA_URLS": replica.url()})):  # fmt: skip
+            port = free_port()
+            server = serve_labshare(url, port, 2, **env)
+            try:
+                report[key] = _catalog(f"http://127.0.0.1:{port}", args.requests, [server.pid])
+            finally:
+                stop(server)
         for key in ("catalog_primary", "catalog_with_replica"):
             print(f"   {key}: {report[key]}")
         report["catalog_ratio"] = round(

@@ -74,8 +74,25 @@ def _empty_all_tables(engine: Engine) -> None:
     tables = [t.name for t in SQLModel.metadata.sorted_tables]
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t}"' for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            # TRUNCATE of every table costs a quarter of a second a test (a new file per
+            # table); most tests fill a few. Empty those (triggers and foreign keys off for
+            # this transaction: the guards refuse deletes, and the order is the models'),
+            # then start every sequence again at 1, as RESTART IDENTITY did.
+            probe = " UNION ALL ".join(
+                f"SELECT '{t}' WHERE EXISTS (SELECT 1 FROM \"{t}\")" for t in tables
+            )
+            filled = {row[0] for row in conn.execute(text(probe))}
+            if filled:
+                conn.execute(text("SET LOCAL session_replication_role = replica"))
+                for name in reversed(tables):
+                    if name in filled:
+                        conn.execute(text(f'DELETE FROM "{name}"'))
+            conn.execute(
+                text(
+                    "SELECT setval(format('%I.%I', schemaname, sequencename)::regclass, 1, false)"
+                    " FROM pg_sequences WHERE schemaname = 'public'"
+                )
+            )
         else:
             # The guards that keep the past as it was refuse deletes; a test's scratch data
             # goes anyway: drop them, empty the tables, put them back as they were.

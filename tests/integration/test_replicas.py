@@ -30,13 +30,14 @@ def _replay(replica_url: str, paused: bool) -> None:
     engine.dispose()
 
 
-def _name_on(url: str, instrument_id: int) -> str:
+def _name_on(url: str, instrument_id: int) -> str | None:
+    """The instrument's name on that server (None until the row has arrived there)."""
     engine = create_engine(url)
     with engine.connect() as connection:
         name = connection.execute(text("SELECT name FROM instrument WHERE id = :i"),
-                                  {"i": instrument_id}).scalar_one()  # fmt: skip
+                                  {"i": instrument_id}).scalar_one_or_none()  # fmt: skip
     engine.dispose()
-    return str(name)
+    return name
 
 
 def test_reads_go_to_the_replica_and_a_person_reads_their_own_writes(
@@ -60,6 +61,7 @@ def test_reads_go_to_the_replica_and_a_person_reads_their_own_writes(
         deadline = time.monotonic() + 10
         while _name_on(replica_url, instrument_id) != "Krios G4" and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert _name_on(replica_url, instrument_id) == "Krios G4", "the replica never caught up"
         with served(tmp_path, env=env) as server, httpx.Client(base_url=server.url) as client:
             health = client.get("/healthz").json()
             assert health["replicas"][0]["ok"] and health["replicas"][0]["serving"], health
