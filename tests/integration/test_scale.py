@@ -37,7 +37,7 @@ def test_two_processes_behind_haproxy_and_pgbouncer(
     engine.pool.dispose()  # the servers have their own pools
     rng = random.Random(18)
     assert instrument.id is not None
-    bodies = _race_bodies(instrument.id, at(10, 9), 120, rng)
+    bodies = _race_bodies(instrument.id, at(10, 9), 80, rng)
     requests = [(headers[n % 3], body) for n, body in enumerate(bodies)]
 
     with pgbouncer(get_settings().database_url) as bounced:
