@@ -11,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from billing.projects.links import link_of
 from billing.projects.models import LinkKind
-from billing.services import catalog, documents, files
+from billing.services import catalog, documents, files, lists, runs
 from billing.services import requests as desk
 from billing.services.models import RequestStatus, ServiceRequest
 from billing.services.schemas import (
@@ -149,11 +149,11 @@ def list_requests(
 ) -> list[ServiceRequestPublic]:
     """Your requests; with `lab`, that lab's queue (its managers and staff)."""
     if lab:
-        rows = desk.requests_of_lab(
+        rows = lists.requests_of_lab(
             session, user=user, lab_id=lab_by_code(session, lab).id or 0, status=status
         )
     else:
-        rows = [r for r in desk.requests_mine(session, user=user)
+        rows = [r for r in lists.requests_mine(session, user=user)
                 if status is None or r.status == status]  # fmt: skip
     return [request_public(r) for r in rows]
 
@@ -221,7 +221,7 @@ def schedule_run(
     session: SessionDep, user: CurrentUser, request_id: Id, data: ScheduleIn
 ) -> ServiceRequestPublic:
     """Hold the instrument for the work (409 with alternatives when the time is taken)."""
-    scheduled = desk.request_schedule(session, user=user, request_id=request_id,
+    scheduled = runs.request_schedule(session, user=user, request_id=request_id,
                                       start=data.start, end=data.end,
                                       operator_email=data.operator_email)  # fmt: skip
     return _full(session, user, scheduled)
@@ -231,7 +231,7 @@ def schedule_run(
 def record_run(
     session: SessionDep, user: CurrentUser, request_id: Id, data: RunIn
 ) -> ServiceRequestPublic:
-    recorded = desk.request_record_run(session, user=user, request_id=request_id,
+    recorded = runs.request_record_run(session, user=user, request_id=request_id,
                                        started=data.started, ended=data.ended)  # fmt: skip
     return _full(session, user, recorded)
 
@@ -241,7 +241,7 @@ def complete_request(
     session: SessionDep, user: CurrentUser, request_id: Id
 ) -> ServiceRequestPublic:
     """Done, with results attached (409 without them)."""
-    return _full(session, user, desk.request_complete(session, user=user, request_id=request_id))
+    return _full(session, user, runs.request_complete(session, user=user, request_id=request_id))
 
 
 @router.post("/service-requests/{request_id}/rating", response_model=ServiceRequestPublic)

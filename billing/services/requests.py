@@ -16,8 +16,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from billing.projects.accounts import account_usable
 from billing.projects.links import link_charge, link_of, link_release, on_decided
@@ -25,29 +24,22 @@ from billing.projects.models import AccountLink, LinkKind, LinkStatus, ProjectAc
 from billing.services.catalog import price_of, service_get
 from billing.services.forms import answers_checked, missing_files
 from billing.services.models import (
-    OPEN_STATUSES,
     FileKind,
     RequestStatus,
-    Service,
     ServiceFile,
     ServiceRequest,
 )
 from billing.voucher_applications import voucher_split
-from booking.access import lab_managers, lab_person, manages_lab
-from booking.models import Booking, BookingStatus
+from booking.access import lab_managers, manages_lab
 from booking.notifications.outbox import notify
-from booking.placement import lab_hold
 from core.audit import audit_record
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.events import emit
 from core.models import User
 from core.timeutil import local_text, utcnow
-from instruments.models import Instrument, Lab
-from instruments.service import instrument_get
-from telemetry.models import UsageSession
+from instruments.models import Lab
 
 S = RequestStatus
-MAX_RUN = timedelta(days=7)
 
 
 class RequestNotFound(NotFound):
@@ -92,17 +84,17 @@ def _as_requester(user: User, request: ServiceRequest, action: str) -> None:
         raise Forbidden(f"only the requester may {action}")
 
 
-def _as_lab(user: User, request: ServiceRequest, action: str) -> None:
+def as_lab(user: User, request: ServiceRequest, action: str) -> None:
     if not is_lab_side(user, request.lab_id):
         raise Forbidden(f"only the lab may {action}")
 
 
-def _expect(request: ServiceRequest, action: str, *allowed: RequestStatus) -> None:
+def expect_status(request: ServiceRequest, action: str, *allowed: RequestStatus) -> None:
     if request.status not in allowed:
         raise WrongStatus(request, action)
 
 
-def _moved(
+def moved(
     session: Session,
     request: ServiceRequest,
     *,
@@ -198,7 +190,7 @@ def request_update(
     """Change a draft: its units, answers or note; the estimate follows."""
     request = request_get(session, user=user, request_id=request_id, for_update=True)
     _as_requester(user, request, "change the request")
-    _expect(request, "change", S.draft)
+    expect_status(request, "change", S.draft)
     service = service_get(session, request.service_id, include_withdrawn=True)
     if units is not None:
         if not 1 <= units <= service.max_units:
@@ -231,14 +223,14 @@ def request_submit(session: Session, *, user: User, request_id: int) -> ServiceR
     and file given. The lab's managers are told."""
     request = request_get(session, user=user, request_id=request_id, for_update=True)
     _as_requester(user, request, "submit the request")
-    _expect(request, "submit", S.draft)
+    expect_status(request, "submit", S.draft)
     service = service_get(session, request.service_id)
     answers_checked(service.form, request.answers)
     missing = missing_files(service.form, attached_fields(session, request_id))
     if missing:
         raise Invalid(f"answers.{missing[0]}: required: attach the file")
     request.submitted_at = utcnow()
-    _moved(session, request, actor=user, to=S.submitted, tell_lab=True,
+    moved(session, request, actor=user, to=S.submitted, tell_lab=True,
            subject=f"{service.name}: {request.units} {service.unit}(s) requested",
            body=f"From {user.name or user.email}; estimate {request.estimate_total / 100:.2f} "
            f"{request.currency.upper()}. Quote it, or reject it with a reason.")  # fmt: skip
@@ -252,7 +244,7 @@ def request_accept(
     now = now or utcnow()
     request = request_get(session, user=user, request_id=request_id, for_update=True)
     _as_requester(user, request, "accept the quote")
-    _expect(request, "accept", S.quoted)
+    expect_status(request, "accept", S.quoted)
     if request.quote_valid_until is not None and request.quote_valid_until < now:
         raise Conflict(
             f"the quote lapsed on {local_text(request.quote_valid_until)}; ask the lab for another",
@@ -275,7 +267,7 @@ def request_accept(
 
 def _accepted(session: Session, request: ServiceRequest, *, actor: User, now: datetime) -> None:
     request.accepted_at = now
-    _moved(session, request, actor=actor, to=S.accepted, tell_lab=True, now=now,
+    moved(session, request, actor=actor, to=S.accepted, tell_lab=True, now=now,
            subject="quote accepted: send the samples",
            body=f"{request.quote_total or 0:,} (minor units, {request.currency.upper()}) "
            "accepted.", extra={"quote_total": request.quote_total})  # fmt: skip
@@ -305,10 +297,10 @@ def request_cancel(
     """The requester withdraws (or declines the quote) before the samples are received."""
     request = request_get(session, user=user, request_id=request_id, for_update=True)
     _as_requester(user, request, "cancel the request")
-    _expect(request, "cancel", S.draft, S.submitted, S.quoted, S.accepted)
+    expect_status(request, "cancel", S.draft, S.submitted, S.quoted, S.accepted)
     request.reason = reason.strip()[:1000]
     link_release(session, LinkKind.service_request, request.id or 0)
-    _moved(session, request, actor=user, to=S.cancelled, tell_lab=request.submitted_at is not None,
+    moved(session, request, actor=user, to=S.cancelled, tell_lab=request.submitted_at is not None,
            subject="cancelled by the requester", body=request.reason,
            extra={"reason": request.reason})  # fmt: skip
     return request
@@ -320,12 +312,12 @@ def request_rate(
     """Rate a completed request, 1 to 5 with a comment (again to change it)."""
     request = request_get(session, user=user, request_id=request_id, for_update=True)
     _as_requester(user, request, "rate the service")
-    _expect(request, "rate", S.completed)
+    expect_status(request, "rate", S.completed)
     if not 1 <= rating <= 5:
         raise Invalid("rating: 1 to 5")
     request.rating = rating
     request.rating_comment = comment.strip()[:2000]
-    _moved(session, request, actor=user, to=S.completed, tell_lab=True,
+    moved(session, request, actor=user, to=S.completed, tell_lab=True,
            subject=f"rated {rating}/5", body=request.rating_comment,
            extra={"rating": rating})  # fmt: skip
     return request
@@ -366,8 +358,8 @@ def request_quote(
     units asked), the total, and what the requester's voucher is expected to pay of it."""
     now = now or utcnow()
     request = request_get(session, user=user, request_id=request_id, for_update=True)
-    _as_lab(user, request, "quote")
-    _expect(request, "quote", S.submitted, S.quoted)
+    as_lab(user, request, "quote")
+    expect_status(request, "quote", S.submitted, S.quoted)
     if not 1 <= valid_days <= 365:
         raise Invalid("valid_days: 1 to 365")
     service = service_get(session, request.service_id, include_withdrawn=True)
@@ -390,7 +382,7 @@ def request_quote(
         if split.voucher_pays
         else ""
     )
-    _moved(session, request, actor=user, to=S.quoted, now=now,
+    moved(session, request, actor=user, to=S.quoted, now=now,
            subject=f"quoted {total / 100:.2f} {request.currency.upper()}",
            body=f"Valid until {local_text(request.quote_valid_until)}{pays}. Accept it to go on.",
            extra={"quote_total": total, "voucher": split.voucher_pays})  # fmt: skip
@@ -400,13 +392,13 @@ def request_quote(
 def request_reject(session: Session, *, user: User, request_id: int, reason: str) -> ServiceRequest:
     """The lab turns the request down, with a reason, before the work starts."""
     request = request_get(session, user=user, request_id=request_id, for_update=True)
-    _as_lab(user, request, "reject the request")
-    _expect(request, "reject", S.submitted, S.quoted, S.accepted, S.received)
+    as_lab(user, request, "reject the request")
+    expect_status(request, "reject", S.submitted, S.quoted, S.accepted, S.received)
     if not reason.strip():
         raise Invalid("reason: say why, the requester reads it")
     request.reason = reason.strip()[:1000]
     link_release(session, LinkKind.service_request, request.id or 0)
-    _moved(session, request, actor=user, to=S.rejected, subject="rejected by the lab",
+    moved(session, request, actor=user, to=S.rejected, subject="rejected by the lab",
            body=request.reason, extra={"reason": request.reason})  # fmt: skip
     return request
 
@@ -414,174 +406,8 @@ def request_reject(session: Session, *, user: User, request_id: int, reason: str
 def request_receive(session: Session, *, user: User, request_id: int) -> ServiceRequest:
     """The samples arrived."""
     request = request_get(session, user=user, request_id=request_id, for_update=True)
-    _as_lab(user, request, "record the samples received")
-    _expect(request, "receive samples for", S.accepted)
+    as_lab(user, request, "record the samples received")
+    expect_status(request, "receive samples for", S.accepted)
     request.received_at = utcnow()
-    _moved(session, request, actor=user, to=S.received, subject="samples received")
+    moved(session, request, actor=user, to=S.received, subject="samples received")
     return request
-
-
-def request_schedule(
-    session: Session,
-    *,
-    user: User,
-    request_id: int,
-    start: datetime,
-    end: datetime,
-    operator_email: str | None = None,
-    now: datetime | None = None,
-) -> ServiceRequest:
-    """Put the run on the instrument: the lab's own time, held like a booking in the
-    operator's name (409 with alternatives when taken). Again to move it."""
-    now = now or utcnow()
-    request = request_get(session, user=user, request_id=request_id, for_update=True)
-    _as_lab(user, request, "schedule the work")
-    _expect(request, "schedule", S.received, S.in_progress)
-    if end <= start:
-        raise Invalid("end: must be after start")
-    if end - start > MAX_RUN:
-        raise Invalid("end: a run lasts at most 7 days")
-    if end <= now:
-        raise Invalid("end: a run is scheduled ahead (record a past run instead)")
-    operator = user
-    if operator_email:
-        found = lab_person(session, request.lab_id, operator_email)
-        if found is None:
-            raise Invalid("operator_email: the operator is one of the lab's people")
-        operator = found
-    instrument = instrument_get(session, request.instrument_id, for_update=True)
-    _release(session, request, user, now)
-    hold = lab_hold(session, instrument, user_id=operator.id or 0, start=start, end=end,
-                    purpose=f"Service request SR-{request.id}", now=now)  # fmt: skip
-    request.booking_id = hold.id
-    request.operator_id = operator.id
-    _moved(session, request, actor=user, to=S.in_progress, now=now,
-           subject=f"work scheduled for {local_text(start)}",
-           extra={"booking_id": hold.id, "operator_id": operator.id})  # fmt: skip
-    return request
-
-
-def _release(session: Session, request: ServiceRequest, user: User, now: datetime) -> None:
-    """Cancel the request's earlier hold that has not started (a run moved)."""
-    if request.booking_id is None:
-        return
-    hold = session.get(Booking, request.booking_id)
-    if hold is not None and hold.status == BookingStatus.confirmed and hold.start_at > now:
-        hold.status = BookingStatus.cancelled
-        hold.cancelled_at = now
-        hold.cancelled_by_id = user.id
-        hold.version += 1
-        session.add(hold)
-        session.flush()
-
-
-def request_record_run(
-    session: Session, *, user: User, request_id: int, started: datetime, ended: datetime,
-    now: datetime | None = None,
-) -> ServiceRequest:  # fmt: skip
-    """Record when the work ran (when no gateway watched it, or to correct it)."""
-    now = now or utcnow()
-    request = request_get(session, user=user, request_id=request_id, for_update=True)
-    _as_lab(user, request, "record the run")
-    _expect(request, "record the run of", S.in_progress)
-    if ended <= started:
-        raise Invalid("ended: must be after started")
-    if ended > now + timedelta(minutes=5):
-        raise Invalid("ended: a run is recorded once it has happened")
-    request.run_started_at, request.run_ended_at = started, ended
-    _moved(session, request, actor=user, to=S.in_progress, now=now, subject="run recorded",
-           extra={"started": started.isoformat(), "ended": ended.isoformat()})  # fmt: skip
-    return request
-
-
-def run_from_telemetry(
-    session: Session, request: ServiceRequest
-) -> tuple[datetime, datetime] | None:
-    """The run as the instrument's gateway saw it: the usage matched to the run's booking."""
-    if request.booking_id is None:
-        return None
-    first, last = session.exec(
-        select(func.min(UsageSession.start_at), func.max(UsageSession.end_at)).where(
-            UsageSession.booking_id == request.booking_id
-        )
-    ).one()
-    return (first, last) if first is not None and last is not None else None
-
-
-def request_complete(
-    session: Session, *, user: User, request_id: int, now: datetime | None = None
-) -> ServiceRequest:
-    """The work is done and its results are attached: the requester is told to download
-    them, and the charge run will charge the accepted quote."""
-    now = now or utcnow()
-    request = request_get(session, user=user, request_id=request_id, for_update=True)
-    _as_lab(user, request, "complete the request")
-    _expect(request, "complete", S.in_progress)
-    results = session.exec(
-        select(func.count())
-        .select_from(ServiceFile)
-        .where(ServiceFile.request_id == request_id, ServiceFile.kind == FileKind.result)
-    ).one()
-    if not results:
-        raise Conflict("upload the results before completing the request",
-                       status=request.status.value)  # fmt: skip
-    if request.run_started_at is None:
-        seen = run_from_telemetry(session, request)
-        if seen is not None:
-            request.run_started_at, request.run_ended_at = seen
-    request.completed_at = now
-    _moved(session, request, actor=user, to=S.completed, now=now,
-           subject="results ready to download",
-           body="Download them from the request, and rate the service.")  # fmt: skip
-    return request
-
-
-# ------------------------------------------------------------------------------- lists
-
-
-def requests_mine(session: Session, *, user: User, limit: int = 200) -> list[ServiceRequest]:
-    return list(session.exec(
-        select(ServiceRequest).where(ServiceRequest.requester_id == user.id)
-        .order_by(col(ServiceRequest.id).desc()).limit(limit)
-    ).all())  # fmt: skip
-
-
-def requests_of_lab(
-    session: Session, *, user: User, lab_id: int, status: RequestStatus | None = None,
-    limit: int = 500,
-) -> list[ServiceRequest]:  # fmt: skip
-    """The lab's queue: open requests first (oldest first), then the rest, newest first;
-    drafts are the requester's own and not shown."""
-    if not is_lab_side(user, lab_id):
-        raise Forbidden("only the lab sees its requests")
-    query = select(ServiceRequest).where(
-        ServiceRequest.lab_id == lab_id, ServiceRequest.status != S.draft
-    )
-    if status is not None:
-        query = query.where(ServiceRequest.status == status)
-    rows = list(session.exec(query.order_by(col(ServiceRequest.id)).limit(limit)).all())
-    open_ = [r for r in rows if r.status in OPEN_STATUSES]
-    done = [r for r in rows if r.status not in OPEN_STATUSES]
-    return open_ + done[::-1]
-
-
-def describe(
-    session: Session, requests: list[ServiceRequest]
-) -> dict[int, tuple[Service, Instrument, User]]:
-    """Each request's service, instrument and requester, read in three queries."""
-    services = {
-        s.id: s
-        for s in session.exec(
-            select(Service).where(col(Service.id).in_({r.service_id for r in requests}))
-        )
-    }
-    instruments = {
-        i.id: i
-        for i in session.exec(
-            select(Instrument).where(col(Instrument.id).in_({r.instrument_id for r in requests}))
-        )
-    }
-    people = {u.id: u for u in session.exec(
-        select(User).where(col(User.id).in_({r.requester_id for r in requests})))}  # fmt: skip
-    return {r.id or 0: (services[r.service_id], instruments[r.instrument_id],
-                        people[r.requester_id]) for r in requests}  # fmt: skip

@@ -14,7 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from billing.projects.accounts import accounts_chargeable
 from billing.projects.links import link_of
 from billing.projects.models import LinkKind, ProjectAccount
-from billing.services import catalog, documents, files
+from billing.services import catalog, documents, files, lists, runs
 from billing.services import requests as desk
 from billing.services.api import download_headers
 from billing.services.models import OPEN_STATUSES, RequestStatus, Service, ServiceRequest
@@ -139,9 +139,9 @@ def request_service(
 @router.get("/me/requests", response_class=HTMLResponse)
 def my_requests(request: Request, session: SessionDep, user: PageUser) -> HTMLResponse:
     """Your service requests, newest first."""
-    rows = desk.requests_mine(session, user=user)
+    rows = lists.requests_mine(session, user=user)
     return render(request, "services/requests.html",
-                  {"rows": rows, "about": desk.describe(session, rows), "lab_view": False},
+                  {"rows": rows, "about": lists.describe(session, rows), "lab_view": False},
                   user=user)  # fmt: skip
 
 
@@ -149,9 +149,9 @@ def my_requests(request: Request, session: SessionDep, user: PageUser) -> HTMLRe
 def lab_requests(request: Request, session: SessionDep, user: PageManager) -> HTMLResponse:
     """The lab's queue: open requests oldest first, then the rest."""
     lab = my_lab(session, user)
-    rows = desk.requests_of_lab(session, user=user, lab_id=lab.id or 0)
+    rows = lists.requests_of_lab(session, user=user, lab_id=lab.id or 0)
     return render(request, "services/requests.html",
-                  {"rows": rows, "about": desk.describe(session, rows), "lab_view": True,
+                  {"rows": rows, "about": lists.describe(session, rows), "lab_view": True,
                    "lab": lab, "open": OPEN_STATUSES}, user=user)  # fmt: skip
 
 
@@ -160,7 +160,7 @@ def _request_page(
     problem: str | None = None, status: int = 200,
 ) -> HTMLResponse:  # fmt: skip
     sr = desk.request_get(session, user=user, request_id=request_id)
-    service, instrument, requester = desk.describe(session, [sr])[sr.id or 0]
+    service, instrument, requester = lists.describe(session, [sr])[sr.id or 0]
     lab_side = desk.is_lab_side(user, sr.lab_id)
     staff = session.exec(select(User).where(User.lab_id == sr.lab_id, col(User.is_active).is_(True))
                          .order_by(col(User.name))).all() if lab_side else []  # fmt: skip
@@ -215,14 +215,14 @@ def _act(session: Session, user: User, sr_id: int, action: str, form: FormData) 
     elif action == "receive":
         desk.request_receive(session, **kw)
     elif action == "schedule":
-        desk.request_schedule(session, start=parse_local(_text(form, "start", 40), field="start"),
+        runs.request_schedule(session, start=parse_local(_text(form, "start", 40), field="start"),
                               end=parse_local(_text(form, "end", 40), field="end"),
                               operator_email=_text(form, "operator_email", 254), **kw)  # fmt: skip
     elif action == "run":
-        desk.request_record_run(session, started=parse_local(_text(form, "started", 40), field="started"),
+        runs.request_record_run(session, started=parse_local(_text(form, "started", 40), field="started"),
                                 ended=parse_local(_text(form, "ended", 40), field="ended"), **kw)  # fmt: skip
     elif action == "complete":
-        desk.request_complete(session, **kw)
+        runs.request_complete(session, **kw)
     elif action == "rate":
         rating = _text(form, "rating", 2)
         desk.request_rate(session, rating=int(rating) if rating.isdigit() else 0,
