@@ -416,6 +416,7 @@ MESSAGES_ZH.update(
         "answers.{0}: a number": "answers.{0}：须为数字",
         "answers.{0}: one of {1}": "answers.{0}：须为 {1} 之一",
         "answers.{0}: text": "answers.{0}：须为文字",
+        "answers.{0}: text without NUL characters": "answers.{0}：文字中不能含 NUL 字符",
         "answers.{0}: at most {1} characters of text": "answers.{0}：最多 {1} 个字符",
         "units: between 1 and {0}": "units：须在 1 到 {0} 之间",
         "answers.{0}: required: attach the file": "answers.{0}：必填，请附上文件",

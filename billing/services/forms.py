@@ -77,7 +77,9 @@ def answers_checked(form: list[dict[str, Any]], answers: dict[str, Any]) -> dict
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 raise Invalid(f"answers.{name}: text")
             text = str(value).strip()
-            if len(text) > MAX_TEXT or "\x00" in text:
+            if "\x00" in text:
+                raise Invalid(f"answers.{name}: text without NUL characters")
+            if len(text) > MAX_TEXT:
                 raise Invalid(f"answers.{name}: at most {MAX_TEXT} characters of text")
             out[name] = text
     return out
