@@ -6,14 +6,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, exists, func, literal_column, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
 from booking.errors import InTheWay, RuleViolation, SlotUnavailable
-from booking.intervals import grid_starts
+from booking.intervals import expand_hours, grid_starts, subtract
 from booking.models import ACTIVE_STATUSES, Booking
 from booking.rules import check_shape
-from booking.timeline import LONGEST_BOOKING, Busy, Timeline, load_timeline, load_timelines, zone
-from core.db import UTCDateTime, is_postgres
+from booking.timeline import (
+    LONGEST_BOOKING,
+    Busy,
+    Timeline,
+    hours_by_instrument,
+    load_timeline,
+    zone,
+)
+from core.db import UTCDateTime, is_postgres, plain_rows
 from core.timeutil import to_utc_z
 from instruments.models import (
     Blackout,
@@ -21,7 +29,6 @@ from instruments.models import (
     InstrumentStatus,
     Lab,
     Qualification,
-    qualification_in_force,
 )
 
 # How far either side of the wanted time a refusal looks for free slots on the same
@@ -80,11 +87,27 @@ def nearest_on_instrument(
     return [slot(instrument.id, s, s + length) for s in candidates]
 
 
+# What a candidate instrument's rules need (check_shape) and its hours cache key.
+_CANDIDATE_COLUMNS = (
+    "id",
+    "status",
+    "slot_step_minutes",
+    "min_minutes",
+    "max_minutes",
+    "lead_minutes",
+    "horizon_days",
+    "updated_at",
+)
+
+
 def _elsewhere_statement(postgres: bool) -> Any:
     """Active instruments of a category, other than one, that are free over [:s, :e) and
     allowed to the person and the length: same lab first, then same institution. Built once
-    per database kind, with bind parameters, so a 409 neither rebuilds nor recompiles it."""
+    per database kind, with bind parameters (`:now` too), so a 409 neither rebuilds nor
+    recompiles it, and PostgreSQL runs it from one generic plan."""
     start, end = bindparam("s", type_=UTCDateTime()), bindparam("e", type_=UTCDateTime())
+    now = bindparam("now", type_=UTCDateTime())
+    instrument = Instrument.__table__.c  # type: ignore[attr-defined]
     overlap: list[Any]
     if postgres:
         # The exclusion constraint's GiST index answers "overlaps" exactly, per instrument.
@@ -103,53 +126,54 @@ def _elsewhere_statement(postgres: bool) -> Any:
             col(Booking.end_at) > start,
             col(Booking.start_at) > bindparam("since", type_=UTCDateTime()),
         ]
+    qualified = exists().where(
+        col(Qualification.instrument_id) == instrument.id,
+        col(Qualification.user_id) == bindparam("user_id"),
+        col(Qualification.revoked_at).is_(None),
+        or_(col(Qualification.expires_at).is_(None), col(Qualification.expires_at) > now),
+    )
+    # The order people want them in: same lab, then same institution, then the rest. The
+    # nearest few candidates come first and only they are probed for bookings and
+    # blackouts, and the rank travels with them so nothing is joined twice.
+    same_institution = (
+        sa_select(col(Lab.institution_id))
+        .where(col(Lab.id) == bindparam("lab_id"))
+        .scalar_subquery()
+    )
+    rank = case(
+        (instrument.lab_id == bindparam("lab_id"), 0),
+        (col(Lab.institution_id) == same_institution, 1),
+        else_=2,
+    ).label("rank")
+    candidates = (
+        sa_select(*(instrument[name] for name in _CANDIDATE_COLUMNS), rank)
+        .select_from(Instrument.__table__.join(Lab.__table__, col(Lab.id) == instrument.lab_id))  # type: ignore[attr-defined]
+        .where(
+            instrument.category_id == bindparam("category_id"),
+            instrument.id != bindparam("instrument_id"),
+            instrument.status == InstrumentStatus.active,
+            instrument.min_minutes <= bindparam("minutes"),
+            instrument.max_minutes >= bindparam("minutes"),
+            or_(instrument.qualification_required.is_(False), qualified),
+        )
+        .order_by(rank, instrument.id)
+        .limit(bindparam("candidates"))
+        .subquery("candidates")
+    )
     booked = exists().where(
-        col(Booking.instrument_id) == col(Instrument.id),
+        col(Booking.instrument_id) == candidates.c.id,
         col(Booking.status).in_(ACTIVE_STATUSES),
         *overlap,
     )
     blacked_out = exists().where(
-        col(Blackout.instrument_id) == col(Instrument.id),
+        col(Blackout.instrument_id) == candidates.c.id,
         col(Blackout.start_at) < end,
         col(Blackout.end_at) > start,
     )
-    qualified = exists().where(
-        col(Qualification.instrument_id) == col(Instrument.id),
-        col(Qualification.user_id) == bindparam("user_id"),
-        qualification_in_force(),
-    )
-    # The nearest candidates first, by the order people want them in (same lab, then
-    # same institution, then the rest), and only a few: the anti-joins then probe those
-    # few instead of every instrument of the category before sorting them all.
-    same_institution = (
-        select(Lab.institution_id).where(col(Lab.id) == bindparam("lab_id")).scalar_subquery()
-    )
-    preferred = (
-        case((col(Instrument.lab_id) == bindparam("lab_id"), 0), else_=1),
-        case((col(Lab.institution_id) == same_institution, 0), else_=1),
-        col(Instrument.id),
-    )
-    candidates = (
-        select(col(Instrument.id).label("id"))
-        .join(Lab, col(Lab.id) == Instrument.lab_id)
-        .where(
-            col(Instrument.category_id) == bindparam("category_id"),
-            col(Instrument.id) != bindparam("instrument_id"),
-            Instrument.status == InstrumentStatus.active,
-            col(Instrument.min_minutes) <= bindparam("minutes"),
-            col(Instrument.max_minutes) >= bindparam("minutes"),
-            or_(col(Instrument.qualification_required).is_(False), qualified),
-        )
-        .order_by(*preferred)
-        .limit(bindparam("candidates"))
-        .subquery("candidates")
-    )
     return (
-        select(Instrument)
-        .join(candidates, candidates.c.id == Instrument.id)
-        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        sa_select(*(candidates.c[name] for name in _CANDIDATE_COLUMNS))
         .where(~booked, ~blacked_out)
-        .order_by(*preferred)
+        .order_by(candidates.c.rank, candidates.c.id)
         .limit(bindparam("limit"))
     )
 
@@ -175,21 +199,22 @@ def same_time_elsewhere(
     params: dict[str, Any] = {
         "s": start,
         "e": end,
+        "now": now,
         "user_id": user_id,
         "category_id": instrument.category_id,
         "instrument_id": instrument.id,
         "minutes": int((end - start).total_seconds() // 60),
         "lab_id": instrument.lab_id,
-        "limit": limit * 4,
-        # Most of a category is free at any one time: a few times the answer's size is
-        # plenty to find it among.
-        "candidates": limit * 8,
+        # Most of a category is free at any one time and open at most times: a few times
+        # the answer's size is plenty to find it among.
+        "limit": limit * 3,
+        "candidates": limit * 5,
     }
     if not postgres:
         params["since"] = start - LONGEST_BOOKING
-    rows = session.exec(_ELSEWHERE[postgres], params=params).all()  # type: ignore[call-overload]
+    rows = plain_rows(session, _ELSEWHERE[postgres], params)
     tz = zone()
-    fits: list[Instrument] = []
+    fits = []
     for other in rows:
         try:
             check_shape(other, start, end, now=now, tz=tz)
@@ -197,11 +222,10 @@ def same_time_elsewhere(
             continue
         fits.append(other)
     # Busy ones are gone already (the anti-joins above): only opening hours remain to check.
-    timelines = load_timelines(session, fits, start, end, with_busy=False)
+    hours = hours_by_instrument(session, fits)
     out: list[dict[str, object]] = []
     for other in fits:
-        assert other.id is not None
-        if not timelines[other.id].conflicts(start, end):
+        if not subtract([(start, end)], expand_hours(hours.get(other.id, {}), start, end, tz)):
             out.append(slot(other.id, start, end))
             if len(out) >= limit:
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, col, select
@@ -31,8 +32,25 @@ def _minutes(delta: timedelta) -> float:
     return delta.total_seconds() / 60
 
 
+class Shape(Protocol):
+    """The rules check_shape reads: an Instrument, or a row of its columns."""
+
+    @property
+    def status(self) -> InstrumentStatus: ...
+    @property
+    def slot_step_minutes(self) -> int: ...
+    @property
+    def min_minutes(self) -> int: ...
+    @property
+    def max_minutes(self) -> int: ...
+    @property
+    def lead_minutes(self) -> int: ...
+    @property
+    def horizon_days(self) -> int: ...
+
+
 def check_shape(
-    instrument: Instrument, start: datetime, end: datetime, *, now: datetime, tz: ZoneInfo
+    instrument: Shape, start: datetime, end: datetime, *, now: datetime, tz: ZoneInfo
 ) -> None:
     """Status, interval, slot grid, length, lead time and horizon: all without the database."""
     if instrument.status != InstrumentStatus.active:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -126,7 +126,17 @@ _HOURS_CACHE: dict[tuple[str, int, datetime], Hours] = {}
 _HOURS_CACHE_MAX = 50_000
 
 
-def _hours_by_instrument(session: Session, instruments: Sequence[Instrument]) -> dict[int, Hours]:
+class Stamped(Protocol):
+    """What the hours cache keys on: an Instrument, or a row with its id and updated_at."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def hours_by_instrument(session: Session, instruments: Sequence[Stamped]) -> dict[int, Hours]:
+    """Each instrument's weekly opening hours, from the cache where its updated_at matches."""
     bind = str(session.get_bind().engine.url)
     out: dict[int, Hours] = {}
     missing: list[int] = []
@@ -296,7 +306,7 @@ def load_timelines(
     ids = [i.id for i in instruments if i.id is not None]
     if not ids:
         return {}
-    hours = _hours_by_instrument(session, instruments)
+    hours = hours_by_instrument(session, instruments)
     busy = load_busy(session, ids, start, end) if with_busy else {}
     tz = zone()
     cache: dict[tuple[object, ...], list[Interval]] = {}

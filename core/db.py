@@ -115,7 +115,38 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if timeout:
         options.append(f"-c statement_timeout={timeout}")
     connect_args.setdefault("options", " ".join(options))
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    _keep_prepared_statements(engine)
+    return engine
+
+
+def _keep_prepared_statements(engine: Engine) -> None:
+    """End PostgreSQL transactions that fail without forgetting prepared statements.
+
+    psycopg answers every rollback with DEALLOCATE ALL and starts counting afresh (a
+    rolled-back DROP could leave a statement pointing at a recreated object). A third of
+    booking requests end in a refusal, so no pooled connection kept its statements past a
+    few requests, and PostgreSQL planned every statement every time (a 409's alternatives
+    query: 1.6 ms of planning; bench/booking.py). labshare changes no schema while it
+    serves, and PostgreSQL keeps prepared statements across a rollback, so a plain ROLLBACK
+    through libpq is enough; a connection that cannot roll back falls back to psycopg's
+    own rollback, whose error SQLAlchemy knows how to handle.
+    """
+    from psycopg.pq import ExecStatus, TransactionStatus
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        pgconn = dbapi_connection.pgconn
+        if pgconn.transaction_status == TransactionStatus.IDLE:
+            return
+        try:
+            with dbapi_connection.lock:
+                done = pgconn.exec_(b"ROLLBACK").status == ExecStatus.COMMAND_OK
+        except Exception:  # a broken connection: psycopg's rollback says so properly
+            done = False
+        if not done:
+            dbapi_connection.rollback()
+
+    engine.dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 _engines: dict[str, Engine] = {}
@@ -160,12 +191,15 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def plain_rows(session: Session, statement: sa.Executable) -> Sequence[tuple[Any, ...]]:
-    """A read's rows as plain tuples, past the ORM's result machinery (a few microseconds a
-    row, which counts at the hundreds of rows slot search reads)."""
+def plain_rows(
+    session: Session, statement: sa.Executable, params: dict[str, Any] | None = None
+) -> Sequence[Any]:
+    """A read's rows (tuples that also name their columns), past the ORM's result machinery (a few microseconds a row, which
+    counts at the hundreds of rows slot search reads, and a tenth of a millisecond a
+    statement)."""
     if session.autoflush:
         session.flush()  # what Session.execute does first; nothing when no change is pending
-    return session.connection().execute(statement).tuples().all()
+    return session.connection().execute(statement, params).all()
 
 
 def among(session: Session, column: Any, ids: list[int]) -> sa.ColumnElement[bool]:

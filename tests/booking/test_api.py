@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 from booking.models import Booking, BookingStatus
 from booking.notifications.models import Notification
 from core.models import Role
-from instruments.models import Blackout, BlackoutKind, OpeningHours, Qualification
+from core.timeutil import utcnow
+from instruments.models import Blackout, BlackoutKind, Institution, OpeningHours, Qualification
 from tests.booking.helpers import at, body, z
 from tests.factories import auth, create_instrument, create_lab, create_user
 
@@ -354,3 +355,31 @@ def test_pagination(client, session: Session):
         ).json()
         seen += [b["id"] for b in page["items"]]
     assert len(seen) == 5 == len(set(seen))
+
+
+def test_alternatives_elsewhere_nearest_first_and_only_where_allowed(client, session: Session):
+    """The same time elsewhere: same lab, then same institution, then the rest; never an
+    instrument the person may not use, even one whose grant ran out after the server
+    started (the statement is built once, at import; its moment is a parameter)."""
+    lab = create_lab(session)
+    institution = session.get(Institution, lab.institution_id)
+    inst = create_instrument(session, lab=lab)
+    far = create_instrument(session)  # another institution
+    near = create_instrument(session, lab=create_lab(session, institution=institution))
+    same = create_instrument(session, lab=lab)
+    expired = create_instrument(session, lab=lab, qualification_required=True)
+    granted = create_instrument(session, lab=lab, qualification_required=True)
+    alice, bob = create_user(session), create_user(session)
+    for instrument, expires in ((expired, utcnow() - timedelta(seconds=1)), (granted, None)):
+        session.add(Qualification(user_id=bob.id, instrument_id=instrument.id, expires_at=expires))
+    session.commit()
+    r = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(alice)
+    )
+    assert r.status_code == 201, r.text
+    r = client.post("/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(bob))
+    assert r.status_code == 409, r.text
+    elsewhere = [
+        a["instrument_id"] for a in r.json()["alternatives"] if a["instrument_id"] != inst.id
+    ]
+    assert elsewhere == [same.id, granted.id, near.id, far.id]

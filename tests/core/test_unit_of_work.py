@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from booking.models import Booking
@@ -149,3 +149,26 @@ def test_sqlite_writers_that_cannot_get_the_lock_in_time_get_503(
     assert answer.status_code == 503, answer.text
     assert int(answer.headers["Retry-After"]) >= 1
     assert read.status_code == 200
+
+
+def test_a_refusal_keeps_the_connections_prepared_statements(engine: Engine, backend: str) -> None:
+    """A request that ends in a rollback (a 409) must not cost the next requests their
+    prepared statements: psycopg's own rollback deallocates them all, and PostgreSQL then
+    plans every statement every time (core.db._keep_prepared_statements)."""
+    if backend != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    query = text("SELECT count(*) FROM booking WHERE id = :i")
+    with Session(engine) as session:
+        for i in range(12):  # past psycopg's threshold and PostgreSQL's five custom plans
+            session.execute(query, {"i": i}).one()
+        with pytest.raises(DBAPIError, match="division by zero"):
+            session.execute(text("SELECT 1 / 0")).one()
+        session.rollback()
+        session.execute(query, {"i": 1}).one()
+        generic = session.execute(
+            text(
+                "SELECT generic_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'SELECT count(*) FROM booking%'"
+            )
+        ).scalar_one()
+    assert generic >= 2  # the plan made before the rollback ran again after it
