@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlalchemy.orm import make_transient_to_detached
+from sqlmodel import Session, col
 
 from booking.conflicts import NEAR, unavailable
 from booking.events import booking_event
@@ -113,6 +115,19 @@ def check_all(
     return timeline
 
 
+_INSERT = sa.insert(Booking).returning(col(Booking.id))
+_COLUMNS = [c.key for c in Booking.__table__.columns if c.key != "id"]  # type: ignore[attr-defined]
+
+
+def insert_new(session: Session, booking: Booking) -> None:
+    """INSERT a new booking at once and make it the session's, as if loaded: the ORM's unit
+    of work would flush the same row at a few times the cost (a third of a 201's time)."""
+    values = {key: getattr(booking, key) for key in _COLUMNS}
+    booking.id = session.connection().execute(_INSERT, values).scalar_one()
+    make_transient_to_detached(booking)
+    session.add(booking)
+
+
 def write(
     session: Session,
     booking: Booking,
@@ -132,6 +147,8 @@ def write(
             with session.begin_nested():
                 session.add(booking)
                 session.flush()
+        elif sa.inspect(booking).transient:
+            insert_new(session, booking)
         else:
             session.add(booking)
             session.flush()

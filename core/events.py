@@ -63,6 +63,9 @@ class Event(SQLModel, table=True):
     dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+_INSERT_EVENT = sa.insert(Event)
+
+
 def emit(
     session: Session,
     type: str,
@@ -70,14 +73,16 @@ def emit(
     lab_id: int | None,
     data: dict[str, Any],
     now: datetime | None = None,
-) -> Event:
+) -> None:
     """Record that `type` happened (with the ids and figures in `data`); the caller's
-    transaction commits it with the change."""
+    transaction commits it with the change. One INSERT at once, past the ORM's unit of
+    work: nothing reads an event back in the transaction that records it."""
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
-    event = Event(type=type, lab_id=lab_id, data=data, occurred_at=now or utcnow())
-    session.add(event)
-    return event
+    session.connection().execute(
+        _INSERT_EVENT,
+        {"type": type, "lab_id": lab_id, "data": data, "occurred_at": now or utcnow()},
+    )
 
 
 def emit_many(

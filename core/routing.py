@@ -99,7 +99,7 @@ class _LoopGate:
 
 
 class Gate:
-    """At most `db_pool_size` requests of this process do database work at once; on SQLite
+    """At most `gate_slots` requests of this process do database work at once; on SQLite
     one writer at a time. Waiting happens here, on the event loop, bounded by
     `db_wait_seconds`."""
 
@@ -113,7 +113,7 @@ class Gate:
         loop = asyncio.get_running_loop()
         found = self._loops.get(loop)
         if found is None:
-            found = self._loops[loop] = _LoopGate(get_settings().db_pool_size)
+            found = self._loops[loop] = _LoopGate(get_settings().gate_slots)
         return found
 
     @asynccontextmanager
@@ -307,7 +307,7 @@ def request_metrics() -> list[str]:
         ("db_pool_size", "gauge", float(getattr(pool, "size", lambda: 0)())),
         ("db_pool_checked_out", "gauge", float(getattr(pool, "checkedout", lambda: 0)())),
         ("db_pool_overflow", "gauge", float(getattr(pool, "overflow", lambda: 0)())),
-        ("request_gate_slots", "gauge", float(get_settings().db_pool_size)),
+        ("request_gate_slots", "gauge", float(get_settings().gate_slots)),
         ("request_gate_in_use", "gauge", float(stats.in_use)),
         ("request_gate_waiting", "gauge", float(stats.waiting)),
         ("request_gate_waits_total", "counter", float(stats.waits_total)),

@@ -47,7 +47,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Worker threads for the units of work (core.routing): at least one per gate slot.
     settings = get_settings()
     limiter = anyio.to_thread.current_default_thread_limiter()
-    limiter.total_tokens = max(settings.server_threads, settings.db_pool_size)
+    limiter.total_tokens = max(settings.server_threads, settings.gate_slots)
     if settings.kpi_warm:
         from admin.kpis import warm_dashboard
 
