@@ -127,7 +127,7 @@ def create_booking(
         session,
         user_id=user.id,
         key=idempotency_key,
-        payload=data.model_dump(mode="json"),
+        payload=lambda: data.model_dump(mode="json"),
         action=lambda: _created(service.booking_create(session, user=user, data=data)),
     )
     headers = {"ETag": f'W/"{body["id"]}-{body["version"]}"'}

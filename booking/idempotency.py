@@ -45,16 +45,17 @@ def run_once(
     *,
     user_id: int,
     key: str | None,
-    payload: dict[str, Any],
+    payload: Callable[[], dict[str, Any]],
     action: Callable[[], Answer],
 ) -> tuple[int, dict[str, Any], bool]:
     """Run `action` unless this user already ran it with this key; returns the status, the
-    body and whether it is a replay."""
+    body and whether it is a replay. `payload` gives the request to compare a retry with
+    (only asked for when there is a key)."""
     if key is None:
         return (*action(), False)
     if not 1 <= len(key) <= MAX_KEY or not key.isprintable():
         raise Invalid(f"Idempotency-Key must be 1 to {MAX_KEY} printable characters")
-    digest = request_hash(payload)
+    digest = request_hash(payload())
     found = _stored(session, user_id, key)
     if found is not None:
         return (*_replay(found, digest), True)

@@ -149,7 +149,8 @@ def hours_by_instrument(session: Session, instruments: Sequence[Stamped]) -> dic
             out[i.id] = found
     if not missing:
         return out
-    rows = session.execute(
+    rows = plain_rows(
+        session,
         sa_select(
             col(OpeningHours.instrument_id),
             col(OpeningHours.weekday),
@@ -159,8 +160,8 @@ def hours_by_instrument(session: Session, instruments: Sequence[Stamped]) -> dic
         .where(among(session, col(OpeningHours.instrument_id), missing))
         .order_by(
             col(OpeningHours.instrument_id), col(OpeningHours.weekday), col(OpeningHours.opens)
-        )
-    ).all()
+        ),
+    )
     loaded: dict[int, Hours] = {i: {} for i in missing}
     for instrument_id, weekday, opens, closes in rows:
         loaded[instrument_id].setdefault(weekday, []).append((opens, closes))
@@ -245,7 +246,7 @@ def load_busy_one(
     params = {"i": instrument_id, "s": start, "e": end, "since": start - LONGEST_BOOKING}
     busy = [
         Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires, uid)
-        for kind, s, e, booking_id, status, expires, uid in session.execute(_BUSY_ONE, params)
+        for kind, s, e, booking_id, status, expires, uid in plain_rows(session, _BUSY_ONE, params)
     ]
     busy.sort(key=lambda b: b.start)
     return busy

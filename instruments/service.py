@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, String, case, delete, func, literal_column, or_
+from sqlalchemy import ColumnElement, String, bindparam, case, delete, func, literal_column, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from core.audit import audit_record, audit_value
-from core.db import is_postgres
+from core.db import is_postgres, plain_rows
 from core.errors import Conflict
 from core.models import Role, User
 from core.settings import get_settings
@@ -71,10 +71,16 @@ def _id_by_code(
 
 
 def _category_ids(session: Session, code: str) -> list[int]:
-    """The category and, for a group, its leaves."""
-    category_id = _id_by_code(session, Category, code, "category")
-    children = session.exec(select(Category.id).where(Category.parent_id == category_id)).all()
-    return [category_id, *[c for c in children if c is not None]]
+    """The category and, for a group, its leaves (one statement; none: an unknown code)."""
+    named = sa_select(col(Category.id)).where(col(Category.code) == code).scalar_subquery()
+    found = session.exec(
+        select(Category.id)
+        .where(or_(col(Category.id) == named, col(Category.parent_id) == named))
+        .order_by(col(Category.parent_id).is_not(None), col(Category.id))
+    ).all()
+    if not found:
+        raise UnknownCode("category", code)
+    return [c for c in found if c is not None]
 
 
 def _like_pattern(q: str) -> str:
@@ -171,33 +177,37 @@ def _where(session: Session, filters: SearchFilters) -> list[ColumnElement[bool]
     return where
 
 
+def _with_summary_columns(query: Any) -> Any:
+    """`query` (on the instrument table) reading the catalog's view of each instrument."""
+    return (
+        query.join(Category, col(Category.id) == Instrument.category_id)
+        .join(Lab, col(Lab.id) == Instrument.lab_id)
+        .join(Institution, col(Institution.id) == Lab.institution_id)
+    )
+
+
+def _summary(row: Any) -> InstrumentSummary:
+    """A row of _SUMMARY_COLUMNS as the catalog shows it."""
+    return InstrumentSummary(
+        id=row[0],
+        code=row[1],
+        name=row[2],
+        category=row[3],
+        model=row[4],
+        manufacturer=row[5],
+        status=row[6],
+        lab=Ref(id=row[7], code=row[8], name=row[9]),
+        institution=Ref(id=row[10], code=row[11], name=row[12]),
+    )
+
+
 def _summaries(session: Session, ids: list[int]) -> list[InstrumentSummary]:
     """The catalog's view of these instruments, in the order of `ids`."""
     if not ids:
         return []
     # Plain columns rather than ORM objects: a page is read-only and this is the hot path.
-    query = (
-        sa_select(*_SUMMARY_COLUMNS)
-        .join(Category, col(Category.id) == Instrument.category_id)
-        .join(Lab, col(Lab.id) == Instrument.lab_id)
-        .join(Institution, col(Institution.id) == Lab.institution_id)
-        .where(col(Instrument.id).in_(ids))
-    )
-    rows: Any = session.connection().execute(query)  # plain tuples, in _SUMMARY_COLUMNS order
-    by_id = {
-        row[0]: InstrumentSummary(
-            id=row[0],
-            code=row[1],
-            name=row[2],
-            category=row[3],
-            model=row[4],
-            manufacturer=row[5],
-            status=row[6],
-            lab=Ref(id=row[7], code=row[8], name=row[9]),
-            institution=Ref(id=row[10], code=row[11], name=row[12]),
-        )
-        for row in rows
-    }
+    query = _with_summary_columns(sa_select(*_SUMMARY_COLUMNS)).where(col(Instrument.id).in_(ids))
+    by_id = {row[0]: _summary(row) for row in plain_rows(session, query)}
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -205,13 +215,13 @@ def instrument_search(
     session: Session, *, filters: SearchFilters, after: int | None, limit: int
 ) -> tuple[list[InstrumentSummary], int | None]:
     """One page of the catalog, ordered by id; returns the items and the last id if more follow."""
-    # First the page's ids from the instrument table alone, then their details.
-    page = select(Instrument.id).where(*_where(session, filters))
+    # The page and its details in one statement: the joins reach only the page's rows.
+    page = _with_summary_columns(sa_select(*_SUMMARY_COLUMNS)).where(*_where(session, filters))
     if after is not None:
         page = page.where(col(Instrument.id) > after)
-    ids = [i for i in session.exec(page.order_by(col(Instrument.id)).limit(limit + 1)) if i]
-    items = _summaries(session, ids[:limit])
-    more = len(ids) > limit
+    rows = plain_rows(session, page.order_by(col(Instrument.id)).limit(limit + 1))
+    items = [_summary(row) for row in rows[:limit]]
+    more = len(rows) > limit
     return items, (items[-1].id if more and items else None)
 
 
@@ -267,6 +277,14 @@ def catalog_page(
     return _summaries(session, [int(i) for i, _ in rows]), total
 
 
+_LOCKED = (
+    select(Instrument)
+    .where(col(Instrument.id) == bindparam("id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
+
+
 def instrument_get(session: Session, instrument_id: int, *, for_update: bool = False) -> Instrument:
     """The instrument, or InstrumentNotFound.
 
@@ -276,7 +294,8 @@ def instrument_get(session: Session, instrument_id: int, *, for_update: bool = F
     commit. SQLite needs no row lock: its writers already take turns.
     """
     if for_update:
-        instrument = session.get(Instrument, instrument_id, with_for_update={"key_share": True})
+        # A statement built once: Session.get builds and keys its FOR UPDATE query anew.
+        instrument = session.exec(_LOCKED, params={"id": instrument_id}).first()  # type: ignore[call-overload]
     else:
         instrument = session.get(Instrument, instrument_id)
     if instrument is None:
