@@ -116,9 +116,28 @@ class Gate:
             found = self._loops[loop] = _LoopGate(get_settings().gate_slots)
         return found
 
-    @asynccontextmanager
-    async def slot(self, *, write_turn: bool) -> AsyncIterator[None]:
+    async def enter(self, *, write_turn: bool) -> _LoopGate:
+        """Take a slot (and, when asked, the write turn), waiting at most `db_wait_seconds`;
+        ServiceBusy otherwise. Give it back with `leave`."""
         gate = self._for_loop()
+        stats = self.stats
+        stats.waits_total += 1
+        try:
+            # Most of the time a slot is free: no timer, no waiting, no task switch.
+            if write_turn:
+                gate.write_turn.acquire_nowait()
+            try:
+                gate.slots.acquire_nowait()
+            except anyio.WouldBlock:
+                if write_turn:
+                    gate.write_turn.release()
+                raise
+        except anyio.WouldBlock:
+            await self._wait(gate, write_turn=write_turn)
+        stats.in_use += 1
+        return gate
+
+    async def _wait(self, gate: _LoopGate, *, write_turn: bool) -> None:
         wait = get_settings().db_wait_seconds
         stats = self.stats
         began = time.monotonic()
@@ -140,17 +159,21 @@ class Gate:
             )
         finally:
             stats.waiting -= 1
-            waited = time.monotonic() - began
-            stats.waits_total += 1
-            stats.wait_seconds_total += waited
-        stats.in_use += 1
+            stats.wait_seconds_total += time.monotonic() - began
+
+    def leave(self, gate: _LoopGate, *, write_turn: bool) -> None:
+        self.stats.in_use -= 1
+        gate.slots.release()
+        if write_turn:
+            gate.write_turn.release()
+
+    @asynccontextmanager
+    async def slot(self, *, write_turn: bool) -> AsyncIterator[None]:
+        gate = await self.enter(write_turn=write_turn)
         try:
             yield
         finally:
-            stats.in_use -= 1
-            gate.slots.release()
-            if took_turn:
-                gate.write_turn.release()
+            self.leave(gate, write_turn=write_turn)
 
 
 GATE = Gate()
@@ -237,8 +260,11 @@ async def run_unit_of_work(request: Request, fn: Callable[..., Any], kwargs: dic
         def written(lsn: str) -> None:
             request.scope[WRITE_LSN] = lsn
 
-    async with GATE.slot(write_turn=sqlite_writer):
+    gate = await GATE.enter(write_turn=sqlite_writer)
+    try:
         return await run_in_threadpool(_run_in_thread, session, fn, kwargs, written)
+    finally:
+        GATE.leave(gate, write_turn=sqlite_writer)
 
 
 def _read_only(fn: Callable[[Session], Any]) -> Any:
