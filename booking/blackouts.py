@@ -12,7 +12,8 @@ from sqlmodel import Session, col, select
 
 from booking import waitlist
 from booking.access import require_manages
-from booking.conflicts import ALTERNATIVE_WINDOW, nearest_on_instrument, same_time_elsewhere
+from booking.conflicts import ALTERNATIVE_WINDOW, nearest_on_instrument
+from booking.elsewhere import same_time_elsewhere
 from booking.errors import BlackoutNotFound, RuleViolation
 from booking.events import booking_event
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus

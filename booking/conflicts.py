@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import bindparam, case, exists, func, literal_column, or_
-from sqlalchemy import select as sa_select
-from sqlmodel import Session, col
+from sqlmodel import Session
 
-from booking.errors import InTheWay, RuleViolation, SlotUnavailable
-from booking.intervals import expand_hours, grid_starts, subtract
-from booking.models import ACTIVE_STATUSES, Booking
-from booking.rules import check_shape
-from booking.timeline import (
-    LONGEST_BOOKING,
-    Busy,
-    Timeline,
-    hours_by_instrument,
-    load_timeline,
-    zone,
-)
-from core.db import UTCDateTime, is_postgres, plain_rows
+from booking.elsewhere import same_time_elsewhere
+from booking.errors import InTheWay, SlotUnavailable
+from booking.intervals import grid_starts
+from booking.timeline import Busy, Timeline, load_timeline
 from core.timeutil import to_utc_z
-from instruments.models import (
-    Blackout,
-    Instrument,
-    InstrumentStatus,
-    Lab,
-    Qualification,
-)
+from instruments.models import Instrument
 
 # How far either side of the wanted time a refusal looks for free slots on the same
 # instrument: what the check already loaded (NEAR), so a 409 reads nothing more for them.
@@ -37,7 +19,6 @@ from instruments.models import (
 ALTERNATIVE_WINDOW = timedelta(days=7)
 NEAR = timedelta(days=2)
 SAME_INSTRUMENT_MAX = 4
-EQUIVALENT_MAX = 5
 
 
 def slot(instrument_id: int, start: datetime, end: datetime) -> dict[str, object]:
@@ -85,151 +66,6 @@ def nearest_on_instrument(
                 candidates.append(before[-1])
     candidates = sorted(set(candidates), key=lambda s: (abs(s - start), s))[:limit]
     return [slot(instrument.id, s, s + length) for s in candidates]
-
-
-# What a candidate instrument's rules need (check_shape) and its hours cache key.
-_CANDIDATE_COLUMNS = (
-    "id",
-    "status",
-    "slot_step_minutes",
-    "min_minutes",
-    "max_minutes",
-    "lead_minutes",
-    "horizon_days",
-    "updated_at",
-)
-
-
-def _elsewhere_statement(postgres: bool) -> Any:
-    """Active instruments of a category, other than one, that are free over [:s, :e) and
-    allowed to the person and the length: same lab first, then same institution. Built once
-    per database kind, with bind parameters (`:now` too), so a 409 neither rebuilds nor
-    recompiles it, and PostgreSQL runs it from one generic plan."""
-    start, end = bindparam("s", type_=UTCDateTime()), bindparam("e", type_=UTCDateTime())
-    now = bindparam("now", type_=UTCDateTime())
-    instrument = Instrument.__table__.c  # type: ignore[attr-defined]
-    overlap: list[Any]
-    if postgres:
-        # The exclusion constraint's GiST index answers "overlaps" exactly, per instrument.
-        # The bounds are a literal, not a parameter: the plan a prepared statement settles
-        # on must see the index's own expression, tstzrange(start_at, end_at, '[)'), or it
-        # filters every active booking of each candidate (4 ms a 409; bench/booking.py).
-        bounds: Any = literal_column("'[)'")
-        overlap = [
-            func.tstzrange(Booking.start_at, Booking.end_at, bounds).op("&&")(
-                func.tstzrange(start, end, bounds)
-            )
-        ]
-    else:
-        overlap = [
-            col(Booking.start_at) < end,
-            col(Booking.end_at) > start,
-            col(Booking.start_at) > bindparam("since", type_=UTCDateTime()),
-        ]
-    qualified = exists().where(
-        col(Qualification.instrument_id) == instrument.id,
-        col(Qualification.user_id) == bindparam("user_id"),
-        col(Qualification.revoked_at).is_(None),
-        or_(col(Qualification.expires_at).is_(None), col(Qualification.expires_at) > now),
-    )
-    # The order people want them in: same lab, then same institution, then the rest. The
-    # nearest few candidates come first and only they are probed for bookings and
-    # blackouts, and the rank travels with them so nothing is joined twice.
-    same_institution = (
-        sa_select(col(Lab.institution_id))
-        .where(col(Lab.id) == bindparam("lab_id"))
-        .scalar_subquery()
-    )
-    rank = case(
-        (instrument.lab_id == bindparam("lab_id"), 0),
-        (col(Lab.institution_id) == same_institution, 1),
-        else_=2,
-    ).label("rank")
-    candidates = (
-        sa_select(*(instrument[name] for name in _CANDIDATE_COLUMNS), rank)
-        .select_from(Instrument.__table__.join(Lab.__table__, col(Lab.id) == instrument.lab_id))  # type: ignore[attr-defined]
-        .where(
-            instrument.category_id == bindparam("category_id"),
-            instrument.id != bindparam("instrument_id"),
-            instrument.status == InstrumentStatus.active,
-            instrument.min_minutes <= bindparam("minutes"),
-            instrument.max_minutes >= bindparam("minutes"),
-            or_(instrument.qualification_required.is_(False), qualified),
-        )
-        .order_by(rank, instrument.id)
-        .limit(bindparam("candidates"))
-        .subquery("candidates")
-    )
-    booked = exists().where(
-        col(Booking.instrument_id) == candidates.c.id,
-        col(Booking.status).in_(ACTIVE_STATUSES),
-        *overlap,
-    )
-    blacked_out = exists().where(
-        col(Blackout.instrument_id) == candidates.c.id,
-        col(Blackout.start_at) < end,
-        col(Blackout.end_at) > start,
-    )
-    return (
-        sa_select(*(candidates.c[name] for name in _CANDIDATE_COLUMNS))
-        .where(~booked, ~blacked_out)
-        .order_by(candidates.c.rank, candidates.c.id)
-        .limit(bindparam("limit"))
-    )
-
-
-_ELSEWHERE = {True: _elsewhere_statement(True), False: _elsewhere_statement(False)}
-
-
-def same_time_elsewhere(
-    session: Session,
-    instrument: Instrument,
-    start: datetime,
-    end: datetime,
-    *,
-    user_id: int,
-    now: datetime,
-    limit: int = EQUIVALENT_MAX,
-) -> list[dict[str, object]]:
-    """The same time on active instruments of the same category: same lab first, then same
-    institution, then the rest."""
-    # The database drops what is busy or not allowed to this person, so a category of
-    # hundreds costs one query; opening hours and the slot grid are checked below.
-    postgres = is_postgres(session)
-    params: dict[str, Any] = {
-        "s": start,
-        "e": end,
-        "now": now,
-        "user_id": user_id,
-        "category_id": instrument.category_id,
-        "instrument_id": instrument.id,
-        "minutes": int((end - start).total_seconds() // 60),
-        "lab_id": instrument.lab_id,
-        # Most of a category is free at any one time and open at most times: a few times
-        # the answer's size is plenty to find it among.
-        "limit": limit * 3,
-        "candidates": limit * 5,
-    }
-    if not postgres:
-        params["since"] = start - LONGEST_BOOKING
-    rows = plain_rows(session, _ELSEWHERE[postgres], params)
-    tz = zone()
-    fits = []
-    for other in rows:
-        try:
-            check_shape(other, start, end, now=now, tz=tz)
-        except RuleViolation:
-            continue
-        fits.append(other)
-    # Busy ones are gone already (the anti-joins above): only opening hours remain to check.
-    hours = hours_by_instrument(session, fits)
-    out: list[dict[str, object]] = []
-    for other in fits:
-        if not subtract([(start, end)], expand_hours(hours.get(other.id, {}), start, end, tz)):
-            out.append(slot(other.id, start, end))
-            if len(out) >= limit:
-                break
-    return out
 
 
 def _nearest(

@@ -100,6 +100,10 @@ class Instrument(SQLModel, table=True):
         CheckConstraint("asset_value >= 0", name="asset_value_nonnegative"),
         Index("ix_instrument_lab_id_id", "lab_id", "id"),
         Index("ix_instrument_category_id_id", "category_id", "id"),
+        # The newest change to any instrument, read from one index entry: what the
+        # per-process caches of instrument rules check they are current against
+        # (booking.elsewhere).
+        Index("ix_instrument_updated_at", "updated_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -383,3 +383,43 @@ def test_alternatives_elsewhere_nearest_first_and_only_where_allowed(client, ses
         a["instrument_id"] for a in r.json()["alternatives"] if a["instrument_id"] != inst.id
     ]
     assert elsewhere == [same.id, granted.id, near.id, far.id]
+
+
+def test_alternatives_follow_changes_to_the_category(client, session: Session):
+    """Each process keeps a category's instruments between refusals (booking.elsewhere);
+    a lab that retires one, changes its rules or adds one is heard on the next refusal."""
+    lab = create_lab(session)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    inst = create_instrument(session, lab=lab)
+    twin = create_instrument(session, lab=lab)
+    alice, bob = create_user(session), create_user(session)
+    r = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(alice)
+    )
+    assert r.status_code == 201, r.text
+
+    def elsewhere() -> list[int]:
+        r = client.post(
+            "/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(bob)
+        )
+        assert r.status_code == 409, r.text
+        return [
+            a["instrument_id"] for a in r.json()["alternatives"] if a["instrument_id"] != inst.id
+        ]
+
+    assert elsewhere() == [twin.id]
+    r = client.patch(
+        f"/api/v1/instruments/{twin.id}", json={"status": "retired"}, headers=auth(manager)
+    )
+    assert r.status_code == 200, r.text
+    assert elsewhere() == []
+    newcomer = create_instrument(session, lab=lab)  # a new row: a newer updated_at
+    assert elsewhere() == [newcomer.id]
+    rules = client.get(f"/api/v1/instruments/{newcomer.id}").json()["rules"]
+    r = client.patch(
+        f"/api/v1/instruments/{newcomer.id}",
+        json={"rules": {**rules, "min_minutes": 120, "max_minutes": 240}},
+        headers=auth(manager),
+    )
+    assert r.status_code == 200, r.text
+    assert elsewhere() == []  # a one-hour booking is now too short for it
