@@ -206,7 +206,10 @@ def write_position(session: Session) -> str | None:
     if not get_settings().replica_urls or session.get_bind().dialect.name != "postgresql":
         return None
     try:
-        return str(session.execute(text("SELECT pg_current_wal_lsn()")).scalar_one())
+        # The insert position, not pg_current_wal_lsn() (the write position): with
+        # synchronous_commit off our own commit record may not be written out yet, and a
+        # replica that had replayed only that far would not show this write.
+        return str(session.execute(text("SELECT pg_current_wal_insert_lsn()")).scalar_one())
     except SQLAlchemyError:
         return None
 
