@@ -38,9 +38,9 @@ from instruments.models import (
 )
 
 EQUIVALENT_MAX = 5
-# How many of the nearest candidates are probed for busy time: most of a category is free
-# at any one time and open at most times, so a few times the answer's size finds it.
-PROBED = EQUIVALENT_MAX * 5
+# How many of the nearest candidates are probed for busy time, per answer wanted: most of
+# a category is free at any one time and open at most times.
+PROBED_PER_ANSWER = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +226,7 @@ def same_time_elsewhere(
         except RuleViolation:
             continue
         nearest.append(other)
-        if len(nearest) >= PROBED:
+        if len(nearest) >= limit * PROBED_PER_ANSWER:
             break
     if not nearest:
         return []
