@@ -194,9 +194,9 @@ def is_postgres(session: Session) -> bool:
 def plain_rows(
     session: Session, statement: sa.Executable, params: dict[str, Any] | None = None
 ) -> Sequence[Any]:
-    """A read's rows (tuples that also name their columns), past the ORM's result machinery (a few microseconds a row, which
-    counts at the hundreds of rows slot search reads, and a tenth of a millisecond a
-    statement)."""
+    """A read's rows (tuples that also name their columns), past the ORM's result
+    machinery: a few microseconds a row, which counts at the hundreds of rows slot search
+    reads, and a tenth of a millisecond a statement."""
     if session.autoflush:
         session.flush()  # what Session.execute does first; nothing when no change is pending
     return session.connection().execute(statement, params).all()

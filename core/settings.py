@@ -99,8 +99,9 @@ class Settings(BaseSettings):
 
     # The request path's capacity, per server process. Each request holds one database
     # connection from its first query to its commit, inside one worker thread, so the gate
-    # (at most `db_pool_size` requests doing database work at once) never lets a request
-    # wait for a connection; the spare overflow serves background work in the same process.
+    # (at most `gate_slots` requests doing database work at once, never more than the pool)
+    # never lets a request wait for a connection; the spare overflow serves background work
+    # in the same process.
     db_pool_size: int = Field(default=20, ge=1, le=500)
     db_concurrency: int | None = Field(
         default=None,
