@@ -6,11 +6,10 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session
 
-from booking.elsewhere import same_time_elsewhere
+from booking.elsewhere import same_time_elsewhere, slot
 from booking.errors import InTheWay, SlotUnavailable
 from booking.intervals import grid_starts
 from booking.timeline import Busy, Timeline, load_timeline
-from core.timeutil import to_utc_z
 from instruments.models import Instrument
 
 # How far either side of the wanted time a refusal looks for free slots on the same
@@ -19,10 +18,6 @@ from instruments.models import Instrument
 ALTERNATIVE_WINDOW = timedelta(days=7)
 NEAR = timedelta(days=2)
 SAME_INSTRUMENT_MAX = 4
-
-
-def slot(instrument_id: int, start: datetime, end: datetime) -> dict[str, object]:
-    return {"instrument_id": instrument_id, "start": to_utc_z(start), "end": to_utc_z(end)}
 
 
 def _bookable_starts(instrument: Instrument, now: datetime) -> tuple[datetime, datetime]:

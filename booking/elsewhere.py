@@ -60,6 +60,11 @@ class Candidate:
     updated_at: datetime
 
 
+def slot(instrument_id: int, start: datetime, end: datetime) -> dict[str, object]:
+    """An alternative as a 409 offers it."""
+    return {"instrument_id": instrument_id, "start": to_utc_z(start), "end": to_utc_z(end)}
+
+
 _STAMP = sa_select(func.max(col(Instrument.updated_at)))
 _CATEGORY = (
     sa_select(
@@ -248,7 +253,7 @@ def same_time_elsewhere(
     out: list[dict[str, object]] = []
     for other in fits:
         if not subtract([(start, end)], expand_hours(hours.get(other.id, {}), start, end, tz)):
-            out.append({"instrument_id": other.id, "start": to_utc_z(start), "end": to_utc_z(end)})
+            out.append(slot(other.id, start, end))
             if len(out) >= limit:
                 break
     return out
