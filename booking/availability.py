@@ -21,8 +21,8 @@ from core.db import plain_rows
 from core.errors import Invalid
 from core.timeutil import utcnow
 from instruments.errors import UnknownCode
-from instruments.models import Category, Institution, Instrument, InstrumentStatus, Lab
-from instruments.service import instrument_get
+from instruments.models import Institution, Instrument, InstrumentStatus, Lab
+from instruments.service import category_ids, instrument_get
 
 # A quarter: enough for a 90-day calendar view, small enough to answer fast.
 MAX_WINDOW = timedelta(days=93)
@@ -67,15 +67,6 @@ def availability(
     )
 
 
-def _category_ids(session: Session, code: str) -> list[int]:
-    """The category and, for a group, its leaves."""
-    found = session.exec(select(Category.id).where(Category.code == code)).first()
-    if found is None:
-        raise UnknownCode("category", code)
-    leaves = session.exec(select(Category.id).where(Category.parent_id == found)).all()
-    return [found, *[c for c in leaves if c is not None]]
-
-
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     """What slot search needs of an instrument, read as plain columns (no ORM objects for
@@ -102,7 +93,7 @@ def _candidates(
         col(Instrument.horizon_days),
         col(Instrument.updated_at),
     ).where(
-        col(Instrument.category_id).in_(_category_ids(session, category)),
+        col(Instrument.category_id).in_(category_ids(session, category)),
         col(Instrument.status) == InstrumentStatus.active,
         col(Instrument.min_minutes) <= minutes,
         col(Instrument.max_minutes) >= minutes,

@@ -70,7 +70,7 @@ def _id_by_code(
     return found
 
 
-def _category_ids(session: Session, code: str) -> list[int]:
+def category_ids(session: Session, code: str) -> list[int]:
     """The category and, for a group, its leaves (one statement; none: an unknown code)."""
     named = sa_select(col(Category.id)).where(col(Category.code) == code).scalar_subquery()
     found = session.exec(
@@ -162,7 +162,7 @@ def _where(session: Session, filters: SearchFilters) -> list[ColumnElement[bool]
     if filters.q and filters.q.strip():
         where.append(_text_match(session, filters.q.strip()))
     if filters.category:
-        where.append(col(Instrument.category_id).in_(_category_ids(session, filters.category)))
+        where.append(col(Instrument.category_id).in_(category_ids(session, filters.category)))
     if filters.institution:
         institution_id = _id_by_code(session, Institution, filters.institution, "institution")
         where.append(
