@@ -25,8 +25,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,22 +119,27 @@ class Gate:
         """Take a slot (and, when asked, the write turn), waiting at most `db_wait_seconds`;
         ServiceBusy otherwise. Give it back with `leave`."""
         gate = self._for_loop()
-        stats = self.stats
-        stats.waits_total += 1
-        try:
-            # Most of the time a slot is free: no timer, no waiting, no task switch.
-            if write_turn:
-                gate.write_turn.acquire_nowait()
-            try:
-                gate.slots.acquire_nowait()
-            except anyio.WouldBlock:
-                if write_turn:
-                    gate.write_turn.release()
-                raise
-        except anyio.WouldBlock:
+        self.stats.waits_total += 1
+        if not self._take_at_once(gate, write_turn=write_turn):
             await self._wait(gate, write_turn=write_turn)
-        stats.in_use += 1
+        self.stats.in_use += 1
         return gate
+
+    @staticmethod
+    def _take_at_once(gate: _LoopGate, *, write_turn: bool) -> bool:
+        """Most of the time a slot is free: take it with no timer and no task switch."""
+        if write_turn:
+            try:
+                gate.write_turn.acquire_nowait()
+            except anyio.WouldBlock:
+                return False
+        try:
+            gate.slots.acquire_nowait()
+        except anyio.WouldBlock:
+            if write_turn:
+                gate.write_turn.release()
+            return False
+        return True
 
     async def _wait(self, gate: _LoopGate, *, write_turn: bool) -> None:
         wait = get_settings().db_wait_seconds
@@ -149,14 +153,18 @@ class Gate:
                     await gate.write_turn.acquire()
                     took_turn = True
                 await gate.slots.acquire()
-        except TimeoutError:
+        except BaseException as exc:
+            # Timed out or cancelled (the client left) holding the write turn but no
+            # slot: give the turn back, or SQLite's writers would wait for it forever.
             if took_turn:
                 gate.write_turn.release()
+            if not isinstance(exc, TimeoutError):
+                raise
             stats.refused_total += 1
             raise ServiceBusy(
                 "the database is busy; nothing was changed, retry in a moment",
                 retry_after=max(1, round(wait / 4)),
-            )
+            ) from exc
         finally:
             stats.waiting -= 1
             stats.wait_seconds_total += time.monotonic() - began
@@ -166,14 +174,6 @@ class Gate:
         gate.slots.release()
         if write_turn:
             gate.write_turn.release()
-
-    @asynccontextmanager
-    async def slot(self, *, write_turn: bool) -> AsyncIterator[None]:
-        gate = await self.enter(write_turn=write_turn)
-        try:
-            yield
-        finally:
-            self.leave(gate, write_turn=write_turn)
 
 
 GATE = Gate()
@@ -281,8 +281,11 @@ async def read_before_unit_of_work(fn: Callable[[Session], Any]) -> Any:
     """Run `fn(session)` in a read-only transaction of its own, in a worker thread behind
     the gate: for slow, pure work a dependency does before the unit of work begins (parse
     and expand an uploaded calendar), so that it never runs while a write lock is held."""
-    async with GATE.slot(write_turn=False):
+    gate = await GATE.enter(write_turn=False)
+    try:
         return await run_in_threadpool(_read_only, fn)
+    finally:
+        GATE.leave(gate, write_turn=False)
 
 
 def _request_parameter(fn: Callable[..., Any]) -> str | None:

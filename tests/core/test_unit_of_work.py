@@ -172,3 +172,36 @@ def test_a_refusal_keeps_the_connections_prepared_statements(engine: Engine, bac
             )
         ).scalar_one()
     assert generic >= 2  # the plan made before the rollback ran again after it
+
+
+def test_a_writer_cancelled_while_waiting_gives_back_the_write_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request whose client leaves while it waits for a slot, holding SQLite's write turn,
+    must give the turn back: otherwise every later writer waits for it until its timeout."""
+    import asyncio
+
+    from core.routing import Gate
+    from core.settings import get_settings
+
+    monkeypatch.setenv("LABSHARE_DB_CONCURRENCY", "1")
+    monkeypatch.setenv("LABSHARE_DB_WAIT_SECONDS", "2")
+    get_settings.cache_clear()
+
+    async def scenario() -> None:
+        gate = Gate()
+        reader = await gate.enter(write_turn=False)  # the only slot
+        waiting = asyncio.create_task(gate.enter(write_turn=True))  # takes the turn, waits
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gate.leave(reader, write_turn=False)
+        async with asyncio.timeout(1):  # the turn is free again, not waited for until 2 s
+            writer = await gate.enter(write_turn=True)
+        gate.leave(writer, write_turn=True)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        get_settings.cache_clear()
