@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
@@ -76,7 +79,24 @@ class NotSaved(AppError):
     status_code = 500
 
 
+def _finite(value: Any) -> Any:
+    """`value` with every float JSON cannot hold (infinity, NaN) as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own 422, whose errors echo the input: a number past what JSON holds
+        # (1e400 reads as infinity) could not be echoed and the answer was a 500.
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, 422)
+
     @app.exception_handler(DataError)
     async def _data_error(_request: Request, exc: DataError) -> JSONResponse:
         # The database refused a value the request carried (a NUL byte in text, a number

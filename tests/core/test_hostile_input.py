@@ -125,3 +125,22 @@ def test_ids_past_64_bits(client: TestClient, actors) -> None:
         headers=auth(researcher),
     )
     assert answer.status_code in (404, 422), answer.text
+
+
+def test_numbers_past_what_json_holds(client: TestClient, actors) -> None:
+    """1e400 reads as infinity and NaN as not-a-number: a 422 that names the field, where
+    echoing the input back as JSON failed with a 500."""
+    instrument, _manager, _admin, researcher = actors
+    head = {**auth(researcher), "Content-Type": "application/json"}
+    for raw in (
+        b'{"instrument_id": 1e400}',
+        b'{"instrument_id": NaN}',
+        b'{"instrument_id": -1e999}',
+    ):
+        response = client.post("/api/v1/bookings", content=raw, headers=head)
+        assert response.status_code == 422, response.text
+        assert any(e["loc"] == ["body", "instrument_id"] for e in response.json()["detail"])
+    response = client.patch(
+        f"/api/v1/instruments/{instrument.id}", content=b'{"asset_value": 1e400}', headers=head
+    )
+    assert response.status_code in (403, 422), response.text
