@@ -25,11 +25,11 @@ import logging
 import random
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from fastapi import Request
 from fastapi.dependencies.utils import get_typed_signature
 from fastapi.routing import APIRoute
@@ -91,10 +91,56 @@ class GateStats:
     refused_total: int = 0
 
 
+class _Turns:
+    """`size` holders at a time; the others wait first come, first served. A turn given
+    back goes straight to the first waiter still there. Plain asyncio futures and one timer
+    a waiter: under load most requests wait here, so waiting must cost little."""
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    def take_nowait(self) -> bool:
+        if self.free > 0 and not self.waiting:
+            self.free -= 1
+            return True
+        return False
+
+    async def take(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Wait for a turn until the loop's clock reaches `deadline` (TimeoutError)."""
+        if self.take_nowait():
+            return
+        turn = loop.create_future()
+        self.waiting.append(turn)
+        timer = loop.call_at(deadline, _expire, turn)
+        try:
+            await turn
+        except BaseException:
+            # Cancelled (the client left) just as the turn was handed over: pass it on.
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.give()
+            raise
+        finally:
+            timer.cancel()
+
+    def give(self) -> None:
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():  # a waiter that timed out or left is skipped
+                turn.set_result(None)
+                return
+        self.free += 1
+
+
+def _expire(turn: asyncio.Future[None]) -> None:
+    if not turn.done():
+        turn.set_exception(TimeoutError())
+
+
 class _LoopGate:
     def __init__(self, slots: int) -> None:
-        self.slots = anyio.Semaphore(slots)
-        self.write_turn = anyio.Lock()
+        self.slots = _Turns(slots)
+        self.write_turn = _Turns(1)
 
 
 class Gate:
@@ -108,8 +154,7 @@ class Gate:
             weakref.WeakKeyDictionary()
         )
 
-    def _for_loop(self) -> _LoopGate:
-        loop = asyncio.get_running_loop()
+    def _for_loop(self, loop: asyncio.AbstractEventLoop) -> _LoopGate:
         found = self._loops.get(loop)
         if found is None:
             found = self._loops[loop] = _LoopGate(get_settings().gate_slots)
@@ -118,46 +163,43 @@ class Gate:
     async def enter(self, *, write_turn: bool) -> _LoopGate:
         """Take a slot (and, when asked, the write turn), waiting at most `db_wait_seconds`;
         ServiceBusy otherwise. Give it back with `leave`."""
-        gate = self._for_loop()
+        loop = asyncio.get_running_loop()
+        gate = self._for_loop(loop)
         self.stats.waits_total += 1
         if not self._take_at_once(gate, write_turn=write_turn):
-            await self._wait(gate, write_turn=write_turn)
+            await self._wait(loop, gate, write_turn=write_turn)
         self.stats.in_use += 1
         return gate
 
     @staticmethod
     def _take_at_once(gate: _LoopGate, *, write_turn: bool) -> bool:
         """Most of the time a slot is free: take it with no timer and no task switch."""
-        if write_turn:
-            try:
-                gate.write_turn.acquire_nowait()
-            except anyio.WouldBlock:
-                return False
-        try:
-            gate.slots.acquire_nowait()
-        except anyio.WouldBlock:
+        if write_turn and not gate.write_turn.take_nowait():
+            return False
+        if not gate.slots.take_nowait():
             if write_turn:
-                gate.write_turn.release()
+                gate.write_turn.give()
             return False
         return True
 
-    async def _wait(self, gate: _LoopGate, *, write_turn: bool) -> None:
+    async def _wait(
+        self, loop: asyncio.AbstractEventLoop, gate: _LoopGate, *, write_turn: bool
+    ) -> None:
         wait = get_settings().db_wait_seconds
         stats = self.stats
-        began = time.monotonic()
+        began = loop.time()
         stats.waiting += 1
         took_turn = False
         try:
-            with anyio.fail_after(wait):
-                if write_turn:
-                    await gate.write_turn.acquire()
-                    took_turn = True
-                await gate.slots.acquire()
+            if write_turn:
+                await gate.write_turn.take(loop, began + wait)
+                took_turn = True
+            await gate.slots.take(loop, began + wait)
         except BaseException as exc:
             # Timed out or cancelled (the client left) holding the write turn but no
             # slot: give the turn back, or SQLite's writers would wait for it forever.
             if took_turn:
-                gate.write_turn.release()
+                gate.write_turn.give()
             if not isinstance(exc, TimeoutError):
                 raise
             stats.refused_total += 1
@@ -167,13 +209,13 @@ class Gate:
             ) from exc
         finally:
             stats.waiting -= 1
-            stats.wait_seconds_total += time.monotonic() - began
+            stats.wait_seconds_total += loop.time() - began
 
     def leave(self, gate: _LoopGate, *, write_turn: bool) -> None:
         self.stats.in_use -= 1
-        gate.slots.release()
+        gate.slots.give()
         if write_turn:
-            gate.write_turn.release()
+            gate.write_turn.give()
 
 
 GATE = Gate()

@@ -205,3 +205,58 @@ def test_a_writer_cancelled_while_waiting_gives_back_the_write_turn(
         asyncio.run(scenario())
     finally:
         get_settings.cache_clear()
+
+
+def test_the_gate_serves_waiters_in_order_and_refuses_past_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waiters get the slot in the order they came; one that waits past db_wait_seconds is
+    refused (503); one cancelled just as the slot is handed to it passes it on."""
+    import asyncio
+
+    from core.errors import ServiceBusy
+    from core.routing import Gate, _Turns
+    from core.settings import get_settings
+
+    monkeypatch.setenv("LABSHARE_DB_CONCURRENCY", "1")
+    monkeypatch.setenv("LABSHARE_DB_WAIT_SECONDS", "0.2")
+    get_settings.cache_clear()
+    order: list[str] = []
+
+    async def scenario() -> None:
+        gate = Gate()
+        holder = await gate.enter(write_turn=False)
+        with pytest.raises(ServiceBusy):  # nobody gives the slot back within 0.2 s
+            await gate.enter(write_turn=False)
+        assert gate.stats.refused_total == 1
+
+        async def waiter(name: str) -> None:
+            held = await gate.enter(write_turn=False)
+            order.append(name)
+            gate.leave(held, write_turn=False)
+
+        waiters = []
+        for name in ("first", "second", "third"):
+            waiters.append(asyncio.create_task(waiter(name)))
+            await asyncio.sleep(0.01)
+        gate.leave(holder, write_turn=False)
+        await asyncio.wait_for(asyncio.gather(*waiters), 1)
+        assert order == ["first", "second", "third"]
+        assert gate.stats.in_use == 0
+
+        loop = asyncio.get_running_loop()
+        turns = _Turns(1)
+        assert turns.take_nowait()
+        leaving = asyncio.create_task(turns.take(loop, loop.time() + 5))
+        staying = asyncio.create_task(turns.take(loop, loop.time() + 5))
+        await asyncio.sleep(0.01)
+        turns.give()  # to `leaving`, whose client goes away before it runs again
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        await asyncio.wait_for(staying, 1)  # handed on, not lost
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        get_settings.cache_clear()
