@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     kpi_warm: bool = Field(
         default=True, description="Compute the dashboard's figures in the background at start."
     )
+    hours_warm: bool = Field(
+        default=True,
+        description="Read every instrument's opening hours in the background at start, so "
+        "that no booking waits for a statement to read them.",
+    )
     picker_cache_seconds: int = Field(
         default=60,
         ge=0,

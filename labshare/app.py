@@ -48,6 +48,10 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(settings.server_threads, settings.gate_slots)
+    if settings.hours_warm:
+        from booking.timeline import warm_hours_in_background
+
+        warm_hours_in_background(lambda: Session(get_engine()))
     if settings.kpi_warm:
         from admin.kpis import warm_dashboard
 

@@ -67,6 +67,7 @@ def _use_database(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> 
     monkeypatch.setenv("LABSHARE_KPI_CACHE_PAST_SECONDS", "0")
     monkeypatch.setenv("LABSHARE_PICKER_CACHE_SECONDS", "0")
     monkeypatch.setenv("LABSHARE_KPI_WARM", "false")
+    monkeypatch.setenv("LABSHARE_HOURS_WARM", "false")
     get_settings.cache_clear()
 
 

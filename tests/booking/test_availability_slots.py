@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from core.models import Role
 from core.settings import get_settings
 from instruments.models import Blackout, BlackoutKind, InstrumentStatus, OpeningHours
 from tests.booking.helpers import at, body, z
@@ -220,3 +223,57 @@ def test_slots_come_from_later_chunks_when_the_first_instruments_are_booked(
         (ids[0], z(at(2, 9))),
         (ids[1], z(at(2, 9))),
     ]
+
+
+def test_opening_hours_read_at_start_and_again_once_changed(
+    client, session: Session, engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server reads every instrument's hours as it starts (LABSHARE_HOURS_WARM), so a
+    booking reads none; hours a manager publishes afterwards are what the next answer uses."""
+    from sqlalchemy import event
+
+    from booking import timeline
+    from labshare.app import create_app
+
+    lab = create_lab(session)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    instruments = [create_instrument(session, lab=lab, open_all_week=False) for _ in range(3)]
+    for n, instrument in enumerate(instruments):
+        _hours(session, instrument.id, time(8 + n), time(16))
+    timeline._HOURS_CACHE.clear()
+    monkeypatch.setenv("LABSHARE_HOURS_WARM", "true")
+    get_settings.cache_clear()
+    with TestClient(create_app()):
+        warming = [t for t in threading.enumerate() if t.name == "labshare-hours-warm"]
+        for thread in warming:
+            thread.join(10)
+    get_settings.cache_clear()
+    statements: list[str] = []
+    listener = lambda *a: statements.append(a[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        session.expire_all()
+        for instrument in instruments:
+            session.refresh(instrument)
+        statements.clear()
+        hours = timeline.hours_by_instrument(session, instruments)
+        assert statements == []  # all three from what the start read
+        assert [hours[i.id][0] for i in instruments] == [
+            [(time(8), time(16))],
+            [(time(9), time(16))],
+            [(time(10), time(16))],
+        ]
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+    changed = client.put(
+        f"/api/v1/instruments/{instruments[0].id}/opening-hours",
+        headers=auth(manager),
+        json={"intervals": [{"weekday": 0, "opens": "12:00", "closes": "13:00"}]},
+    )
+    assert changed.status_code == 200, changed.text
+    session.rollback()  # a new transaction, which sees the manager's change
+    session.refresh(instruments[0])
+    assert timeline.hours_by_instrument(session, [instruments[0]])[instruments[0].id] == {
+        0: [(time(12), time(13))]
+    }
