@@ -24,7 +24,7 @@ from sqlmodel import Session, col
 
 from booking.errors import RuleViolation
 from booking.intervals import expand_hours, subtract
-from booking.models import ACTIVE_STATUSES, Booking
+from booking.models import Booking, status_active
 from booking.rules import check_shape
 from booking.timeline import LONGEST_BOOKING, hours_by_instrument, zone
 from core.db import UTCDateTime, is_postgres, plain_rows
@@ -180,7 +180,7 @@ def _free_statement(postgres: bool) -> Any:
         wanted = [ident.in_(bindparam("ids", expanding=True))]
     booked = exists().where(
         col(Booking.instrument_id) == ident,
-        col(Booking.status).in_(ACTIVE_STATUSES),
+        status_active(),
         *overlap,
     )
     blacked_out = exists().where(

@@ -6,7 +6,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, CheckConstraint, ColumnElement, Index, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ColumnElement,
+    Index,
+    UniqueConstraint,
+    func,
+    literal_column,
+)
 from sqlmodel import Column, Field, SQLModel, col, select
 
 from core.db import UTCDateTime, enum_type
@@ -34,6 +42,13 @@ class Assistance(StrEnum):
 
 # Statuses that hold the instrument: two of these never overlap on one instrument.
 ACTIVE_STATUSES = (BookingStatus.pending, BookingStatus.confirmed)
+
+
+def status_active() -> ColumnElement[bool]:
+    """`booking.status IN ('pending', 'confirmed')`, the values written into the SQL: in a
+    statement built once it then compiles once, where a list of values is an expanding
+    parameter that SQLAlchemy renders into the SQL again on every execution (30 us)."""
+    return col(Booking.status).in_([literal_column(f"'{s.value}'") for s in ACTIVE_STATUSES])
 
 
 def status_among(statuses: Iterable[BookingStatus]) -> ColumnElement[bool]:

@@ -31,7 +31,7 @@ from booking.intervals import (
     merge,
     subtract,
 )
-from booking.models import ACTIVE_STATUSES, Booking, BookingStatus, status_among
+from booking.models import ACTIVE_STATUSES, Booking, BookingStatus, status_active, status_among
 from core.db import UTCDateTime, among, plain_rows
 from core.settings import get_settings
 from core.timeutil import to_utc_z
@@ -294,7 +294,7 @@ def _busy_one_statement() -> Any:
         col(Booking.user_id),
     ).where(
         col(Booking.instrument_id) == instrument,
-        col(Booking.status).in_(ACTIVE_STATUSES),
+        status_active(),
         *overlaps,
     )
     both = sa.union_all(blackouts, bookings).subquery()
