@@ -21,6 +21,7 @@ from typing import Any
 from sqlmodel import Session
 
 from admin import figures as fig
+from core.db import database_key
 from core.periods import Period
 from core.settings import get_settings
 from core.timeutil import utcnow
@@ -34,10 +35,6 @@ _kept: dict[tuple[str, str, str], tuple[float, datetime, Any]] = {}
 _computing: dict[tuple[str, str, str], threading.Lock] = {}
 
 
-def _database(session: Session) -> str:
-    return str(session.get_bind().engine.url)
-
-
 def _ttl(month: Period, now: datetime) -> float:
     settings = get_settings()
     ended = month.end <= now
@@ -48,7 +45,7 @@ def kept(
     session: Session, kind: str, month: Period, compute: Callable[[], Any]
 ) -> tuple[Any, datetime]:
     """`compute()` for this month, or what was computed for it recently; and when."""
-    key = (_database(session), kind, month.label)
+    key = (database_key(session), kind, month.label)
     with _lock:
         found = _kept.get(key)
         if found is not None and found[0] > time.monotonic():
@@ -73,7 +70,7 @@ def months_kept(
 ) -> tuple[dict[str, fig.MonthFigures], datetime]:
     """The network's monthly totals over a range: kept months as they are, the others in
     one pass (figures.by_month); and when the oldest of them was computed."""
-    database = _database(session)
+    database = database_key(session)
     now_mono, out, oldest = time.monotonic(), {}, utcnow()
     missing: list[Period] = []
     with _lock:

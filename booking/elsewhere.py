@@ -27,7 +27,7 @@ from booking.intervals import expand_hours, subtract
 from booking.models import Booking, status_active
 from booking.rules import check_shape
 from booking.timeline import LONGEST_BOOKING, hours_by_instrument, zone
-from core.db import UTCDateTime, is_postgres, plain_rows
+from core.db import UTCDateTime, database_key, is_postgres, plain_rows
 from core.timeutil import to_utc_z
 from instruments.models import (
     Blackout,
@@ -126,18 +126,26 @@ class CategoryInstruments:
 _CACHE: dict[tuple[str, int], tuple[datetime | None, CategoryInstruments]] = {}
 
 
+def _read_category(
+    session: Session, key: tuple[str, int]
+) -> tuple[datetime | None, CategoryInstruments]:
+    """The stamp, then the category's instruments (read in this order: an instrument that
+    changes in between is kept under the older stamp, which the next refusal sees moved)."""
+    stamp = plain_rows(session, _STAMP)[0][0]
+    rows = plain_rows(session, _CATEGORY, {"category_id": key[1]})
+    found = _CACHE[key] = (stamp, CategoryInstruments.of([Candidate(*row) for row in rows]))
+    return found
+
+
 def category_instruments(session: Session, category_id: int) -> CategoryInstruments:
     """The category's instruments, from this process's cache while no instrument has
     changed since it was read."""
-    key = (str(session.get_bind().engine.url), category_id)
+    key = (database_key(session), category_id)
     stamp = plain_rows(session, _STAMP)[0][0]
     found = _CACHE.get(key)
     if found is not None and found[0] == stamp:
         return found[1]
-    rows = plain_rows(session, _CATEGORY, {"category_id": category_id})
-    instruments = CategoryInstruments.of([Candidate(*row) for row in rows])
-    _CACHE[key] = (stamp, instruments)
-    return instruments
+    return _read_category(session, key)[1]
 
 
 def _free_statement(postgres: bool) -> Any:
@@ -197,14 +205,74 @@ def _free_statement(postgres: bool) -> Any:
             col(Qualification.expires_at) > bindparam("now", type_=UTCDateTime()),
         ),
     )
-    return (
-        sa_select(ident)
+    free = (
+        sa_select(ident.label("id"), sa.null().label("stamp"))
         .select_from(source)
         .where(*wanted, or_(unqualified, qualified), ~booked, ~blacked_out)
     )
+    # The instruments' stamp on a row of its own, in the same round trip: the candidates
+    # came from the cache, and the answer counts only if nothing changed since it was read.
+    stamp = sa_select(sa.null().label("id"), func.max(col(Instrument.updated_at)).label("stamp"))
+    both = sa.union_all(stamp, free).subquery()
+    return sa_select(both.c.id, sa.type_coerce(both.c.stamp, UTCDateTime()))
 
 
 _FREE = {True: _free_statement(True), False: _free_statement(False)}
+
+
+def _nearest_allowed(
+    category: CategoryInstruments,
+    instrument: Instrument,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    tz: Any,
+    limit: int,
+) -> list[Candidate]:
+    """The nearest candidates whose rules allow [start, end), enough to probe for `limit`."""
+    minutes = int((end - start).total_seconds() // 60)
+    nearest = []
+    for other in category.nearest(instrument, minutes):
+        try:
+            check_shape(other, start, end, now=now, tz=tz)
+        except RuleViolation:
+            continue
+        nearest.append(other)
+        if len(nearest) >= limit * PROBED_PER_ANSWER:
+            break
+    return nearest
+
+
+def _probe(
+    session: Session,
+    nearest: list[Candidate],
+    start: datetime,
+    end: datetime,
+    *,
+    user_id: int,
+    now: datetime,
+) -> tuple[set[int], datetime | None]:
+    """Which candidates are free and allowed to the person, and the instruments' stamp."""
+    postgres = is_postgres(session)
+    params: dict[str, Any] = {
+        "ids": [c.id for c in nearest],
+        "qualify": [c.id for c in nearest if c.qualification_required],
+        "s": start,
+        "e": end,
+        "now": now,
+        "user_id": user_id,
+    }
+    if not postgres:
+        params["since"] = start - LONGEST_BOOKING
+    free: set[int] = set()
+    stamp = None
+    for instrument_id, row_stamp in plain_rows(session, _FREE[postgres], params):
+        if instrument_id is None:
+            stamp = row_stamp
+        else:
+            free.add(instrument_id)
+    return free, stamp
 
 
 def same_time_elsewhere(
@@ -221,32 +289,22 @@ def same_time_elsewhere(
     institution, then the rest; only those free then, open then, and allowed to the person
     and to the length."""
     assert instrument.id is not None
-    minutes = int((end - start).total_seconds() // 60)
     tz = zone()
-    nearest = []
-    category = category_instruments(session, instrument.category_id)
-    for other in category.nearest(instrument, minutes):
-        try:
-            check_shape(other, start, end, now=now, tz=tz)
-        except RuleViolation:
-            continue
-        nearest.append(other)
-        if len(nearest) >= limit * PROBED_PER_ANSWER:
+    key = (database_key(session), instrument.category_id)
+    cached = _CACHE.get(key)
+    read_now = cached is None
+    stamp, category = cached or _read_category(session, key)
+    while True:
+        nearest = _nearest_allowed(category, instrument, start, end, now=now, tz=tz, limit=limit)
+        if nearest:
+            free, current = _probe(session, nearest, start, end, user_id=user_id, now=now)
+        else:  # nothing to probe: the stamp alone says whether the cache still holds
+            free, current = set(), stamp if read_now else plain_rows(session, _STAMP)[0][0]
+        if read_now or current == stamp:
             break
-    if not nearest:
-        return []
-    postgres = is_postgres(session)
-    params: dict[str, Any] = {
-        "ids": [c.id for c in nearest],
-        "qualify": [c.id for c in nearest if c.qualification_required],
-        "s": start,
-        "e": end,
-        "now": now,
-        "user_id": user_id,
-    }
-    if not postgres:
-        params["since"] = start - LONGEST_BOOKING
-    free = {row[0] for row in plain_rows(session, _FREE[postgres], params)}
+        # An instrument changed since this process read the category: read it again.
+        stamp, category = _read_category(session, key)
+        read_now = True
     fits = [c for c in nearest if c.id in free]
     # Busy ones are gone already: only opening hours remain to check.
     hours = hours_by_instrument(session, fits)

@@ -11,7 +11,6 @@ import bisect
 import logging
 import threading
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from booking.intervals import (
     subtract,
 )
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus, status_active, status_among
-from core.db import UTCDateTime, among, plain_rows
+from core.db import UTCDateTime, among, database_key, plain_rows
 from core.settings import get_settings
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument, OpeningHours
@@ -140,18 +139,6 @@ class Stamped(Protocol):
     def updated_at(self) -> datetime: ...
 
 
-_BIND_KEYS: weakref.WeakKeyDictionary[sa.Engine, str] = weakref.WeakKeyDictionary()
-
-
-def _bind_key(session: Session) -> str:
-    """The database the session reads, as the hours cache keys it (one URL, one cache)."""
-    engine = session.get_bind().engine
-    key = _BIND_KEYS.get(engine)
-    if key is None:
-        key = _BIND_KEYS[engine] = str(engine.url)
-    return key
-
-
 def _remember_hours(bind: str, stamps: dict[int, datetime], loaded: dict[int, Hours]) -> None:
     if len(_HOURS_CACHE) + len(loaded) > _HOURS_CACHE_MAX:
         _HOURS_CACHE.clear()
@@ -204,7 +191,7 @@ def warm_hours(session: Session) -> int:
     )
     found = _hours_rows(session, None)
     loaded = {i: found.get(i, {}) for i in stamps}
-    _remember_hours(_bind_key(session), stamps, loaded)
+    _remember_hours(database_key(session), stamps, loaded)
     return len(loaded)
 
 
@@ -230,7 +217,7 @@ def warm_hours_in_background(open_session: Callable[[], Session]) -> threading.T
 
 def hours_by_instrument(session: Session, instruments: Sequence[Stamped]) -> dict[int, Hours]:
     """Each instrument's weekly opening hours, from the cache where its updated_at matches."""
-    bind = _bind_key(session)
+    bind = database_key(session)
     out: dict[int, Hours] = {}
     missing: list[int] = []
     for i in instruments:

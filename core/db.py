@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -200,6 +201,19 @@ def plain_rows(
     if session.autoflush:
         session.flush()  # what Session.execute does first; nothing when no change is pending
     return session.connection().execute(statement, params).all()
+
+
+_DATABASE_KEYS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
+def database_key(session: Session) -> str:
+    """The database a session reads, as the per-process caches key it (its URL), worked
+    out once per engine: str(url) costs more than the cache lookup it keys."""
+    engine = session.get_bind().engine
+    key = _DATABASE_KEYS.get(engine)
+    if key is None:
+        key = _DATABASE_KEYS[engine] = str(engine.url)
+    return key
 
 
 def among(session: Session, column: Any, ids: list[int]) -> sa.ColumnElement[bool]:

@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core.db import database_key
+
 _lock = threading.Lock()
 # (database, name) -> (monotonic expiry, value)
 _kept: dict[tuple[str, str], tuple[float, Any]] = {}
@@ -21,7 +23,7 @@ def kept(session: Session, name: str, seconds: float, compute: Callable[[], Any]
     no one waits on another's query."""
     if seconds <= 0:
         return compute()
-    key = (str(session.get_bind().engine.url), name)
+    key = (database_key(session), name)
     now = time.monotonic()
     with _lock:
         found = _kept.get(key)
