@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import JSON, Index
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Column, Field, Session, SQLModel
 
 from core.db import UTCDateTime
@@ -77,12 +78,76 @@ def emit(
     """Record that `type` happened (with the ids and figures in `data`); the caller's
     transaction commits it with the change. One INSERT at once, past the ORM's unit of
     work: nothing reads an event back in the transaction that records it."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
+    _known(type)
     session.connection().execute(
         _INSERT_EVENT,
         {"type": type, "lab_id": lab_id, "data": data, "occurred_at": now or utcnow()},
     )
+
+
+def _known(type: str) -> None:
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+
+
+# (an INSERT ... RETURNING id, the data key for that id) -> the same INSERT and its event
+_WITH_EVENT: dict[tuple[sa.Insert, str], sa.Insert] = {}
+
+
+def _with_event(insert: sa.Insert, id_key: str) -> sa.Insert:
+    """`insert` as a data-modifying WITH whose new id goes into the event's data."""
+    found = _WITH_EVENT.get((insert, id_key))
+    if found is None:
+        new = insert.cte("new_row")
+        events = Event.__table__.c  # type: ignore[attr-defined]
+        data = sa.cast(
+            sa.cast(sa.bindparam("event_data", type_=JSONB), JSONB).op("||")(
+                sa.func.jsonb_build_object(sa.literal(id_key), new.c.id)
+            ),
+            events.data.type,
+        )
+        found = _WITH_EVENT[(insert, id_key)] = (
+            sa.insert(Event)
+            .from_select(
+                ["type", "lab_id", "data", "occurred_at"],
+                sa.select(
+                    sa.bindparam("event_type", type_=sa.String()),
+                    sa.bindparam("event_lab_id", type_=sa.Integer()),
+                    data,
+                    sa.bindparam("event_at", type_=events.occurred_at.type),
+                ).select_from(new),
+            )
+            .add_cte(new)
+            .returning(sa.select(new.c.id).scalar_subquery())
+        )
+    return found
+
+
+def insert_with_event(
+    session: Session,
+    insert: sa.Insert,
+    values: dict[str, Any],
+    type: str,
+    *,
+    lab_id: int | None,
+    data: dict[str, Any],
+    id_key: str,
+    now: datetime | None = None,
+) -> int:
+    """INSERT one row (`insert` names its values as parameters and returns the new id) and
+    record its event, the new id in the event's data under `id_key`; returns the id. On
+    PostgreSQL in one statement, a round trip less for every booking; elsewhere two."""
+    _known(type)
+    at = now or utcnow()
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        event = {"event_type": type, "event_lab_id": lab_id, "event_data": data, "event_at": at}
+        return int(
+            connection.execute(_with_event(insert, id_key), {**values, **event}).scalar_one()
+        )
+    new_id = int(connection.execute(insert, values).scalar_one())
+    emit(session, type, lab_id=lab_id, data={id_key: new_id, **data}, now=at)
+    return new_id
 
 
 def emit_many(
@@ -94,8 +159,7 @@ def emit_many(
 ) -> None:
     """Record many events of one type at once, (lab_id, data) each: one INSERT, for a
     month's close that finalizes thousands of invoices."""
-    if type not in EVENT_TYPES:
-        raise ValueError(f"unknown event type {type!r}")
+    _known(type)
     if not rows:
         return
     at = now or utcnow()

@@ -423,3 +423,36 @@ def test_alternatives_follow_changes_to_the_category(client, session: Session):
     )
     assert r.status_code == 200, r.text
     assert elsewhere() == []  # a one-hour booking is now too short for it
+
+
+def test_a_new_booking_records_its_event_with_it(client, session: Session):
+    """A 201 writes the booking and its booking.created event together (one statement on
+    PostgreSQL, core.events.insert_with_event); a 409 writes neither."""
+    from core.events import Event
+
+    inst = create_instrument(session)
+    alice = create_user(session)
+    r = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(alice)
+    )
+    assert r.status_code == 201, r.text
+    refused = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(alice)
+    )
+    assert refused.status_code == 409
+    session.rollback()
+    events = session.exec(select(Event).where(Event.type == "booking.created")).all()
+    assert [(e.lab_id, e.data) for e in events] == [
+        (
+            inst.lab_id,
+            {
+                "booking_id": r.json()["id"],
+                "instrument_id": inst.id,
+                "user_id": alice.id,
+                "start": z(at(2, 9)),
+                "end": z(at(2, 10)),
+                "status": "confirmed",
+                "series_id": None,
+            },
+        )
+    ]
