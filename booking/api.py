@@ -28,7 +28,7 @@ from booking.schemas import (
     WaitlistPublic,
     booking_public,
 )
-from core.deps import CurrentUser, SessionDep
+from core.deps import CurrentUser, SessionDep, UncheckedUser
 from core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, decode_cursor, encode_cursor
 from core.params import only_params
 from core.replicas import LagTolerant
@@ -116,19 +116,22 @@ def _created(result: Booking | SeriesCreated) -> tuple[int, dict[str, Any]]:
 )
 def create_booking(
     session: SessionDep,
-    user: CurrentUser,
+    who: UncheckedUser,
     data: BookingCreate,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Book an instrument (or a series with `recurrence`); `Idempotency-Key` makes retries
     safe. 201 `confirmed` or `pending`; 409 with conflicts and alternatives."""
+    user, instrument = service.signed_in_at_instrument(session, who, data.instrument_id)
     assert user.id is not None
     status, body, replayed = run_once(
         session,
         user_id=user.id,
         key=idempotency_key,
         payload=lambda: data.model_dump(mode="json"),
-        action=lambda: _created(service.booking_create(session, user=user, data=data)),
+        action=lambda: _created(
+            service.booking_create(session, user=user, data=data, instrument=instrument)
+        ),
     )
     headers = {"ETag": f'W/"{body["id"]}-{body["version"]}"'}
     if replayed:

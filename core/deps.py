@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -39,17 +39,25 @@ def _not_signed_in() -> Exception:
     return Unauthorized("not signed in, or the token is invalid or expired")
 
 
-# Built once: every request runs it.
-_SIGNED_IN = (
-    select(User)
-    .join(AuthSession, col(AuthSession.user_id) == User.id)
-    .where(
-        col(AuthSession.id) == bindparam("sid"),
-        col(User.id) == bindparam("uid"),
-        col(AuthSession.revoked_at).is_(None),
-        col(AuthSession.expires_at) > bindparam("now", type_=UTCDateTime()),
+def signed_in_select(*entities: Any) -> Any:
+    """`select(*entities)` (User among them) joined to the token's sign-in session, with
+    the conditions under which it still holds: parameters `sid`, `uid` and `now`
+    (WantedUser.params). An endpoint may add what it reads first, so the person is checked
+    in the same statement (booking.service.signed_in_at_instrument)."""
+    return (
+        select(*entities)
+        .join(AuthSession, col(AuthSession.user_id) == User.id)
+        .where(
+            col(AuthSession.id) == bindparam("sid"),
+            col(User.id) == bindparam("uid"),
+            col(AuthSession.revoked_at).is_(None),
+            col(AuthSession.expires_at) > bindparam("now", type_=UTCDateTime()),
+        )
     )
-)
+
+
+# Built once: every request runs it.
+_SIGNED_IN = signed_in_select(User)
 
 
 @dataclass(frozen=True)
@@ -64,14 +72,20 @@ class WantedUser(Deferred):
     missing: Callable[[], Exception] = _not_signed_in
     wrong_role: Callable[[], Exception] | None = None
 
+    def params(self) -> dict[str, Any]:
+        """The parameters of a signed_in_select statement."""
+        return {"sid": self.session_id, "uid": self.user_id, "now": utcnow()}
+
     def resolve(self, session: Session) -> User | None:
-        user = None
+        user: User | None = None
         if self.user_id is not None and self.session_id is not None:
             # One query: the person, and whether the token's sign-in session still holds.
-            user = session.exec(
-                _SIGNED_IN,  # type: ignore[call-overload]
-                params={"sid": self.session_id, "uid": self.user_id, "now": utcnow()},
-            ).first()
+            user = session.exec(_SIGNED_IN, params=self.params()).first()  # type: ignore[call-overload]
+        return self.check(user)
+
+    def check(self, user: User | None) -> User | None:
+        """`user` as found by a signed_in_select statement (None: not found), or the
+        refusal: not signed in, or not in one of the roles."""
         if user is None or not user.is_active:
             if self.required:
                 raise self.missing()
@@ -128,8 +142,27 @@ async def get_current_user(
     return found  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """A valid token's person, not yet checked against the database: for an endpoint whose
+    first statement checks them together with what it reads anyway (a round trip less).
+    The endpoint must check them before anything else (WantedUser.check)."""
+
+    wanted: WantedUser
+
+
+async def get_unchecked_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> Unchecked:
+    found = wanted_user(request, token)
+    if found is None:
+        raise _not_signed_in()
+    return Unchecked(found)
+
+
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
+UncheckedUser = Annotated[Unchecked, Depends(get_unchecked_user)]
 
 
 def require_roles(*roles: Role) -> Callable[..., object]:

@@ -456,3 +456,55 @@ def test_a_new_booking_records_its_event_with_it(client, session: Session):
             },
         )
     ]
+
+
+def test_booking_checks_the_person_in_its_first_statement(client, session: Session, engine):
+    """A booking reads the person and locks the instrument in one statement
+    (booking.service.signed_in_at_instrument); signing out or being deactivated still ends
+    it at once, and not being signed in is said before an unknown instrument."""
+    from sqlalchemy import event
+
+    from core.models import User
+    from tests.factories import sign_in
+
+    inst = create_instrument(session)
+    alice = create_user(session)
+    headers = sign_in(client, alice.email)
+    seen: list[str] = []
+    listener = lambda *a: seen.append(a[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        r = client.post(
+            "/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=headers
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert r.status_code == 201, r.text
+    first = next(s for s in seen if s.lstrip().upper().startswith("SELECT"))
+    assert "auth_session" in first and "instrument" in first
+
+    unknown = client.post(
+        "/api/v1/bookings", json=body(99999, at(2, 9), at(2, 10)), headers=headers
+    )
+    assert unknown.status_code == 404
+    assert client.post("/api/v1/auth/signout", headers=headers).status_code == 204
+    for instrument_id in (inst.id, 99999):
+        gone = client.post(
+            "/api/v1/bookings", json=body(instrument_id, at(2, 11), at(2, 12)), headers=headers
+        )
+        assert gone.status_code == 401, gone.text
+
+    bob = create_user(session)
+    bob_headers = sign_in(client, bob.email)
+    row = session.get(User, bob.id)
+    assert row is not None
+    row.is_active = False
+    session.add(row)
+    session.commit()
+    refused = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(2, 13), at(2, 14)), headers=bob_headers
+    )
+    assert refused.status_code == 401, refused.text
+    session.rollback()
+    kept = session.exec(select(Booking).where(Booking.instrument_id == inst.id)).all()
+    assert [b.user_id for b in kept] == [alice.id]
