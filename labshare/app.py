@@ -103,6 +103,12 @@ def create_app() -> FastAPI:
 _frozen = False
 
 
+# Young objects the collector lets pile up before it looks for cycles (Python's default is
+# 700): a booking request allocates thousands, so it ran several collections each. 20,000
+# runs 2% fewer instructions a booking (valgrind, 300 booked in-process), for a few MB.
+YOUNG_OBJECTS_PER_COLLECTION = 20_000
+
+
 def _freeze_startup_objects() -> None:
     """Once per process, hide what start-up made (modules, routes, templates) from the
     garbage collector: its full collections otherwise pause a request for 100 ms or more
@@ -110,4 +116,6 @@ def _freeze_startup_objects() -> None:
     global _frozen
     if not _frozen:
         gc.freeze()
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(YOUNG_OBJECTS_PER_COLLECTION, older, oldest)
         _frozen = True
