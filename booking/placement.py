@@ -126,11 +126,11 @@ _INSERT = (
 
 
 def insert_new(
-    session: Session, booking: Booking, *, announce: str | None = None, lab_id: int = 0
+    session: Session, booking: Booking, *, announce: str | None = None, lab_id: int | None = None
 ) -> None:
-    """INSERT a new booking at once, with its `announce` event when given, and make it the
-    session's, as if loaded: the ORM's unit of work flushed the same row for about 0.2 ms
-    more CPU a booking."""
+    """INSERT a new booking at once, with its `announce` event (the lab `lab_id`'s) when
+    given, and make it the session's, as if loaded: the ORM's unit of work flushed the same
+    row for about 0.2 ms more CPU a booking."""
     values = {key: getattr(booking, key) for key in _COLUMNS}
     if announce is None:
         booking.id = session.connection().execute(_INSERT, values).scalar_one()
