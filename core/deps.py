@@ -133,13 +133,17 @@ async def get_optional_user(
     return wanted_user(request, token, required=False)  # type: ignore[return-value]
 
 
-async def get_current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
+def _required(request: Request, token: str | None) -> WantedUser:
     found = wanted_user(request, token)
     if found is None:
         raise _not_signed_in()
-    return found  # type: ignore[return-value]
+    return found
+
+
+async def get_current_user(
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User:
+    return _required(request, token)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -154,10 +158,7 @@ class Unchecked:
 async def get_unchecked_user(
     request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Unchecked:
-    found = wanted_user(request, token)
-    if found is None:
-        raise _not_signed_in()
-    return Unchecked(found)
+    return Unchecked(_required(request, token))
 
 
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
