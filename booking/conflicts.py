@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from booking.elsewhere import same_time_elsewhere, slot
 from booking.errors import InTheWay, SlotUnavailable
-from booking.intervals import grid_starts
+from booking.intervals import grid_starts, last_grid_start
 from booking.timeline import Busy, Timeline, load_timeline
 from instruments.models import Instrument
 
@@ -56,9 +56,9 @@ def nearest_on_instrument(
             if after is not None and after <= latest:
                 candidates.append(after)
         if gap[0] < start:  # the last fitting start before the wanted one
-            before = list(grid_starts((gap[0], min(gap[1], start + length)), length, step, tz))
-            if before and before[-1] < start:
-                candidates.append(before[-1])
+            before = last_grid_start((gap[0], min(gap[1], start + length)), length, step, tz)
+            if before is not None and before < start:
+                candidates.append(before)
     candidates = sorted(set(candidates), key=lambda s: (abs(s - start), s))[:limit]
     return [slot(instrument.id, s, s + length) for s in candidates]
 

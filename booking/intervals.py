@@ -69,14 +69,20 @@ def expand_hours(hours: Hours, start: datetime, end: datetime, tz: ZoneInfo) -> 
 
 def align_up(moment: datetime, step: int, tz: ZoneInfo) -> datetime:
     """The first time at or after `moment` on the slot grid (multiples of `step` minutes from
-    local midnight)."""
+    local midnight). On the night clocks go back, the repeated hour's wall times are two
+    instants: the first of them not before `moment` (grid_starts walked back into the first
+    occurrence forever)."""
     local = moment.astimezone(tz)
     minutes = local.hour * 60 + local.minute + (1 if local.second or local.microsecond else 0)
     target = minutes + (-minutes % step)
     midnight = datetime.combine(local.date(), time(0), tz)
     if target >= 24 * 60:
         return datetime.combine(local.date() + ONE_DAY, time(0), tz).astimezone(UTC)
-    return (midnight + timedelta(minutes=target)).astimezone(UTC)
+    wall = midnight + timedelta(minutes=target)
+    found = wall.astimezone(UTC)
+    if found < moment:  # the repeated hour's first occurrence: take the second
+        found = wall.replace(fold=1).astimezone(UTC)
+    return found
 
 
 def on_grid(moment: datetime, step: int, tz: ZoneInfo) -> bool:
@@ -92,9 +98,21 @@ def grid_starts(free: Interval, length: timedelta, step: int, tz: ZoneInfo) -> I
         start = align_up(start + timedelta(minutes=step), step, tz)
 
 
-def grid_starts_reversed(
-    free: Interval, length: timedelta, step: int, tz: ZoneInfo
-) -> Iterator[datetime]:
-    """Like grid_starts, latest first (for alternatives before the wanted time)."""
-    starts = list(grid_starts(free, length, step, tz))
-    return reversed(starts)
+def last_grid_start(free: Interval, length: timedelta, step: int, tz: ZoneInfo) -> datetime | None:
+    """The latest grid-aligned start of a slot of `length` inside `free` (grid_starts'
+    last), worked out directly rather than by walking a gap of days step by step."""
+    latest = free[1] - length
+    if latest < free[0]:
+        return None
+    local = latest.astimezone(tz)
+    minutes = local.hour * 60 + local.minute
+    midnight = datetime.combine(local.date(), time(0), tz)
+    wall = midnight + timedelta(minutes=minutes - minutes % step)
+    found = wall.replace(fold=1).astimezone(UTC)  # the later instant of a repeated hour
+    if found > latest:
+        found = wall.astimezone(UTC)
+    if found > latest or align_up(found, step, tz) != found:
+        # A wall time the clocks skip: walk the grid as grid_starts does.
+        starts = list(grid_starts(free, length, step, tz))
+        return starts[-1] if starts else None
+    return found if found >= free[0] else None

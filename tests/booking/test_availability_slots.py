@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -277,3 +277,21 @@ def test_opening_hours_read_at_start_and_again_once_changed(
     assert timeline.hours_by_instrument(session, [instruments[0]])[instruments[0].id] == {
         0: [(time(12), time(13))]
     }
+
+
+def test_a_refusal_on_the_night_clocks_go_back(client, session: Session, berlin: ZoneInfo):
+    """Berlin's clocks go back on 2027-10-31 (03:00 CEST is 02:00 CET again). The slot grid
+    stepped from the repeated hour's second occurrence back into its first
+    (booking.intervals.align_up): this refusal offered the very hour that was taken, and
+    walking a gap across that night never ended."""
+    inst = create_instrument(session, horizon_days=400)
+    start = datetime(2027, 10, 31, 0, 30, tzinfo=UTC)  # the first 02:30 of the night
+    wanted = body(inst.id, start, start + timedelta(hours=1))
+    first = client.post("/api/v1/bookings", json=wanted, headers=auth(create_user(session)))
+    assert first.status_code == 201, first.text
+    refused = client.post("/api/v1/bookings", json=wanted, headers=auth(create_user(session)))
+    assert refused.status_code == 409, refused.text
+    same = [a for a in refused.json()["alternatives"] if a["instrument_id"] == inst.id]
+    assert "2027-10-30T23:30:00Z" in [a["start"] for a in same]  # the hour before
+    assert "2027-10-31T01:30:00Z" in [a["start"] for a in same]  # the hour after
+    assert "2027-10-31T00:30:00Z" not in [a["start"] for a in same]  # not the taken one

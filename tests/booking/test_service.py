@@ -101,3 +101,41 @@ def test_database_refuses_an_overlap_the_check_missed(session: Session, backend:
     assert caught.value.extra["conflicts"][0]["kind"] == "booking"
     session.rollback()
     assert len(session.exec(select(Booking)).all()) == 1
+
+
+@pytest.mark.parametrize(
+    "zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Shanghai"]
+)
+def test_the_slot_grid_walks_forward_through_clock_changes(zone: str) -> None:
+    """On the night clocks go back, grid_starts walked from the repeated hour's second
+    occurrence back into its first, forever: a 409 whose window spanned that night (the
+    nearest slots before the wanted time) never answered. The grid only moves forward now,
+    and last_grid_start finds the last start of a gap without walking it."""
+    import random
+
+    from booking.intervals import grid_starts, last_grid_start
+
+    tz = ZoneInfo(zone)
+    rng = random.Random(zone)
+    nights = [(2026, 10, 25), (2026, 11, 1), (2026, 4, 5), (2026, 3, 29), (2026, 3, 8)]
+    for night in [*nights, (2026, 6, 1)]:
+        around = datetime(*night, tzinfo=UTC) - timedelta(hours=14)
+        for _ in range(200):
+            lo = around + timedelta(minutes=rng.randrange(48 * 60))
+            hi = lo + timedelta(minutes=rng.randrange(30 * 60))
+            step = rng.choice((5, 15, 30, 60, 90))
+            length = timedelta(minutes=step * rng.randint(1, 4))
+            starts = []
+            for start in grid_starts((lo, hi), length, step, tz):
+                starts.append(start)
+                assert len(starts) <= 30 * 60 // 5 + 2, "the grid walked backwards"
+            assert starts == sorted(set(starts))
+            assert all(on_grid(s, step, tz) and lo <= s and s + length <= hi for s in starts)
+            last = last_grid_start((lo, hi), length, step, tz)
+            if night == (2026, 6, 1):
+                assert last == (starts[-1] if starts else None)
+            elif last is not None:  # the repeated hour may hold one grid_starts steps over
+                assert on_grid(last, step, tz) and lo <= last and last + length <= hi
+                assert not starts or last >= starts[-1]
+            else:
+                assert not starts
