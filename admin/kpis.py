@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,11 +14,11 @@ from admin import figure_cache
 from admin import figures as fig
 from billing.models import Invoice, VoucherRedemption
 from core.errors import Invalid
+from core.kept import warm_in_background
 from core.periods import Period, last_month, months_back, months_range
 from core.settings import get_settings
 from instruments.models import Category, Institution, Lab
 
-log = logging.getLogger(__name__)
 HOUR = 3600
 # The longest range the trend answers: two years of months.
 TREND_MAX_MONTHS = 24
@@ -204,19 +202,11 @@ def warm_dashboard(open_session: Callable[[], Session], *, trend_months: int = 6
     and the trend of the `trend_months` months up to it), so its first viewer is served
     from admin.figure_cache too."""
 
-    def run() -> None:
-        started = time.monotonic()
+    def work() -> None:
         month = last_month()
         months = months_back(month, trend_months)
-        try:
-            with open_session() as session:
-                network_kpis(session, period=month)
-                network_trend(session, first=months[0], last=months[-1])
-        except Exception:  # a cold dashboard is slower, never broken
-            log.exception("warming the dashboard's figures failed")
-            return
-        log.info("dashboard figures warm in %.1f s", time.monotonic() - started)
+        with open_session() as session:
+            network_kpis(session, period=month)
+            network_trend(session, first=months[0], last=months[-1])
 
-    thread = Thread(target=run, name="labshare-kpi-warm", daemon=True)
-    thread.start()
-    return thread
+    return warm_in_background("labshare-kpi-warm", "the dashboard's figures", work)

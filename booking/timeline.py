@@ -8,9 +8,7 @@ hour to daylight saving still opens at 09:00 local time.
 from __future__ import annotations
 
 import bisect
-import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from booking.intervals import (
 )
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus, status_active, status_among
 from core.db import UTCDateTime, among, database_key, plain_rows
+from core.kept import warm_in_background
 from core.settings import get_settings
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument, OpeningHours
@@ -39,7 +38,6 @@ from instruments.models import Blackout, Instrument, OpeningHours
 # The longest booking any rule allows (instruments.schemas.BookingRules.max_minutes):
 # bounds the index scan for bookings that started before a window and reach into it.
 LONGEST_BOOKING = timedelta(days=31)
-log = logging.getLogger(__name__)
 
 
 def zone() -> ZoneInfo:
@@ -196,23 +194,13 @@ def warm_hours(session: Session) -> int:
 
 
 def warm_hours_in_background(open_session: Callable[[], Session]) -> threading.Thread:
-    """warm_hours in a thread of its own, at start-up: a cold cache is slower, never wrong."""
+    """warm_hours in a thread of its own, at start-up."""
 
-    def run() -> None:
-        started = time.monotonic()
-        try:
-            with open_session() as session:
-                count = warm_hours(session)
-        except Exception:
-            log.exception("reading every instrument's opening hours failed")
-            return
-        log.info(
-            "opening hours of %d instruments read in %.2f s", count, time.monotonic() - started
-        )
+    def work() -> None:
+        with open_session() as session:
+            warm_hours(session)
 
-    thread = threading.Thread(target=run, name="labshare-hours-warm", daemon=True)
-    thread.start()
-    return thread
+    return warm_in_background("labshare-hours-warm", "every instrument's opening hours", work)
 
 
 def hours_by_instrument(session: Session, instruments: Sequence[Stamped]) -> dict[int, Hours]:

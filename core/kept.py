@@ -3,6 +3,7 @@ a kind reads, such as the catalog's category and institution pickers."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from sqlmodel import Session
 
 from core.db import database_key
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 # (database, name) -> (monotonic expiry, value)
 _kept: dict[tuple[str, str], tuple[float, Any]] = {}
@@ -39,3 +41,22 @@ def forget() -> None:
     """Drop everything kept (tests, and after bulk changes in this process)."""
     with _lock:
         _kept.clear()
+
+
+def warm_in_background(name: str, what: str, work: Callable[[], object]) -> threading.Thread:
+    """Start-up work that fills a per-process cache, in a daemon thread `name`, so the first
+    requests find it warm. A cold cache is slower, never wrong: a failure is logged and the
+    server goes on. `what` names the work in the log."""
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            work()
+        except Exception:
+            log.exception("warming %s failed", what)
+            return
+        log.info("%s warm in %.2f s", what, time.monotonic() - started)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
