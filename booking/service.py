@@ -36,7 +36,7 @@ from core.deps import Unchecked, signed_in_select
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
 from instruments.models import Instrument
-from instruments.service import instrument_get
+from instruments.service import instrument_get, locking_instrument
 
 
 def etag(booking: Booking) -> str:
@@ -53,13 +53,11 @@ def _etag_matches(header: str, booking: Booking) -> bool:
     return False
 
 
-# The person and the instrument they book, locked, in one statement (the lock as
-# instruments.service.instrument_get takes it).
-_SIGNED_IN_LOCKING = (
-    signed_in_select(User, Instrument)
-    .join(Instrument, col(Instrument.id) == bindparam("instrument_id"))
-    .with_for_update(of=Instrument, key_share=True)  # type: ignore[arg-type]
-    .execution_options(populate_existing=True)
+# The person and the instrument they book, locked, in one statement.
+_SIGNED_IN_LOCKING = locking_instrument(
+    signed_in_select(User, Instrument).join(
+        Instrument, col(Instrument.id) == bindparam("instrument_id")
+    )
 )
 
 

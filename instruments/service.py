@@ -277,12 +277,15 @@ def catalog_page(
     return _summaries(session, [int(i) for i, _ in rows]), total
 
 
-_LOCKED = (
-    select(Instrument)
-    .where(col(Instrument.id) == bindparam("id"))
-    .with_for_update(key_share=True)
-    .execution_options(populate_existing=True)
-)
+def locking_instrument(query: Any) -> Any:
+    """`query` taking the lock instrument_get(for_update=True) takes on the instrument it
+    reads (FOR NO KEY UPDATE OF instrument), its row read afresh."""
+    return query.with_for_update(of=Instrument, key_share=True).execution_options(
+        populate_existing=True
+    )
+
+
+_LOCKED = locking_instrument(select(Instrument).where(col(Instrument.id) == bindparam("id")))
 
 
 def instrument_get(session: Session, instrument_id: int, *, for_update: bool = False) -> Instrument:
