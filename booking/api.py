@@ -122,15 +122,17 @@ def create_booking(
 ) -> JSONResponse:
     """Book an instrument (or a series with `recurrence`); `Idempotency-Key` makes retries
     safe. 201 `confirmed` or `pending`; 409 with conflicts and alternatives."""
-    user, instrument = service.signed_in_at_instrument(session, who, data.instrument_id)
-    assert user.id is not None
+    at = service.signed_in_at_instrument(session, who, data)
+    assert at.user.id is not None
     status, body, replayed = run_once(
         session,
-        user_id=user.id,
+        user_id=at.user.id,
         key=idempotency_key,
         payload=lambda: data.model_dump(mode="json"),
         action=lambda: _created(
-            service.booking_create(session, user=user, data=data, instrument=instrument)
+            service.booking_create(
+                session, user=at.user, data=data, instrument=at.instrument, timeline=at.timeline
+            )
         ),
     )
     headers = {"ETag": f'W/"{body["id"]}-{body["version"]}"'}

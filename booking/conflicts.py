@@ -20,6 +20,11 @@ NEAR = timedelta(days=2)
 SAME_INSTRUMENT_MAX = 4
 
 
+def near_window(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """What a booking's check reads around [start, end): NEAR either side."""
+    return start - NEAR, end + NEAR
+
+
 def _bookable_starts(instrument: Instrument, now: datetime) -> tuple[datetime, datetime]:
     """The earliest and latest start the lead time and horizon allow."""
     return (

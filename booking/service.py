@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam, or_
 from sqlmodel import Session, col, select
 
 from booking import waitlist
 from booking.access import lab_managers, manages
 from booking.assistance import assistance_request
+from booking.conflicts import near_window
 from booking.errors import (
     AlreadyStarted,
     BookingNotFound,
@@ -31,7 +33,9 @@ from booking.schemas import (
     SeriesCreated,
 )
 from booking.series import series_create
+from booking.timeline import Timeline, busy_of, busy_one_statement, busy_params, timeline_of
 from core.audit import audit_record
+from core.db import is_postgres
 from core.deps import Unchecked, signed_in_select
 from core.models import Role, User
 from core.timeutil import to_utc_z, utcnow
@@ -59,25 +63,71 @@ _SIGNED_IN_LOCKING = locking_instrument(
         Instrument, col(Instrument.id) == bindparam("instrument_id")
     )
 )
+# ... and the instrument's busy time around the wanted time, one row each (or one row of
+# NULLs), unless another transaction holds the instrument.
+_BUSY_THERE = busy_one_statement("instrument_id").subquery("busy")
+_SIGNED_IN_LOCKING_WITH_BUSY = locking_instrument(
+    signed_in_select(User, Instrument, *_BUSY_THERE.c)
+    .join(Instrument, col(Instrument.id) == bindparam("instrument_id"))
+    .join_from(Instrument, _BUSY_THERE, sa.true(), isouter=True),
+    skip_locked=True,
+)
 
 
-def signed_in_at_instrument(
-    session: Session, who: Unchecked, instrument_id: int
-) -> tuple[User, Instrument]:
+@dataclass(frozen=True)
+class AtInstrument:
+    """A booking's start: who books, the instrument (locked), and, when it could be read
+    with them, the instrument's timeline around the wanted time."""
+
+    user: User
+    instrument: Instrument
+    timeline: Timeline | None = None
+
+
+def _around(data: BookingCreate) -> tuple[datetime, datetime] | None:
+    """The time a single booking's check reads (near_window), if the dates allow one."""
+    if data.recurrence or data.end <= data.start:
+        return None
+    try:
+        return near_window(data.start, data.end)
+    except OverflowError:  # at the calendar's ends: the rules refuse such a time anyway
+        return None
+
+
+def signed_in_at_instrument(session: Session, who: Unchecked, data: BookingCreate) -> AtInstrument:
     """The person a token names, checked as every request checks them, and the instrument
-    they want to book, locked: one statement where there were two, on every booking. When
-    it finds nothing, the two are asked apart, so the answer says which one is wrong
-    (401 before 404)."""
-    row = session.exec(
-        _SIGNED_IN_LOCKING,  # type: ignore[call-overload]
-        params={**who.wanted.params(), "instrument_id": instrument_id},
-    ).first()
-    if row is None:
+    they want to book, locked, in one statement; for a single booking, the instrument's
+    busy time around the wanted time too, so the check reads nothing more. When the
+    statement finds nothing (the person, the instrument, or, on PostgreSQL, the
+    instrument's lock held by another transaction: the row is skipped, not waited for),
+    the two are asked apart, so the answer says which one is wrong (401 before 404), the
+    lock is waited for, and the check reads the busy time itself, after it."""
+    around = _around(data)
+    params = {**who.wanted.params(), "instrument_id": data.instrument_id}
+    if around is None:
+        rows = session.exec(_SIGNED_IN_LOCKING, params=params).all()  # type: ignore[call-overload]
+    else:
+        rows = session.exec(
+            _SIGNED_IN_LOCKING_WITH_BUSY,  # type: ignore[call-overload]
+            params={**params, **busy_params(*around)},
+        ).all()
+    if not rows:
         user = who.wanted.load(session)
-        return user, instrument_get(session, instrument_id, for_update=True)
-    checked = who.wanted.check(row[0])
+        return AtInstrument(user, instrument_get(session, data.instrument_id, for_update=True))
+    user, instrument = rows[0][0], rows[0][1]
+    checked = who.wanted.check(user)
     assert checked is not None  # required: check raised otherwise
-    return checked, row[1]
+    if around is None:
+        return AtInstrument(checked, instrument)
+    # On PostgreSQL the busy time was read on the statement's snapshot, taken before the
+    # lock; SQLite's writers take turns from their transaction's start.
+    timeline = timeline_of(
+        session,
+        instrument,
+        busy_of(row[2:] for row in rows),
+        read_before_lock=is_postgres(session),
+    )
+    return AtInstrument(checked, instrument, timeline)
 
 
 def booking_create(
@@ -87,10 +137,12 @@ def booking_create(
     data: BookingCreate,
     now: datetime | None = None,
     instrument: Instrument | None = None,
+    timeline: Timeline | None = None,
 ) -> Booking | SeriesCreated:
     """Book one time or, with `recurrence`, a series (SlotUnavailable and the rules' errors
     otherwise); returns the booking, or the series with what it skipped. `instrument`,
-    when given, is the one asked for, already locked (signed_in_at_instrument)."""
+    when given, is the one asked for, already locked, and `timeline` its time around the
+    wanted time, if read with it (signed_in_at_instrument)."""
     now = now or utcnow()
     if instrument is None:
         instrument = instrument_get(session, data.instrument_id, for_update=True)
@@ -113,6 +165,7 @@ def booking_create(
         end=data.end,
         purpose=data.purpose,
         now=now,
+        timeline=timeline,
     )
     if booking.status == BookingStatus.pending:
         _ask_managers(session, instrument, booking)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -76,6 +76,11 @@ class Timeline:
     # them) expand them once per window.
     open_cache: dict[tuple[object, ...], list[Interval]] = field(default_factory=dict)
     _hours_key: tuple[object, ...] | None = None
+    # The busy time was read by the statement that took the instrument's lock, on a snapshot
+    # a moment older than the lock (booking.service.signed_in_at_instrument): a blackout
+    # committed in between can be missing, so the insert looks for one again. (A booking
+    # committed in between cannot slip through: the exclusion constraint refuses it.)
+    read_before_lock: bool = False
 
     def open(self, start: datetime, end: datetime) -> list[Interval]:
         key = (self.hours_key, start, end)
@@ -236,11 +241,12 @@ def _overlaps_active(start: datetime, end: datetime) -> list[Any]:
     ]
 
 
-def _busy_one_statement() -> Any:
-    """Blackouts and active bookings of one instrument overlapping [:s, :e), in one
-    statement built once (its SQL is compiled once too, and prepared by psycopg)."""
+def busy_one_statement(instrument_param: str = "i") -> Any:
+    """Blackouts and active bookings of one instrument (the parameter `instrument_param`)
+    overlapping [:s, :e) (busy_params), in one statement built once (its SQL is compiled
+    once too, and prepared by psycopg)."""
     start, end = bindparam("s", type_=UTCDateTime()), bindparam("e", type_=UTCDateTime())
-    instrument = bindparam("i", type_=sa.Integer())
+    instrument = bindparam(instrument_param, type_=sa.Integer())
     blackouts = sa_select(
         sa.literal("blackout").label("kind"),
         col(Blackout.start_at),
@@ -285,20 +291,32 @@ def _busy_one_statement() -> Any:
     )
 
 
-_BUSY_ONE = _busy_one_statement()
+_BUSY_ONE = busy_one_statement()
+
+
+def busy_params(start: datetime, end: datetime) -> dict[str, datetime]:
+    """busy_one_statement's parameters for [start, end), but the instrument's."""
+    return {"s": start, "e": end, "since": start - LONGEST_BOOKING}
+
+
+def busy_of(rows: Iterable[Sequence[Any]]) -> list[Busy]:
+    """busy_one_statement's rows as busy time, earliest first (a row of NULLs, from an
+    outer join that found none, is skipped)."""
+    busy = [
+        Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires, uid)
+        for kind, s, e, booking_id, status, expires, uid in rows
+        if kind is not None
+    ]
+    busy.sort(key=lambda b: b.start)
+    return busy
 
 
 def load_busy_one(
     session: Session, instrument_id: int, start: datetime, end: datetime
 ) -> list[Busy]:
     """load_busy for a single instrument: one statement, blackouts and bookings together."""
-    params = {"i": instrument_id, "s": start, "e": end, "since": start - LONGEST_BOOKING}
-    busy = [
-        Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires, uid)
-        for kind, s, e, booking_id, status, expires, uid in plain_rows(session, _BUSY_ONE, params)
-    ]
-    busy.sort(key=lambda b: b.start)
-    return busy
+    params = {"i": instrument_id, **busy_params(start, end)}
+    return busy_of(plain_rows(session, _BUSY_ONE, params))
 
 
 def load_busy(
@@ -379,3 +397,17 @@ def load_timeline(
     """One instrument's timeline over [start, end)."""
     assert instrument.id is not None
     return load_timelines(session, [instrument], start, end)[instrument.id]
+
+
+def timeline_of(
+    session: Session, instrument: Instrument, busy: list[Busy], *, read_before_lock: bool
+) -> Timeline:
+    """One instrument's timeline from busy time the caller read (busy_one_statement)."""
+    assert instrument.id is not None
+    hours = hours_by_instrument(session, [instrument])
+    return Timeline(
+        instrument=instrument,
+        hours=hours.get(instrument.id, {}),
+        busy=busy,
+        read_before_lock=read_before_lock,
+    )

@@ -133,20 +133,22 @@ def insert_with_event(
     data: dict[str, Any],
     id_key: str,
     now: datetime | None = None,
-) -> int:
+) -> int | None:
     """INSERT one row (`insert` names its values as parameters and returns the new id) and
-    record its event, the new id in the event's data under `id_key`; returns the id. On
+    record its event, the new id in the event's data under `id_key`; returns the id (None
+    when `insert`, an INSERT ... SELECT, found nothing to insert: no event either). On
     PostgreSQL in one statement, a round trip less for every booking; elsewhere two."""
     _known(type)
     at = now or utcnow()
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         event = {"event_type": type, "event_lab_id": lab_id, "event_data": data, "event_at": at}
-        return int(
-            connection.execute(_with_event(insert, id_key), {**values, **event}).scalar_one()
-        )
-    new_id = int(connection.execute(insert, values).scalar_one())
-    emit(session, type, lab_id=lab_id, data={id_key: new_id, **data}, now=at)
+        return connection.execute(
+            _with_event(insert, id_key), {**values, **event}
+        ).scalar_one_or_none()
+    new_id = connection.execute(insert, values).scalar_one_or_none()
+    if new_id is not None:
+        emit(session, type, lab_id=lab_id, data={id_key: new_id, **data}, now=at)
     return new_id
 
 

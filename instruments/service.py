@@ -277,12 +277,13 @@ def catalog_page(
     return _summaries(session, [int(i) for i, _ in rows]), total
 
 
-def locking_instrument(query: Any) -> Any:
+def locking_instrument(query: Any, *, skip_locked: bool = False) -> Any:
     """`query` taking the lock instrument_get(for_update=True) takes on the instrument it
-    reads (FOR NO KEY UPDATE OF instrument), its row read afresh."""
-    return query.with_for_update(of=Instrument, key_share=True).execution_options(
-        populate_existing=True
-    )
+    reads (FOR NO KEY UPDATE OF instrument), its row read afresh. `skip_locked`: an
+    instrument another transaction holds is left out of the rows instead of waited for."""
+    return query.with_for_update(
+        of=Instrument, key_share=True, skip_locked=skip_locked
+    ).execution_options(populate_existing=True)
 
 
 _LOCKED = locking_instrument(select(Instrument).where(col(Instrument.id) == bindparam("id")))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import time, timedelta
 
+import pytest
 from sqlmodel import Session, select
 
 from booking.models import Booking, BookingStatus
@@ -508,3 +509,86 @@ def test_booking_checks_the_person_in_its_first_statement(client, session: Sessi
     session.rollback()
     kept = session.exec(select(Booking).where(Booking.instrument_id == inst.id)).all()
     assert [b.user_id for b in kept] == [alice.id]
+
+
+def test_a_booking_reads_the_instruments_time_in_its_first_statement(
+    client, session: Session, engine
+):
+    """A single booking reads the person, the instrument (locked) and the instrument's
+    busy time around the wanted time in one statement: a 201 then only writes, and a 409
+    reads nothing more of that instrument (booking.service.signed_in_at_instrument)."""
+    from sqlalchemy import event
+
+    inst = create_instrument(session)
+    session.add(
+        Blackout(
+            instrument_id=inst.id,
+            start_at=at(2, 13),
+            end_at=at(2, 14),
+            kind=BlackoutKind.maintenance,
+            reason="service",
+        )
+    )
+    session.commit()
+    h = auth(create_user(session))
+    # The instrument's opening hours, read once and kept by the process.
+    warm = client.post("/api/v1/bookings", json=body(inst.id, at(2, 7), at(2, 8)), headers=h)
+    assert warm.status_code == 201, warm.text
+    seen: list[str] = []
+    listener = lambda *a: seen.append(" ".join(a[2].split()))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        booked = client.post("/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=h)
+        booked_sql, seen[:] = list(seen), []
+        refused = client.post(
+            "/api/v1/bookings", json=body(inst.id, at(2, 13), at(2, 14)), headers=h
+        )
+        refused_sql = list(seen)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert booked.status_code == 201, booked.text
+    assert refused.status_code == 409, refused.text
+    assert [c["kind"] for c in refused.json()["conflicts"]] == ["blackout"]
+    # The nearest free hours on the instrument, from what the first statement read.
+    assert {"instrument_id": inst.id, "start": z(at(2, 14)), "end": z(at(2, 15))} in refused.json()[
+        "alternatives"
+    ]
+    work = {"BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"}
+    for statements in (booked_sql, refused_sql):
+        first, *rest = [s for s in statements if s.upper() not in work]
+        assert "auth_session" in first and "FROM blackout" in first, first
+        assert not [s for s in rest if "FROM blackout" in s and "NOT (EXISTS" not in s]
+    # A 201 then only writes: the booking and its event, one statement on PostgreSQL.
+    writes = [s.split()[0] for s in booked_sql if s.upper() not in work][1:]
+    assert writes == (["WITH"] if engine.dialect.name == "postgresql" else ["INSERT", "INSERT"])
+
+
+def test_a_booking_at_an_instrument_someone_holds_waits_and_sees_their_booking(
+    client, session: Session, engine, backend: str
+):
+    """The first statement skips an instrument another transaction holds (PostgreSQL's
+    SKIP LOCKED) rather than wait for it on a snapshot from before: the booking then waits
+    for the lock and checks afresh, so it answers the plain 409, not the raced one."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's writers take turns from their transaction's start")
+    import threading
+
+    import psycopg
+
+    inst = create_instrument(session)
+    h = auth(create_user(session))
+    other = create_user(session)
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as holder:
+        holder.execute("SELECT id FROM instrument WHERE id = %s FOR NO KEY UPDATE", (inst.id,))
+        holder.execute(
+            "INSERT INTO booking (instrument_id, user_id, start_at, end_at, status, purpose,"
+            " version, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, 'confirmed', '', 1, now(), now())",
+            (inst.id, other.id, at(2, 9), at(2, 10)),
+        )
+        threading.Timer(0.5, holder.commit).start()
+        r = client.post("/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=h)
+    assert r.status_code == 409, r.text
+    assert r.json()["conflicts"] == [{"start": z(at(2, 9)), "end": z(at(2, 10)), "kind": "booking"}]
+    assert "a moment ago" not in r.json()["detail"]

@@ -103,6 +103,48 @@ def test_database_refuses_an_overlap_the_check_missed(session: Session, backend:
     assert len(session.exec(select(Booking)).all()) == 1
 
 
+def test_a_blackout_that_came_in_after_the_busy_time_was_read_still_stops_a_booking(
+    session: Session, backend: str
+):
+    """On PostgreSQL the booking's first statement reads the instrument's busy time on a
+    snapshot taken a moment before it holds the lock (booking.service.signed_in_at_instrument).
+    A booking committed in that moment meets the exclusion constraint; a blackout has none,
+    so the insert looks for one again and, finding it, the check runs again on what is
+    there now: a 409 naming the blackout, and nothing written."""
+    if backend != "postgresql":
+        pytest.skip("SQLite's writers take turns from their transaction's start")
+    from booking.placement import place
+    from booking.timeline import timeline_of
+    from core.events import Event
+    from instruments.models import Blackout, BlackoutKind
+    from instruments.service import instrument_get
+
+    instrument = create_instrument(session)
+    person = create_user(session)
+    session.add(
+        Blackout(
+            instrument_id=instrument.id,
+            start_at=at(2, 9),
+            end_at=at(2, 12),
+            kind=BlackoutKind.maintenance,
+            reason="service visit",
+        )
+    )
+    session.commit()
+    events_before = len(session.exec(select(Event)).all())
+    locked = instrument_get(session, instrument.id, for_update=True)
+    # What the first statement would have read had the blackout come in just after its
+    # snapshot: nothing in the way.
+    stale = timeline_of(session, locked, [], read_before_lock=True)
+    with pytest.raises(SlotUnavailable) as caught:
+        place(session, locked, user_id=person.id, start=at(2, 10), end=at(2, 11), now=utcnow(),
+              timeline=stale)  # fmt: skip
+    assert [c["kind"] for c in caught.value.extra["conflicts"]] == ["blackout"]
+    session.rollback()
+    assert session.exec(select(Booking)).all() == []
+    assert len(session.exec(select(Event)).all()) == events_before
+
+
 @pytest.mark.parametrize(
     "zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Shanghai"]
 )
