@@ -29,7 +29,7 @@ from booking.intervals import (
     subtract,
 )
 from booking.models import ACTIVE_STATUSES, Booking, BookingStatus, status_active, status_among
-from core.db import UTCDateTime, among, database_key, plain_rows
+from core.db import UTCDateTime, among, database_key, plain_rows, utc_from_text
 from core.kept import warm_in_background
 from core.settings import get_settings
 from core.timeutil import to_utc_z
@@ -309,6 +309,14 @@ def busy_of(rows: Iterable[Sequence[Any]]) -> list[Busy]:
     ]
     busy.sort(key=lambda b: b.start)
     return busy
+
+
+def busy_of_json(items: Iterable[Sequence[Any]]) -> list[Busy]:
+    """busy_of for busy_one_statement's rows as json_rows carried them."""
+    return busy_of(
+        (kind, utc_from_text(s), utc_from_text(e), booking_id, status, utc_from_text(x), uid)
+        for kind, s, e, booking_id, status, x, uid in items
+    )
 
 
 def load_busy_one(

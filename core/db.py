@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import DateTime, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, create_engine
 
@@ -190,6 +191,35 @@ def writer(engine: Engine) -> Engine:
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+class json_rows(sa.sql.functions.FunctionElement[Any]):
+    """An aggregate: its columns' values in every row, as one JSON array of arrays ([] for
+    no rows), so a statement that reads one row of some tables can carry a few rows of
+    another without repeating the first's columns in each."""
+
+    type = sa.JSON()
+    inherit_cache = True
+    name = "json_rows"
+
+
+@compiles(json_rows, "postgresql")
+def _json_rows_postgresql(element: json_rows, compiler: Any, **kw: Any) -> str:
+    columns = compiler.process(element.clauses, **kw)
+    return f"coalesce(json_agg(json_build_array({columns})), '[]')"
+
+
+@compiles(json_rows, "sqlite")
+def _json_rows_sqlite(element: json_rows, compiler: Any, **kw: Any) -> str:
+    return f"json_group_array(json_array({compiler.process(element.clauses, **kw)}))"
+
+
+def utc_from_text(text: str | None) -> datetime | None:
+    """A UTCDateTime value as json_rows gives it (ISO text; SQLite's without an offset)."""
+    if text is None:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def plain_rows(

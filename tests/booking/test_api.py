@@ -193,6 +193,29 @@ def test_expiry_pass_frees_the_slot(client, session: Session):
     assert r.status_code == 201
 
 
+def test_an_overdue_request_in_the_way_expires_when_someone_books(client, session: Session):
+    """A pending request past its decision time that the periodic pass has not reached yet
+    does not hold the slot: the booking that finds it in its way expires it (its time is
+    read with the instrument, booking.service.signed_in_at_instrument) and takes the slot."""
+    inst = create_instrument(session, approval_required=True)
+    owner, other = create_user(session), create_user(session)
+    r = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(3, 9), at(3, 10)), headers=auth(owner)
+    )
+    assert r.status_code == 201 and r.json()["status"] == "pending"
+    pending = session.get(Booking, r.json()["id"])
+    assert pending is not None
+    pending.expires_at = utcnow() - timedelta(minutes=1)
+    session.add(pending)
+    session.commit()
+    r = client.post(
+        "/api/v1/bookings", json=body(inst.id, at(3, 9), at(3, 10)), headers=auth(other)
+    )
+    assert r.status_code == 201, r.text
+    session.expire_all()
+    assert session.get(Booking, pending.id).status == BookingStatus.expired
+
+
 def test_qualification_and_quota(client, session: Session):
     lab = create_lab(session)
     inst = create_instrument(session, lab=lab, qualification_required=True, weekly_quota_hours=3)
