@@ -104,32 +104,34 @@ def _around(data: BookingCreate) -> tuple[datetime, datetime] | None:
 def signed_in_at_instrument(session: Session, who: Unchecked, data: BookingCreate) -> AtInstrument:
     """The person a token names, checked as every request checks them, and the instrument
     they want to book, locked, in one statement; for a single booking, the instrument's
-    busy time around the wanted time too, so the check reads nothing more. When the
-    statement finds nothing (the person, the instrument, or, on PostgreSQL, the
-    instrument's lock held by another transaction: the row is skipped, not waited for),
-    the two are asked apart, so the answer says which one is wrong (401 before 404), the
-    lock is waited for, and the check reads the busy time itself, after it."""
+    busy time around the wanted time too, so the check reads nothing more.
+
+    On PostgreSQL that statement skips an instrument another transaction holds (its
+    snapshot would be older than the lock it waited for): then the person and the
+    instrument are read again, waiting for the lock, and the check reads the busy time
+    itself, after it. When nothing is found, the two are asked apart, so the answer says
+    which one is wrong (401 before 404)."""
     around = _around(data)
     params = {**who.wanted.params(), "instrument_id": data.instrument_id}
-    if around is None:
-        row = session.exec(_SIGNED_IN_LOCKING, params=params).first()  # type: ignore[call-overload]
-    else:
+    row, timeline = None, None
+    if around is not None:
         row = session.exec(
             _SIGNED_IN_LOCKING_WITH_BUSY,  # type: ignore[call-overload]
             params={**params, **busy_params(*around)},
         ).first()
+        if row is not None:
+            # On PostgreSQL the busy time was read on the statement's snapshot, taken a
+            # moment before the lock; SQLite's writers take turns from BEGIN IMMEDIATE.
+            timeline = timeline_of(
+                session, row[1], busy_of_json(row[2]), read_before_lock=is_postgres(session)
+            )
+    if row is None:
+        row = session.exec(_SIGNED_IN_LOCKING, params=params).first()  # type: ignore[call-overload]
     if row is None:
         user = who.wanted.load(session)
         return AtInstrument(user, instrument_get(session, data.instrument_id, for_update=True))
     checked = who.wanted.check(row[0])
     assert checked is not None  # required: check raised otherwise
-    if around is None:
-        return AtInstrument(checked, row[1])
-    # On PostgreSQL the busy time was read on the statement's snapshot, taken before the
-    # lock; SQLite's writers take turns from their transaction's start.
-    timeline = timeline_of(
-        session, row[1], busy_of_json(row[2]), read_before_lock=is_postgres(session)
-    )
     return AtInstrument(checked, row[1], timeline)
 
 
