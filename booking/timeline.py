@@ -300,12 +300,10 @@ def busy_params(start: datetime, end: datetime) -> dict[str, datetime]:
 
 
 def busy_of(rows: Iterable[Sequence[Any]]) -> list[Busy]:
-    """busy_one_statement's rows as busy time, earliest first (a row of NULLs, from an
-    outer join that found none, is skipped)."""
+    """busy_one_statement's rows as busy time, earliest first."""
     busy = [
         Busy(s, e, kind, booking_id, BookingStatus(status).value if status else None, expires, uid)
         for kind, s, e, booking_id, status, expires, uid in rows
-        if kind is not None
     ]
     busy.sort(key=lambda b: b.start)
     return busy
