@@ -402,13 +402,15 @@ def load_timeline(
 ) -> Timeline:
     """One instrument's timeline over [start, end)."""
     assert instrument.id is not None
-    return load_timelines(session, [instrument], start, end)[instrument.id]
+    busy = load_busy_one(session, instrument.id, start, end)
+    return timeline_of(session, instrument, busy, read_before_lock=False)
 
 
 def timeline_of(
     session: Session, instrument: Instrument, busy: list[Busy], *, read_before_lock: bool
 ) -> Timeline:
-    """One instrument's timeline from busy time the caller read (busy_one_statement)."""
+    """One instrument's timeline from busy time the caller read (busy_one_statement;
+    `read_before_lock`: see Timeline)."""
     assert instrument.id is not None
     hours = hours_by_instrument(session, [instrument])
     return Timeline(
