@@ -23,10 +23,13 @@ import asyncio
 import inspect
 import logging
 import random
+import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +38,6 @@ from fastapi.dependencies.utils import get_typed_signature
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
 from core.db import get_engine, is_busy, is_retryable, writer
 from core.errors import AppError, Conflict, Invalid, NotSaved, ServiceBusy
@@ -221,6 +223,57 @@ class Gate:
 GATE = Gate()
 
 
+# --- the worker threads ---------------------------------------------------------------------
+
+_threads: ThreadPoolExecutor | None = None
+_threads_lock = threading.Lock()
+
+
+def _worker_threads() -> ThreadPoolExecutor:
+    """The process's threads for units of work, made on first use (at least one per gate
+    slot; `server_threads` as before)."""
+    global _threads
+    if _threads is None:
+        with _threads_lock:
+            if _threads is None:
+                settings = get_settings()
+                _threads = ThreadPoolExecutor(
+                    max(settings.server_threads, settings.gate_slots),
+                    thread_name_prefix="labshare-work",
+                )
+    return _threads
+
+
+async def in_worker_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` in a worker thread, in a copy of the caller's context.
+
+    Starlette's run_in_threadpool does the same through anyio, for about a sixth of the
+    event loop's time a booking request (sniffio's detection, a capacity limiter and a
+    cancel scope every call). Like it, a caller cancelled while `fn` runs (the server
+    stopping) waits for `fn` to finish before the cancellation goes on, so the caller's
+    gate slot is never given back while its connection is still in use; a call not
+    started yet is dropped."""
+    work = _worker_threads().submit(copy_context().run, fn, *args)
+    try:
+        return await asyncio.wrap_future(work)
+    except asyncio.CancelledError:
+        if not work.cancel():
+            await _until_done(work)
+        raise
+
+
+async def _until_done(work: Future[Any]) -> None:
+    """Wait for `work`, whatever cancellations come meanwhile; its outcome is dropped
+    (the caller was cancelled, and that is what it raises)."""
+    while not work.done():
+        try:
+            await asyncio.wait([asyncio.wrap_future(work)])
+        except asyncio.CancelledError:
+            continue
+    if not work.cancelled():
+        work.exception()
+
+
 # --- the unit of work ------------------------------------------------------------------------
 
 
@@ -304,7 +357,7 @@ async def run_unit_of_work(request: Request, fn: Callable[..., Any], kwargs: dic
 
     gate = await GATE.enter(write_turn=sqlite_writer)
     try:
-        return await run_in_threadpool(_run_in_thread, session, fn, kwargs, written)
+        return await in_worker_thread(_run_in_thread, session, fn, kwargs, written)
     finally:
         GATE.leave(gate, write_turn=sqlite_writer)
 
@@ -325,7 +378,7 @@ async def read_before_unit_of_work(fn: Callable[[Session], Any]) -> Any:
     and expand an uploaded calendar), so that it never runs while a write lock is held."""
     gate = await GATE.enter(write_turn=False)
     try:
-        return await run_in_threadpool(_read_only, fn)
+        return await in_worker_thread(_read_only, fn)
     finally:
         GATE.leave(gate, write_turn=False)
 

@@ -44,7 +44,8 @@ API_PREFIX = "/api/v1"
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    # Worker threads for the units of work (core.routing): at least one per gate slot.
+    # Threads for what runs outside a unit of work (password checks, files); the units of
+    # work have their own (core.routing.in_worker_thread), as many.
     settings = get_settings()
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(settings.server_threads, settings.gate_slots)

@@ -260,3 +260,56 @@ def test_the_gate_serves_waiters_in_order_and_refuses_past_the_wait(
         asyncio.run(scenario())
     finally:
         get_settings.cache_clear()
+
+
+def test_a_unit_of_work_outlives_its_cancelled_caller() -> None:
+    """A request cancelled while its work runs in a worker thread (the server stopping)
+    waits for the work to end before the cancellation goes on: the gate's slot, given back
+    by the caller, must not be free while the thread still uses its connection. Cancelled
+    again meanwhile, it still waits; the work's own error is not raised over the
+    cancellation."""
+    import asyncio
+    import threading
+
+    from core.routing import in_worker_thread
+
+    started, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    def work() -> None:
+        started.set()
+        release.wait(5)
+        finished.append("work")
+        raise RuntimeError("the work's own failure")
+
+    async def scenario() -> None:
+        caller = asyncio.create_task(in_worker_thread(work))
+        await asyncio.to_thread(started.wait, 5)
+        caller.cancel()
+        await asyncio.sleep(0.05)
+        assert not caller.done()  # waiting for the thread
+        caller.cancel()
+        await asyncio.sleep(0.05)
+        assert not caller.done()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        assert finished == ["work"]
+
+    asyncio.run(scenario())
+
+
+def test_a_unit_of_work_runs_in_its_callers_context() -> None:
+    """The worker thread sees the caller's context variables (a tracing span, say)."""
+    import asyncio
+    import contextvars
+
+    from core.routing import in_worker_thread
+
+    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="none")
+
+    async def scenario() -> str:
+        seen.set("the caller's")
+        return await in_worker_thread(seen.get)  # type: ignore[no-any-return]
+
+    assert asyncio.run(scenario()) == "the caller's"
