@@ -19,17 +19,12 @@ from sqlmodel import Session, col, select
 from core.db import UTCDateTime
 from core.errors import Forbidden, Unauthorized
 from core.models import AuthSession, Role, User
-from core.routing import Deferred, request_session
+from core.routing import Deferred, get_session
 from core.security import TokenClaims, read_access_token
 from core.timeutil import utcnow
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 SESSION_COOKIE = "labshare_session"  # the pages' cookie holds the same token the API uses
-
-
-async def get_session(request: Request) -> Session:
-    """The request's session; the unit of work commits it before the answer is sent."""
-    return request_session(request)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import pytest
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
@@ -15,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from booking.models import Booking
+from core.deps import SessionDep
 from core.routing import UnitOfWorkRoute
 from tests.booking.helpers import at, body
 from tests.factories import auth, create_instrument, create_user
@@ -313,3 +316,39 @@ def test_a_unit_of_work_runs_in_its_callers_context() -> None:
         return await in_worker_thread(seen.get)  # type: ignore[no-any-return]
 
     assert asyncio.run(scenario()) == "the caller's"
+
+
+
+async def _session_of_a_dependency(session: SessionDep) -> Session:
+    return session
+
+
+def _probe(
+    session: SessionDep,
+    same: Annotated[Session, Depends(_session_of_a_dependency)],
+    label: str = "x",
+) -> dict[str, object]:
+    session.execute(text("CREATE TABLE IF NOT EXISTS uow_probe (label VARCHAR(20))"))
+    session.execute(text("INSERT INTO uow_probe VALUES (:label)"), {"label": label})
+    return {"same": session is same}
+
+
+def test_an_endpoints_session_comes_from_the_unit_of_work(engine: Engine) -> None:
+    """FastAPI does not solve an endpoint's own session parameter (the unit of work passes
+    it); a dependency that asks for the session gets the same one, and the endpoint's
+    writes are committed."""
+    router = APIRouter(route_class=UnitOfWorkRoute)
+    router.add_api_route("/probe", _probe, methods=["POST"])
+    route = next(r for r in router.routes if isinstance(r, APIRoute))
+    solved_by_fastapi = [d.call for d in route.dependant.dependencies]
+    assert solved_by_fastapi == [_session_of_a_dependency]
+    app = FastAPI()
+    app.include_router(router)
+    with TestClient(app) as client:
+        answer = client.post("/probe", params={"label": "kept"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"same": True}
+    with Session(engine) as session:
+        assert session.execute(text("SELECT label FROM uow_probe")).scalars().all() == ["kept"]
+        session.execute(text("DROP TABLE uow_probe"))
+        session.commit()
