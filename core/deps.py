@@ -121,11 +121,23 @@ def wanted_user(request: Request, token: str | None, **kwargs: object) -> Wanted
     return WantedUser(claims.user_id, claims.session_id, **kwargs)  # type: ignore[arg-type]
 
 
-# The checks below are async and pure (a signature check), so they run on the event loop.
-async def get_optional_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User | None:
-    return wanted_user(request, token, required=False)  # type: ignore[return-value]
+class SignedIn(OAuth2PasswordBearer):
+    """The bearer token, as the API docs show it (the same scheme as `oauth2_scheme`), and
+    what a route wants of the person it names, in one dependency: `decide(request, token)`
+    makes the route's value. FastAPI solved the scheme and a function taking its token as
+    two dependencies, each with its own bookkeeping, on every request.
+
+    The check is async and pure (a signature check), so it runs on the event loop; the
+    person is loaded in the unit of work (WantedUser)."""
+
+    def __init__(self, decide: Callable[[Request, str | None], object]) -> None:
+        super().__init__(
+            tokenUrl="/api/v1/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
+        )
+        self.decide = decide
+
+    async def __call__(self, request: Request) -> Any:  # type: ignore[override]
+        return self.decide(request, await super().__call__(request))
 
 
 def _required(request: Request, token: str | None) -> WantedUser:
@@ -133,12 +145,6 @@ def _required(request: Request, token: str | None) -> WantedUser:
     if found is None:
         raise _not_signed_in()
     return found
-
-
-async def get_current_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User:
-    return _required(request, token)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -150,28 +156,30 @@ class Unchecked:
     wanted: WantedUser
 
 
-async def get_unchecked_user(
-    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> Unchecked:
+def _optional(request: Request, token: str | None) -> WantedUser | None:
+    return wanted_user(request, token, required=False)
+
+
+def _unchecked(request: Request, token: str | None) -> Unchecked:
     return Unchecked(_required(request, token))
 
 
-OptionalUser = Annotated[User | None, Depends(get_optional_user)]
-CurrentUser = Annotated[User, Depends(get_current_user)]
-UncheckedUser = Annotated[Unchecked, Depends(get_unchecked_user)]
+OptionalUser = Annotated[User | None, Depends(SignedIn(_optional))]
+CurrentUser = Annotated[User, Depends(SignedIn(_required))]
+UncheckedUser = Annotated[Unchecked, Depends(SignedIn(_unchecked))]
 
 
-def require_roles(*roles: Role) -> Callable[..., object]:
+def require_roles(*roles: Role) -> SignedIn:
     """A dependency that admits only users holding one of `roles`."""
     roles_wanted = tuple(roles)
 
-    async def guard(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    def guard(request: Request, token: str | None) -> WantedUser:
         found = wanted_user(request, token, roles=roles_wanted)
         if found is None:
             raise _not_signed_in()
-        return found  # type: ignore[return-value]
+        return found
 
-    return guard
+    return SignedIn(guard)
 
 
 LabManager = Annotated[User, Depends(require_roles(Role.lab_manager, Role.network_admin))]

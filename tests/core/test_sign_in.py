@@ -116,3 +116,37 @@ def test_page_sign_out_ends_the_cookies_session(client: TestClient, session: Ses
     )
     assert response.status_code == 303
     assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_the_signed_in_person_is_one_dependency_and_the_docs_show_the_bearer_scheme() -> None:
+    """FastAPI solves the token and what a route wants of its person as one dependency
+    (core.deps.SignedIn); the API docs still show one bearer scheme, on every route that
+    needs a person, and none on the sign-in itself."""
+    from fastapi.routing import APIRoute
+
+    from core.deps import SignedIn
+    from labshare.app import create_app
+
+    app = create_app()
+    schema = app.openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert list(schemes) == ["OAuth2PasswordBearer"]
+    assert schemes["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
+    assert schema["paths"]["/api/v1/bookings"]["post"]["security"] == [{"OAuth2PasswordBearer": []}]
+    assert "security" not in schema["paths"]["/api/v1/auth/token"]["post"]
+
+    def routes(found: list) -> list[APIRoute]:
+        out: list[APIRoute] = []
+        for route in found:
+            if isinstance(route, APIRoute):
+                out.append(route)
+            elif hasattr(route, "original_router"):
+                out.extend(routes(route.original_router.routes))
+        return out
+
+    booking = next(
+        r for r in routes(app.routes) if r.path.endswith("/bookings") and "POST" in r.methods
+    )
+    [person] = booking.dependant.dependencies
+    assert isinstance(person.call, SignedIn)
+    assert person.dependencies == []  # not a function of the scheme's token: one call
