@@ -26,7 +26,7 @@ from booking.models import Booking, BookingStatus
 from booking.notifications.outbox import notify
 from booking.rules import check_qualification, check_quota, check_shape
 from booking.timeline import Busy, Timeline, load_timeline, zone
-from core.db import is_postgres
+from core.db import built, is_postgres
 from core.events import insert_with_event
 from core.timeutil import to_utc_z
 from instruments.models import Blackout, Instrument
@@ -260,7 +260,8 @@ def new_booking(
 ) -> Booking:
     status, expires_at = initial_status(instrument, start, now)
     assert instrument.id is not None
-    return Booking(
+    return built(
+        Booking,
         instrument_id=instrument.id,
         user_id=user_id,
         start_at=start,

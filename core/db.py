@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import DateTime, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 from core.settings import get_settings
 
@@ -316,3 +318,54 @@ def is_busy(exc: BaseException) -> bool:
         and sqlstate(exc) is None
         and ("sqlite" not in type(exc.orig).__module__)
     )
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    plain: dict[str, Any]  # field -> its default
+    made: list[tuple[str, Callable[[], Any]]]  # field -> its default factory
+    known: frozenset[str]
+    required: frozenset[str]
+
+
+_DEFAULTS: dict[type, _Defaults] = {}
+M = TypeVar("M", bound=SQLModel)
+
+
+def _defaults_of(model: type[SQLModel]) -> _Defaults:
+    found = _DEFAULTS.get(model)
+    if found is None:
+        fields = model.model_fields
+        found = _DEFAULTS[model] = _Defaults(
+            plain={n: f.default for n, f in fields.items() if not f.is_required()},
+            made=[(n, f.default_factory) for n, f in fields.items() if f.default_factory],  # type: ignore[misc]
+            known=frozenset(fields),
+            required=frozenset(n for n, f in fields.items() if f.is_required()),
+        )
+        for name, _factory in found.made:
+            del found.plain[name]
+    return found
+
+
+def built(model: type[M], **values: Any) -> M:
+    """A new instance of a table model with `values` and the model's own defaults for the
+    rest, built the way the ORM builds a row it loads: the class's __new__, then its
+    attributes at once. SQLModel's __init__ sets each field through SQLAlchemy's attribute
+    events: about 37 us for a booking, on every booking request. Nothing is checked less:
+    a table model's __init__ does not validate either."""
+    defaults = _defaults_of(model)
+    given = values.keys()
+    if not (given <= defaults.known and given >= defaults.required):
+        raise TypeError(
+            f"{model.__name__}: unknown fields {sorted(given - defaults.known)} or missing "
+            f"{sorted(defaults.required - given)}"
+        )
+    instance = manager_of_class(model).new_instance()
+    fields = dict(defaults.plain)
+    for name, factory in defaults.made:
+        if name not in values:
+            fields[name] = factory()
+    fields.update(values)
+    instance.__dict__.update(fields)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(given))
+    return instance  # type: ignore[no-any-return]

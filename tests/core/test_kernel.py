@@ -70,3 +70,43 @@ def test_times_need_an_offset() -> None:
         parse_aware("2026-12-01T09:00:00")
     with pytest.raises(Invalid):
         parse_aware("yesterday")
+
+
+def test_a_built_model_is_the_one_its_constructor_makes(session) -> None:  # type: ignore[no-untyped-def]
+    """core.db.built (the ORM's way of making a loaded row, for the booking path) gives what
+    the model's own __init__ gives: the same fields, defaults and factories included, and the
+    same row once written; it refuses what __init__ could not take."""
+    from sqlmodel import select
+
+    from booking.models import Booking, BookingStatus
+    from core.db import built
+    from tests.factories import create_instrument, create_user
+
+    instrument, user = create_instrument(session), create_user(session)
+    start = datetime(2031, 5, 6, 9, tzinfo=UTC)
+    given_ = {"instrument_id": instrument.id, "user_id": user.id, "status": BookingStatus.pending}
+    made = [
+        Booking(start_at=start, end_at=start + timedelta(hours=1), **given_),
+        built(
+            Booking,
+            start_at=start + timedelta(hours=2),
+            end_at=start + timedelta(hours=3),
+            **given_,
+        ),
+    ]
+    dumped = [
+        m.model_dump(exclude={"start_at", "end_at", "created_at", "updated_at"}) for m in made
+    ]
+    assert dumped[0] == dumped[1]
+    assert made[0].__pydantic_fields_set__ == made[1].__pydantic_fields_set__
+    assert made[1].created_at is not None and made[1].version == 1 and made[1].purpose == ""
+    session.add_all(made)
+    session.commit()
+    rows = session.exec(select(Booking).order_by(Booking.id)).all()
+    assert [(r.status, r.version, r.purpose, r.assistance) for r in rows] == [
+        (BookingStatus.pending, 1, "", None)
+    ] * 2
+    with pytest.raises(TypeError, match="missing"):
+        built(Booking, instrument_id=1)
+    with pytest.raises(TypeError, match="unknown"):
+        built(Booking, start_at=start, end_at=start, no_such_field=1, **given_)
