@@ -318,7 +318,6 @@ def test_a_unit_of_work_runs_in_its_callers_context() -> None:
     assert asyncio.run(scenario()) == "the caller's"
 
 
-
 async def _session_of_a_dependency(session: SessionDep) -> Session:
     return session
 
