@@ -23,13 +23,10 @@ import asyncio
 import inspect
 import logging
 import random
-import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import copy_context
 from dataclasses import dataclass
 from typing import Annotated, Any, get_origin
 
@@ -43,6 +40,7 @@ from core.db import get_engine, is_busy, is_retryable, writer
 from core.errors import AppError, Conflict, Invalid, NotSaved, ServiceBusy
 from core.replicas import WRITE_LSN, routed_session, write_position
 from core.settings import get_settings
+from core.threads import in_worker_thread
 
 log = logging.getLogger(__name__)
 
@@ -221,57 +219,6 @@ class Gate:
 
 
 GATE = Gate()
-
-
-# --- the worker threads ---------------------------------------------------------------------
-
-_threads: ThreadPoolExecutor | None = None
-_threads_lock = threading.Lock()
-
-
-def _worker_threads() -> ThreadPoolExecutor:
-    """The process's threads for units of work, made on first use (at least one per gate
-    slot; `server_threads` as before)."""
-    global _threads
-    if _threads is None:
-        with _threads_lock:
-            if _threads is None:
-                settings = get_settings()
-                _threads = ThreadPoolExecutor(
-                    max(settings.server_threads, settings.gate_slots),
-                    thread_name_prefix="labshare-work",
-                )
-    return _threads
-
-
-async def in_worker_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    """`fn(*args)` in a worker thread, in a copy of the caller's context.
-
-    Starlette's run_in_threadpool does the same through anyio, for about a sixth of the
-    event loop's time a booking request (sniffio's detection, a capacity limiter and a
-    cancel scope every call). Like it, a caller cancelled while `fn` runs (the server
-    stopping) waits for `fn` to finish before the cancellation goes on, so the caller's
-    gate slot is never given back while its connection is still in use; a call not
-    started yet is dropped."""
-    work = _worker_threads().submit(copy_context().run, fn, *args)
-    try:
-        return await asyncio.wrap_future(work)
-    except asyncio.CancelledError:
-        if not work.cancel():
-            await _until_done(work)
-        raise
-
-
-async def _until_done(work: Future[Any]) -> None:
-    """Wait for `work`, whatever cancellations come meanwhile; its outcome is dropped
-    (the caller was cancelled, and that is what it raises)."""
-    while not work.done():
-        try:
-            await asyncio.wait([asyncio.wrap_future(work)])
-        except asyncio.CancelledError:
-            continue
-    if not work.cancelled():
-        work.exception()
 
 
 # --- the unit of work ------------------------------------------------------------------------

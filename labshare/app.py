@@ -45,7 +45,7 @@ API_PREFIX = "/api/v1"
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # Threads for what runs outside a unit of work (password checks, files); the units of
-    # work have their own (core.routing.in_worker_thread), as many.
+    # work have their own (core.threads), as many.
     settings = get_settings()
     limiter = anyio.to_thread.current_default_thread_limiter()
     limiter.total_tokens = max(settings.server_threads, settings.gate_slots)

@@ -274,7 +274,7 @@ def test_a_unit_of_work_outlives_its_cancelled_caller() -> None:
     import asyncio
     import threading
 
-    from core.routing import in_worker_thread
+    from core.threads import in_worker_thread
 
     started, release = threading.Event(), threading.Event()
     finished: list[str] = []
@@ -307,7 +307,7 @@ def test_a_unit_of_work_runs_in_its_callers_context() -> None:
     import asyncio
     import contextvars
 
-    from core.routing import in_worker_thread
+    from core.threads import in_worker_thread
 
     seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="none")
 
@@ -351,3 +351,36 @@ def test_an_endpoints_session_comes_from_the_unit_of_work(engine: Engine) -> Non
         assert session.execute(text("SELECT label FROM uow_probe")).scalars().all() == ["kept"]
         session.execute(text("DROP TABLE uow_probe"))
         session.commit()
+
+
+def test_worker_threads_start_as_calls_need_them_and_never_more_than_allowed() -> None:
+    """Calls at once up to the limit each get a thread at once (three that wait for one
+    another all run); past it they queue and still all run; an error reaches its caller
+    as it was raised."""
+    import asyncio
+    import threading
+
+    from core.threads import WorkerThreads, in_worker_thread
+
+    together = threading.Barrier(3, timeout=5)
+    three = WorkerThreads(3, name="test-three")
+    two = WorkerThreads(2, name="test-two")
+
+    def meet(n: int) -> int:
+        together.wait()  # breaks (and raises) unless all three run at once
+        return n
+
+    def fail() -> None:
+        raise KeyError("the call's own")
+
+    async def scenario() -> None:
+        met = await asyncio.gather(*(in_worker_thread(meet, n, threads=three) for n in range(3)))
+        assert met == [0, 1, 2] and three.started == 3
+        many = await asyncio.gather(
+            *(in_worker_thread(lambda n=n: n * n, threads=two) for n in range(20))
+        )
+        assert many == [n * n for n in range(20)] and two.started == 2
+        with pytest.raises(KeyError, match="the call's own"):
+            await in_worker_thread(fail, threads=two)
+
+    asyncio.run(scenario())
