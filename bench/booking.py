@@ -152,10 +152,10 @@ def statements(url: str) -> dict[str, int]:
     engine = get_engine()
     listener = lambda *a: seen.append(a[2])  # noqa: E731
     with TestClient(create_app()) as client:
-        # The start-up read of every instrument's hours runs in a thread of its own: let it
-        # finish, or its statements land in the counts.
+        # The start-up reads (every instrument's hours, the dashboard's figures) run in
+        # threads of their own: let them finish, or their statements land in the counts.
         for thread in threading.enumerate():
-            if thread.name == "labshare-hours-warm":
+            if thread.name in ("labshare-hours-warm", "labshare-kpi-warm"):
                 thread.join(60)
         client.post("/api/v1/bookings", headers=head, json=body)  # warm the caches
         body["start"] = (start + timedelta(days=1)).isoformat()
@@ -164,9 +164,11 @@ def statements(url: str) -> dict[str, int]:
         counts = {}
         # The first refusal fills this process's caches of the category's instruments and
         # their hours (booking.elsewhere); the next ones read only what changes.
-        for name in ("created", "refused_first", "refused"):
+        for name, status in (("created", 201), ("refused_first", 409), ("refused", 409)):
             seen.clear()
-            client.post("/api/v1/bookings", headers=head, json=body)
+            answer = client.post("/api/v1/bookings", headers=head, json=body)
+            if answer.status_code != status:
+                raise SystemExit(f"statements: {name} answered {answer.status_code}, not {status}")
             counts[name] = len(seen)
         event.remove(engine, "before_cursor_execute", listener)
     print(
