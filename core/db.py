@@ -16,6 +16,7 @@ from sqlalchemy import DateTime, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.attributes import manager_of_class
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
@@ -322,6 +323,7 @@ def is_busy(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class _Defaults:
+    mapper: Any
     plain: dict[str, Any]  # field -> its default
     made: list[tuple[str, Callable[[], Any]]]  # field -> its default factory
     known: frozenset[str]
@@ -337,6 +339,7 @@ def _defaults_of(model: type[SQLModel]) -> _Defaults:
     if found is None:
         fields = model.model_fields
         found = _DEFAULTS[model] = _Defaults(
+            mapper=sa.inspect(model),
             plain={n: f.default for n, f in fields.items() if not f.is_required()},
             made=[(n, f.default_factory) for n, f in fields.items() if f.default_factory],  # type: ignore[misc]
             known=frozenset(fields),
@@ -360,6 +363,10 @@ def built(model: type[M], **values: Any) -> M:
             f"{model.__name__}: unknown fields {sorted(given - defaults.known)} or missing "
             f"{sorted(defaults.required - given)}"
         )
+    if not defaults.mapper.configured:
+        # The constructor's init event configures the mappers first; __new__ does not,
+        # and an attribute set on an unconfigured mapper's instance fails.
+        configure_mappers()
     instance = manager_of_class(model).new_instance()
     fields = dict(defaults.plain)
     for name, factory in defaults.made:

@@ -110,3 +110,24 @@ def test_a_built_model_is_the_one_its_constructor_makes(session) -> None:  # typ
         built(Booking, instrument_id=1)
     with pytest.raises(TypeError, match="unknown"):
         built(Booking, start_at=start, end_at=start, no_such_field=1, **given_)
+
+
+def test_a_model_built_first_in_a_process_takes_its_attributes() -> None:
+    """The mappers are configured on first use (the constructor's init event does it, and
+    built() must too): building a booking before any query, then setting its id, once
+    failed with AttributeError in a fresh process."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from datetime import UTC, datetime\n"
+        "from booking.models import Booking\n"
+        "from core.db import built\n"
+        "now = datetime.now(UTC)\n"
+        "b = built(Booking, instrument_id=1, user_id=2, start_at=now, end_at=now)\n"
+        "b.id = 5\n"
+        "print(b.id, b.version)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["5", "1"]
