@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,12 +39,9 @@ from instruments.models import (
 )
 
 EQUIVALENT_MAX = 5
-# How many of the nearest candidates (allowed and open then) are probed for busy time per
-# answer still wanted, and at most in all: most of a category is free at any one time.
-PROBED_PER_ANSWER = 2
-PROBED_MAX = 25
-# How many allowed candidates are looked at, open or not (their hours are in memory).
-CONSIDERED_MAX = 50
+# How many of the nearest candidates are probed for busy time, per answer wanted: most of
+# a category is free at any one time and open at most times.
+PROBED_PER_ANSWER = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,42 +218,20 @@ def _nearest_allowed(
     *,
     now: datetime,
     tz: Any,
-) -> Iterator[Candidate]:
-    """The nearest candidates whose rules allow [start, end), lazily. Candidates with the
-    same rules are judged once (a category's instruments mostly share theirs)."""
-    minutes = int((end - start).total_seconds() // 60)
-    verdicts: dict[tuple[Any, ...], bool] = {}
-    for other in category.nearest(instrument, minutes):
-        rules = (
-            other.status,
-            other.slot_step_minutes,
-            other.min_minutes,
-            other.max_minutes,
-            other.lead_minutes,
-            other.horizon_days,
-        )
-        allowed = verdicts.get(rules)
-        if allowed is None:
-            try:
-                check_shape(other, start, end, now=now, tz=tz)
-                allowed = True
-            except RuleViolation:
-                allowed = False
-            verdicts[rules] = allowed
-        if allowed:
-            yield other
-
-
-def _open_then(
-    session: Session, candidates: list[Candidate], start: datetime, end: datetime, tz: Any
+    limit: int,
 ) -> list[Candidate]:
-    """Those of `candidates` open over all of [start, end) (hours from the cache)."""
-    hours = hours_by_instrument(session, candidates)
-    return [
-        c
-        for c in candidates
-        if not subtract([(start, end)], expand_hours(hours.get(c.id, {}), start, end, tz))
-    ]
+    """The nearest candidates whose rules allow [start, end), enough to probe for `limit`."""
+    minutes = int((end - start).total_seconds() // 60)
+    nearest = []
+    for other in category.nearest(instrument, minutes):
+        try:
+            check_shape(other, start, end, now=now, tz=tz)
+        except RuleViolation:
+            continue
+        nearest.append(other)
+        if len(nearest) >= limit * PROBED_PER_ANSWER:
+            break
+    return nearest
 
 
 def _probe(
@@ -311,53 +285,23 @@ def same_time_elsewhere(
     read_now = cached is None
     stamp, category = cached or _read_category(session, key)
     while True:
-        found, current = _free_and_open(
-            session, category, instrument, start, end, user_id=user_id, now=now, tz=tz, limit=limit
-        )
-        if current is None:  # nothing probed: the stamp alone says whether the cache holds
-            current = stamp if read_now else plain_rows(session, _STAMP)[0][0]
+        nearest = _nearest_allowed(category, instrument, start, end, now=now, tz=tz, limit=limit)
+        if nearest:
+            free, current = _probe(session, nearest, start, end, user_id=user_id, now=now)
+        else:  # nothing to probe: the stamp alone says whether the cache still holds
+            free, current = set(), stamp if read_now else plain_rows(session, _STAMP)[0][0]
         if read_now or current == stamp:
-            return [slot(c.id, start, end) for c in found]
+            break
         # An instrument changed since this process read the category: read it again.
         stamp, category = _read_category(session, key)
         read_now = True
-
-
-def _free_and_open(
-    session: Session,
-    category: CategoryInstruments,
-    instrument: Instrument,
-    start: datetime,
-    end: datetime,
-    *,
-    user_id: int,
-    now: datetime,
-    tz: Any,
-    limit: int,
-) -> tuple[list[Candidate], datetime | None]:
-    """Up to `limit` of the nearest candidates allowed, open and free over [start, end),
-    nearest first, and the instruments' stamp (None: nothing was probed). The rules and
-    the hours come from caches; only the busy time is asked, PROBED_PER_ANSWER candidates
-    for each answer still wanted, at most PROBED_MAX in all, out of at most CONSIDERED_MAX
-    allowed ones."""
-    allowed = _nearest_allowed(category, instrument, start, end, now=now, tz=tz)
-    found: list[Candidate] = []
-    stamp: datetime | None = None
-    probed = considered = 0
-    while len(found) < limit and probed < PROBED_MAX and considered < CONSIDERED_MAX:
-        wanted = min(
-            (limit - len(found)) * PROBED_PER_ANSWER,
-            PROBED_MAX - probed,
-            CONSIDERED_MAX - considered,
-        )
-        batch = list(islice(allowed, wanted))
-        if not batch:
-            break
-        considered += len(batch)
-        open_ = _open_then(session, batch, start, end, tz)
-        if not open_:  # at night most of a category is closed: look further, not forever
-            continue
-        probed += len(open_)
-        free, stamp = _probe(session, open_, start, end, user_id=user_id, now=now)
-        found += [c for c in open_ if c.id in free][: limit - len(found)]
-    return found, stamp
+    fits = [c for c in nearest if c.id in free]
+    # Busy ones are gone already: only opening hours remain to check.
+    hours = hours_by_instrument(session, fits)
+    out: list[dict[str, object]] = []
+    for other in fits:
+        if not subtract([(start, end)], expand_hours(hours.get(other.id, {}), start, end, tz)):
+            out.append(slot(other.id, start, end))
+            if len(out) >= limit:
+                break
+    return out

@@ -409,32 +409,6 @@ def test_alternatives_elsewhere_nearest_first_and_only_where_allowed(client, ses
     assert elsewhere == [same.id, granted.id, near.id, far.id]
 
 
-def test_alternatives_elsewhere_look_past_busy_and_closed_instruments(client, session: Session):
-    """The same time elsewhere comes from the nearest instruments open and free then: with
-    the lab's nearest eight busy or closed at that time, the next five are offered, nearest
-    first. The candidates are asked about a few at a time (booking.elsewhere), so this
-    takes a second round; closed ones are never asked about."""
-    lab = create_lab(session)
-    inst = create_instrument(session, lab=lab)
-    busy = [create_instrument(session, lab=lab) for _ in range(5)]
-    closed = [create_instrument(session, lab=lab, open_all_week=False) for _ in range(3)]
-    free = [create_instrument(session, lab=lab) for _ in range(7)]
-    session.commit()
-    alice, bob = create_user(session), create_user(session)
-    for instrument in (inst, *busy):
-        r = client.post(
-            "/api/v1/bookings", json=body(instrument.id, at(2, 9), at(2, 10)), headers=auth(alice)
-        )
-        assert r.status_code == 201, r.text
-    r = client.post("/api/v1/bookings", json=body(inst.id, at(2, 9), at(2, 10)), headers=auth(bob))
-    assert r.status_code == 409, r.text
-    elsewhere = [
-        a["instrument_id"] for a in r.json()["alternatives"] if a["instrument_id"] != inst.id
-    ]
-    assert elsewhere == [f.id for f in free[:5]]
-    assert not {c.id for c in closed} & set(elsewhere)
-
-
 def test_alternatives_follow_changes_to_the_category(client, session: Session):
     """Each process keeps a category's instruments between refusals (booking.elsewhere);
     a lab that retires one, changes its rules or adds one is heard on the next refusal."""
