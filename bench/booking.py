@@ -144,10 +144,14 @@ def statements(url: str) -> dict[str, int]:
     from core.db import get_engine
     from labshare.app import create_app
 
-    [(instrument_id, start, end)] = plan_slots(url, 1, (17, 18), seed=RUN_SEED + 7)
+    # Two free slots: one to warm the caches with, one to book and then be refused.
+    warm, counted = plan_slots(url, 2, (17, 18), seed=RUN_SEED + 7)
     [token] = tokens(url, 1)
     head = {"Authorization": f"Bearer {token}"}
-    body = {"instrument_id": instrument_id, "start": start.isoformat(), "end": end.isoformat()}
+
+    def body(slot: tuple[int, datetime, datetime]) -> dict[str, object]:
+        return {"instrument_id": slot[0], "start": slot[1].isoformat(), "end": slot[2].isoformat()}
+
     seen: list[str] = []
     engine = get_engine()
     listener = lambda *a: seen.append(a[2])  # noqa: E731
@@ -157,16 +161,14 @@ def statements(url: str) -> dict[str, int]:
         for thread in threading.enumerate():
             if thread.name in ("labshare-hours-warm", "labshare-kpi-warm"):
                 thread.join(60)
-        client.post("/api/v1/bookings", headers=head, json=body)  # warm the caches
-        body["start"] = (start + timedelta(days=1)).isoformat()
-        body["end"] = (end + timedelta(days=1)).isoformat()
+        client.post("/api/v1/bookings", headers=head, json=body(warm))
         event.listen(engine, "before_cursor_execute", listener)
         counts = {}
         # The first refusal fills this process's caches of the category's instruments and
         # their hours (booking.elsewhere); the next ones read only what changes.
         for name, status in (("created", 201), ("refused_first", 409), ("refused", 409)):
             seen.clear()
-            answer = client.post("/api/v1/bookings", headers=head, json=body)
+            answer = client.post("/api/v1/bookings", headers=head, json=body(counted))
             if answer.status_code != status:
                 raise SystemExit(f"statements: {name} answered {answer.status_code}, not {status}")
             counts[name] = len(seen)
