@@ -52,13 +52,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        if value.tzinfo is UTC:  # PostgreSQL sessions run in UTC (make_engine)
-            return value
-        return value.astimezone(UTC)
+        return None if value is None else as_utc(value)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite's come without an offset)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    if value.tzinfo is UTC:  # PostgreSQL sessions run in UTC (make_engine)
+        return value
+    return value.astimezone(UTC)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -219,10 +222,7 @@ def _json_rows_sqlite(element: json_rows, compiler: Any, **kw: Any) -> str:
 
 def utc_from_text(text: str | None) -> datetime | None:
     """A UTCDateTime value as json_rows gives it (ISO text; SQLite's without an offset)."""
-    if text is None:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return None if text is None else as_utc(datetime.fromisoformat(text))
 
 
 def plain_rows(
@@ -357,7 +357,9 @@ def built(model: type[M], **values: Any) -> M:
     rest, built the way the ORM builds a row it loads: the class's __new__, then its
     attributes at once. SQLModel's __init__ sets each field through SQLAlchemy's attribute
     events: 40 to 45 us for a booking, on every booking request. Nothing is checked less:
-    a table model's __init__ does not validate either."""
+    a table model's __init__ does not validate. It is stricter: an unknown field (which
+    __init__ ignores) or a missing required one (which __init__ leaves None) is a
+    TypeError."""
     defaults = _defaults_of(model)
     given = values.keys()
     if not (given <= defaults.known and given >= defaults.required):

@@ -23,7 +23,8 @@ from core.routing import Deferred, get_session
 from core.security import TokenClaims, read_access_token
 from core.timeutil import utcnow
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+TOKEN_URL = "/api/v1/auth/token"
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 SESSION_COOKIE = "labshare_session"  # the pages' cookie holds the same token the API uses
 
 
@@ -132,7 +133,7 @@ class SignedIn(OAuth2PasswordBearer):
 
     def __init__(self, decide: Callable[[Request, str | None], object]) -> None:
         super().__init__(
-            tokenUrl="/api/v1/auth/token", auto_error=False, scheme_name="OAuth2PasswordBearer"
+            tokenUrl=TOKEN_URL, auto_error=False, scheme_name=oauth2_scheme.scheme_name
         )
         self.decide = decide
 

@@ -347,19 +347,21 @@ async def get_session(request: Request) -> Session:
     return request_session(request)
 
 
-def _request_parameter(fn: Callable[..., Any]) -> str | None:
-    """The name of `fn`'s own `Request` parameter, if it has one (FastAPI fills only one)."""
-    for parameter in get_typed_signature(fn).parameters.values():
+def _request_parameter(typed: inspect.Signature) -> str | None:
+    """The name of the endpoint's own `Request` parameter, if it has one (FastAPI fills
+    only one); `typed`: its signature with the annotations resolved."""
+    for parameter in typed.parameters.values():
         if parameter.annotation is Request:
             return parameter.name
     return None
 
 
-def _session_parameters(fn: Callable[..., Any]) -> tuple[str, ...]:
-    """The names of `fn`'s parameters that are the request's session (get_session's)."""
+def _session_parameters(typed: inspect.Signature) -> tuple[str, ...]:
+    """The names of the endpoint's parameters that are the request's session
+    (get_session's)."""
     return tuple(
         parameter.name
-        for parameter in get_typed_signature(fn).parameters.values()
+        for parameter in typed.parameters.values()
         if get_origin(parameter.annotation) is Annotated
         and any(
             isinstance(extra, params.Depends) and extra.dependency is get_session
@@ -372,8 +374,9 @@ def _one_hop(fn: Callable[..., Any]) -> Callable[..., Any]:
     """An async endpoint with `fn`'s parameters, but the session, that runs `fn` as one
     unit of work."""
     signature = inspect.signature(fn)
-    own = _request_parameter(fn)
-    sessions = _session_parameters(fn)
+    typed = get_typed_signature(fn)
+    own = _request_parameter(typed)
+    sessions = _session_parameters(typed)
 
     async def endpoint(**kwargs: Any) -> Any:
         request = kwargs[own] if own else kwargs.pop(REQUEST_PARAM)
