@@ -45,6 +45,7 @@ from bench.booking_setup import plan_slots, plan_window, setup, tokens, with_con
 from bench.common import (
     SECRET,
     SERVER,
+    connections_by_worker,
     free_port,
     ms,
     postgres_cpu_seconds,
@@ -75,6 +76,9 @@ def booking_run(
     )
     heads.write_text("".join(t + "\n" for t in tokens_))
     server_cpu, pg_cpu = tree_cpu_seconds(pid), postgres_cpu_seconds()
+    held: list[int] = []
+    sampler = threading.Timer(seconds / 2, lambda: held.extend(connections_by_worker(pid, base)))
+    sampler.start()
     run = subprocess.run(
         ["wrk", "-t2", f"-c{clients}", f"-d{seconds}s", "--timeout", "60s",
          "-s", str(Path(__file__).with_name("wrk_post.lua")), base,
@@ -83,6 +87,7 @@ def booking_run(
     )  # fmt: skip
     server_cpu = tree_cpu_seconds(pid) - server_cpu
     pg_cpu = postgres_cpu_seconds() - pg_cpu
+    sampler.join()
     line = next(x for x in run.stdout.splitlines() if x.startswith("WRK "))
     figures = json.loads(line[4:])
     n, wall = figures["requests"], figures["duration_us"] / 1e6
@@ -99,17 +104,26 @@ def booking_run(
         "requests_per_s": round(n / wall, 1),
         "bookings_per_s": round(statuses.get(201, 0) / wall, 1),
         "p50_ms": round(figures["p50_us"] / 1000, 2),
+        "p90_ms": round(figures["p90_us"] / 1000, 2),
         "p99_ms": round(figures["p99_us"] / 1000, 2),
+        "p99.9_ms": round(figures["p999_us"] / 1000, 2),
+        "max_ms": round(figures["max_us"] / 1000, 2),
         "mean_ms": round(figures["mean_us"] / 1000, 2),
+        # With `clients` connections always waiting, the mean is clients / throughput
+        # (Little's law); how far p99 lies above it is what the server's fairness decides.
+        "p99_over_mean": round(figures["p99_us"] / figures["mean_us"], 2),
         "server_cpu_ms_per_request": round(server_cpu / n * 1000, 2),
         "postgres_cpu_ms_per_request": round(pg_cpu / n * 1000, 2),
         "load_average": os.getloadavg(),
+        # The client's connections each worker process held halfway through.
+        "connections_by_worker": held,
     }
     print(
         f"   {name}: {out['bookings_per_s']} bookings/s ({out['requests_per_s']} requests/s, "
-        f"{statuses}); p50 {out['p50_ms']} ms, p99 {out['p99_ms']} ms; CPU per request: "
+        f"{statuses}); p50 {out['p50_ms']} ms, p90 {out['p90_ms']}, p99 {out['p99_ms']} "
+        f"({out['p99_over_mean']}x the mean), max {out['max_ms']}; CPU per request: "
         f"server {out['server_cpu_ms_per_request']} ms, PostgreSQL "
-        f"{out['postgres_cpu_ms_per_request']} ms"
+        f"{out['postgres_cpu_ms_per_request']} ms; connections by worker {held}"
     )
     return out
 

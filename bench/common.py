@@ -66,6 +66,27 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def connections_by_worker(pid: int, base: str) -> list[int]:
+    """How many connections to `base`'s port each worker process under `pid` holds, most
+    first (uvicorn's workers are the supervisor's children)."""
+    import psutil
+
+    port = int(base.rsplit(":", 1)[1])
+    counts = []
+    for child in psutil.Process(pid).children():
+        try:
+            counts.append(
+                sum(
+                    1
+                    for c in child.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+                )
+            )
+        except psutil.Error:
+            continue
+    return sorted((n for n in counts if n), reverse=True)
+
+
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL process on the machine (backends come and go: this is
     a lower bound for a run, good for ratios of runs measured the same way)."""

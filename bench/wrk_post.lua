@@ -43,9 +43,11 @@ function done(summary, latency, requests)
   for status, n in pairs(counts) do parts[#parts + 1] = string.format('"%d": %d', status, n) end
   io.write(string.format(
     'WRK {"requests": %d, "duration_us": %d, "errors": %d, "timeouts": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "mean_us": %.1f, "statuses": {%s}}\n',
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "p999_us": %d, "max_us": %d, ' ..
+    '"mean_us": %.1f, "stdev_us": %.1f, "statuses": {%s}}\n',
     summary.requests, summary.duration,
     summary.errors.connect + summary.errors.read + summary.errors.write,
-    summary.errors.timeout, latency:percentile(50), latency:percentile(99), latency.mean,
+    summary.errors.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency:percentile(99.9), latency.max, latency.mean, latency.stdev,
     table.concat(parts, ", ")))
 end
