@@ -127,6 +127,8 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        # Several processes on one socket take the connections in turn (labshare.balanced).
+        loop="labshare.balanced:new_event_loop" if workers > 1 else "auto",
         log_level="info",
         # One line per request costs about a tenth of a small request's time; opt in.
         access_log=get_settings().access_log,
