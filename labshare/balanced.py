@@ -111,11 +111,15 @@ class Tally:
         return fewest
 
     def close(self) -> None:
-        """Give the slot back; the last worker out removes the file."""
+        """Give the slot back; the last worker out removes the file (a worker killed
+        outright left its slot written, but long ago)."""
         with self._locked():
             if self._offset is not None:
                 self._slot.pack_into(self._map, self._offset, 0, 0, 0.0)
-            if not any(pid for _, pid, _, _ in self._slots()):
+            now = time.monotonic()
+            if not any(
+                pid and now - written <= GONE_SECONDS for _, pid, _, written in self._slots()
+            ):
                 self.path.unlink(missing_ok=True)
             self._map.close()
         os.close(self._fd)
