@@ -42,8 +42,11 @@ def psycopg_url(value: str) -> str:
     return value
 
 
-# Requests doing database work at once in one server process (see Settings.gate_slots).
-DEFAULT_GATE_SLOTS = 3
+# Requests doing database work at once in one server process (Settings.gate_slots): GATE_SLOTS
+# on PostgreSQL; on SQLite SQLITE_GATE_SLOTS_PER_CPU a CPU, at least SQLITE_GATE_SLOTS_LEAST.
+GATE_SLOTS = 3
+SQLITE_GATE_SLOTS_PER_CPU = 4
+SQLITE_GATE_SLOTS_LEAST = 8
 
 
 class Settings(BaseSettings):
@@ -247,7 +250,11 @@ class Settings(BaseSettings):
         slower than 8. SQLite runs its queries inside the process, outside that lock, on
         the other CPUs: there more at once overlap them (served, 8 at once booked 10 to
         20% more than 3), so it keeps four per CPU, at least 8."""
-        default = max(8, 4 * (os.cpu_count() or 1)) if self.is_sqlite else DEFAULT_GATE_SLOTS
+        default = GATE_SLOTS
+        if self.is_sqlite:
+            default = max(
+                SQLITE_GATE_SLOTS_LEAST, SQLITE_GATE_SLOTS_PER_CPU * (os.cpu_count() or 1)
+            )
         return min(self.db_concurrency or default, self.db_pool_size)
 
     @property

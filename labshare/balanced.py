@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import mmap
 import os
@@ -127,7 +128,7 @@ class Tally:
 
 class TakingTurns:
     """A listener for one shared socket: what the loop's `create_server` returns, as far as
-    the server uses it (`close`, `wait_closed`, `sockets`, `is_serving`)."""
+    uvicorn's server uses it (`close` and `wait_closed`)."""
 
     def __init__(
         self,
@@ -166,13 +167,6 @@ class TakingTurns:
             target=self._accept_in_turn, name="labshare-accept", daemon=True
         )
         self._thread.start()
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return (self._sock,)
-
-    def is_serving(self) -> bool:
-        return not self._closed.is_set()
 
     def close(self) -> None:
         """Stop taking connections; those taken are served to their end."""
@@ -289,6 +283,7 @@ def _once(fn: Callable[[], None]) -> Callable[[], None]:
     return call
 
 
+@functools.cache
 def _taking_turns(base: type[asyncio.AbstractEventLoop]) -> type[asyncio.AbstractEventLoop]:
     """`base`, but a server on a socket handed to it takes connections in turn."""
 
