@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -82,6 +83,37 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _refuse_nul(
+        _conn: Connection,
+        _cursor: Any,
+        _statement: str,
+        parameters: Any,
+        _context: Any,
+        executemany: bool,
+    ) -> None:
+        # PostgreSQL's text cannot hold a NUL byte and psycopg refuses one in any value
+        # (a DataError: the request's 422); SQLite would store it. Refuse it here as well,
+        # for every statement and every field, so both databases answer alike.
+        if carries_nul(parameters, executemany):
+            raise sqlite3.DataError("text must not contain NUL (0x00) characters")
+
+
+def carries_nul(parameters: Any, executemany: bool) -> bool:
+    """Whether a statement's parameters hold text with NUL: a row, or rows for executemany
+    (whose batches of many rows in one INSERT come as one flat row)."""
+    if not parameters:
+        return False
+    for row in parameters if executemany else (parameters,):
+        if isinstance(row, dict):
+            row = row.values()
+        elif not isinstance(row, list | tuple):
+            row = (row,)
+        for value in row:
+            if isinstance(value, str) and "\x00" in value:
+                return True
+    return False
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -144,3 +144,31 @@ def test_numbers_past_what_json_holds(client: TestClient, actors) -> None:
         f"/api/v1/instruments/{instrument.id}", content=b'{"asset_value": 1e400}', headers=head
     )
     assert response.status_code in (403, 422), response.text
+
+
+def test_nul_characters_refused_alike_on_both_databases(
+    client: TestClient, session: Session, actors
+) -> None:
+    """PostgreSQL's text cannot hold NUL; SQLite stored it. Both now answer 422 with the
+    reason and keep nothing, whichever field or query carries it."""
+    instrument, manager, _admin, researcher = actors
+    body = {
+        "instrument_id": instrument.id,
+        "start": "2027-03-01T09:00:00Z",
+        "end": "2027-03-01T10:00:00Z",
+        "purpose": "a\u0000b",
+    }
+    answer = client.post("/api/v1/bookings", json=body, headers=auth(researcher))
+    assert answer.status_code == 422, answer.text
+    assert "NUL" in answer.text
+    mine = client.get("/api/v1/bookings", headers=auth(researcher))
+    assert mine.status_code == 200 and mine.json()["items"] == [], mine.text
+
+    answer = client.patch(
+        f"/api/v1/instruments/{instrument.id}", json={"name": "x\u0000"}, headers=auth(manager)
+    )
+    assert answer.status_code == 422, answer.text
+    assert client.get(f"/api/v1/instruments/{instrument.id}").json()["name"] == instrument.name
+
+    answer = client.get("/api/v1/instruments?q=a%00b")
+    assert answer.status_code == 422, answer.text
