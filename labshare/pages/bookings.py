@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -79,14 +80,24 @@ def _name_of(session: Session, instrument_id: int, cache: dict[int, str]) -> str
 
 
 def _fragment(
-    request: Request, name: str, context: dict[str, Any], *, user: User, status_code: int = 200
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    user: User,
+    status_code: int = 200,
+    booked_from: datetime | None = None,
 ) -> HTMLResponse:
-    """An htmx fragment, or the same content inside the full layout for a plain form post."""
+    """An htmx fragment, or the same content inside the full layout for a plain form post.
+
+    A change tells the page's calendar to redraw; a booking made also says when it starts,
+    so a calendar showing another week turns to the booking's (calendar.js)."""
     page = name if is_htmx(request) else "booking/result_page.html"
     context = {**context, "fragment": name}
     response = render(request, page, context, user=user, status_code=status_code)
     if status_code < 300:
-        response.headers["HX-Trigger"] = "booking-changed"
+        detail = {"start": booked_from.isoformat()} if booked_from else {}
+        response.headers["HX-Trigger"] = json.dumps({"booking-changed": detail})
     return response
 
 
@@ -195,6 +206,7 @@ def book(
         {"b": body, "name": _name_of(session, instrument_id, {})},
         user=user,
         status_code=201,
+        booked_from=data.start,
     )
 
 

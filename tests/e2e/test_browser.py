@@ -313,6 +313,36 @@ def test_a_displaced_booking_is_rebooked_in_one_click(
     assert sorted(b.status for b in mine) == [BookingStatus.confirmed, BookingStatus.displaced]
 
 
+def test_a_time_typed_in_a_later_week_turns_the_calendar_to_it(
+    browser,
+    live_server: str,
+    session: Session,
+    shots: Shots,  # type: ignore[no-untyped-def]
+) -> None:
+    """Booked by typing a date two weeks on, the booking shows: the calendar had stayed on
+    this week, where nothing changed, and left the person wondering."""
+    nmr = create_instrument(session, name="NMR 600")
+    ming = create_user(session, email="ming@example.org")
+    session.commit()
+    later = str((datetime.now(get_settings().zone) + timedelta(days=14)).date())
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{live_server}/signin?next=/instruments/{nmr.id}")
+    _sign_in(page, live_server, ming.email)
+    page.wait_for_url(f"**/instruments/{nmr.id}")
+    page.locator(".fc-timegrid-col").first.wait_for()
+    assert page.locator(f'.fc-timegrid-col[data-date="{later}"]').count() == 0
+    page.locator("#start").fill(f"{later}T09:00")
+    page.locator("#end").fill(f"{later}T10:00")
+    page.get_by_role("button", name="Book", exact=True).click()
+    page.locator("#booked").wait_for()
+    page.locator(f'.fc-timegrid-col[data-date="{later}"]').wait_for()
+    _wait_for(page, "document.querySelectorAll('.fc-event.ev-mine').length >= 1")
+    assert "09:00" in page.locator(".fc-event.ev-mine").first.inner_text()
+    shots(page, "booked-a-later-week")
+    context.close()
+
+
 def test_an_admin_opens_the_dashboard_with_its_figures(
     browser,
     live_server: str,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 
@@ -42,7 +43,10 @@ def test_book_refused_then_take_an_alternative(client: TestClient, session: Sess
     )
     assert booked.status_code == 201, booked.text
     assert "Booked." in booked.text and f"{day} 10:00–11:00" in booked.text
-    assert booked.headers["HX-Trigger"] == "booking-changed"
+    # The calendar redraws, and turns to the booking's week if it shows another.
+    changed = json.loads(booked.headers["HX-Trigger"])["booking-changed"]
+    began = datetime.fromisoformat(changed["start"])
+    assert began == datetime.fromisoformat(f"{day}T10:00").replace(tzinfo=get_settings().zone)
 
     bob, token = _client_for(client, second.email)
     refused = bob.post(

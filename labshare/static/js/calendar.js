@@ -144,10 +144,15 @@
     },
   });
   calendar.render();
-  // A booking made, moved or cancelled by htmx redraws the calendar.
+  // A booking made, moved or cancelled by htmx redraws the calendar; a booking made in
+  // another week than the one shown turns the calendar to it, so one sees it taken.
   // A booking made here also clears the form, so the next one starts fresh.
-  document.body.addEventListener("booking-changed", () => {
-    calendar.refetchEvents();
+  document.body.addEventListener("booking-changed", (event) => {
+    const start = event.detail && event.detail.start;
+    const at = start ? new Date(wallZ(start)) : null;
+    const view = calendar.view;
+    if (at && (at < view.activeStart || at >= view.activeEnd)) calendar.gotoDate(at);
+    else calendar.refetchEvents();
     const form = document.querySelector("form.booking-form");
     if (form) for (const name of ["start", "end", "purpose"]) { if (form.elements[name]) form.elements[name].value = ""; }
   });
