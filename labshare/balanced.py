@@ -113,17 +113,35 @@ class Tally:
 
     def close(self) -> None:
         """Give the slot back; the last worker out removes the file (a worker killed
-        outright left its slot written, but long ago)."""
+        outright left its slot written: long ago, or by a process no longer running)."""
         with self._locked():
             if self._offset is not None:
                 self._slot.pack_into(self._map, self._offset, 0, 0, 0.0)
             now = time.monotonic()
             if not any(
-                pid and now - written <= GONE_SECONDS for _, pid, _, written in self._slots()
+                pid and now - written <= GONE_SECONDS and _alive(pid)
+                for _, pid, _, written in self._slots()
             ):
                 self.path.unlink(missing_ok=True)
             self._map.close()
         os.close(self._fd)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a killed worker not yet reaped by its supervisor does not)."""
+    if not Path("/proc/self/stat").exists():  # no /proc: only whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 class TakingTurns:

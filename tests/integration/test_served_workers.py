@@ -147,3 +147,20 @@ def test_a_worker_killed_leaves_the_server_answering_and_is_replaced(
     # The worker killed outright never gave its slot back; the last one out still removed
     # the file.
     assert _tallies() <= tallies
+
+
+def test_stopped_right_after_a_worker_was_killed_leaves_no_counts_file(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Within a second of the kill the dead worker's slot still looks fresh: the last one
+    out asks whether its process runs, not only when it last wrote."""
+    tallies = _tallies()
+    with served(tmp_path, workers=2) as server:
+        _all_started(server)
+        first, _ = _workers(server)
+        os.kill(first.pid, signal.SIGKILL)
+        server.process.terminate()
+        server.process.wait(30)
+        log = server.log()
+    assert server.process.returncode == 0, log[-3000:]
+    assert _tallies() <= tallies
