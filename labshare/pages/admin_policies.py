@@ -92,9 +92,12 @@ def policy_form(
 
 def _number(value: str, field: str) -> Decimal:
     try:
-        return Decimal(value.strip() or "0")
+        number = Decimal(value.strip() or "0")
     except InvalidOperation:
         raise Invalid(f"{field}: {value!r} is not a number")
+    if not number.is_finite():  # "NaN", "Infinity": Decimal reads them
+        raise Invalid(f"{field}: {value!r} is not a number")
+    return number
 
 
 @router.post("/admin/policies", dependencies=[Csrf])

@@ -74,6 +74,10 @@ def parse_local(value: str, *, field: str = "time") -> datetime:
     return parsed.astimezone(UTC)
 
 
+# The most minor units an amount holds: what the database's 64-bit integers hold.
+MONEY_LIMIT = 2**63 - 1
+
+
 def parse_money(value: str, *, field: str = "amount", currency: str | None = None) -> int:
     """`"300.50"` typed in a form, as minor units of the currency (30050 fen)."""
     exponent = CURRENCY_EXPONENTS[(currency or get_settings().currency).lower()]
@@ -81,9 +85,13 @@ def parse_money(value: str, *, field: str = "amount", currency: str | None = Non
         amount = Decimal(value.strip().replace(",", ""))
     except InvalidOperation:
         raise Invalid(f"{field}: {value!r} is not an amount")
+    if not amount.is_finite():  # "NaN", "Infinity": Decimal reads them
+        raise Invalid(f"{field}: {value!r} is not an amount")
     minor = amount.scaleb(exponent)
     if amount < 0 or minor != minor.to_integral_value():
         raise Invalid(f"{field}: {value!r} is not an amount in {exponent} decimals or fewer")
+    if minor > MONEY_LIMIT:
+        raise Invalid(f"{field}: {value!r} is more than an amount can be")
     return int(minor)
 
 

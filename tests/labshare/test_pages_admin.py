@@ -192,6 +192,9 @@ def test_the_subsidy_policy_is_written_in_a_form_and_a_change_is_a_new_version(
     assert 'value="5000.00"' not in page  # the starting point is the usual 500,000
     bad = client.post("/admin/policies", data={**form, "external_hours": "-1"})
     assert bad.status_code == 422 and "external_hours" in bad.text and "City rewards" in bad.text
+    for field in ("voucher_reimbursement_percent", "external_hours", "budget"):
+        odd = client.post("/admin/policies", data={**form, field: "NaN"})
+        assert odd.status_code == 422 and field in odd.text, (field, odd.text)
     done = client.post("/admin/policies", data=form, follow_redirects=False)
     assert done.status_code == 303
     assert "The policy is stored" in client.get(done.headers["location"]).text
