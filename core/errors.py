@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 
 
@@ -88,6 +89,14 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def invalid_input(exc: ValidationError) -> Invalid:
+    """A schema built from what a form or a query carried refused it: which field, and why."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
+    return Invalid(f"{where}: {message}" if where else message)
 
 
 def install_error_handlers(app: FastAPI) -> None:

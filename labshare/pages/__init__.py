@@ -7,9 +7,10 @@ import logging
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.errors import AppError
+from core.errors import AppError, invalid_input
 from core.routing import UnitOfWorkRoute
 from core.security import read_access_token
 from labshare.pages.web import (
@@ -109,7 +110,16 @@ def install(app: FastAPI) -> None:
     async def sign_in_required(request: Request, _exc: Exception) -> Response:
         return sign_in_redirect(request)
 
+    async def unchecked_input(request: Request, exc: Exception) -> Response:
+        # A handler built a schema from what a form or query carried without catching its
+        # refusal: still the person's input (a 422 with the field), not a server error.
+        # Logged, so the handler gets its own answer.
+        assert isinstance(exc, ValidationError)
+        log.warning("%s %s: input refused by %s", request.method, request.url.path, exc.title)
+        return await app_error(request, invalid_input(exc))
+
     app.add_exception_handler(AppError, app_error)
     app.add_exception_handler(SignInRequired, sign_in_required)
+    app.add_exception_handler(ValidationError, unchecked_input)
     app.add_middleware(ApiCsrfMiddleware)
     app.include_router(router)

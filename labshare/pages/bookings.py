@@ -21,7 +21,7 @@ from booking.models import Booking, BookingStatus, WaitlistStatus
 from booking.notifications.models import Notification
 from booking.schemas import BookingCreate, BookingReschedule, WaitlistCreate, booking_public
 from core.deps import SessionDep
-from core.errors import AppError, Invalid
+from core.errors import AppError, Invalid, invalid_input
 from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
@@ -43,11 +43,6 @@ router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 StartField = Annotated[str, Form(max_length=40)]
 PurposeField = Annotated[str, Form(max_length=1000)]
-
-
-def _invalid(exc: ValidationError) -> Invalid:
-    first = exc.errors()[0]
-    return Invalid(str(first.get("msg", "invalid input")).removeprefix("Value error, "))
 
 
 def _described(
@@ -176,7 +171,7 @@ def book(
                 session, user=user, booking_id=created.id or 0, account_id=int(account_id.strip())
             )
     except ValidationError as exc:
-        return error_page(request, _invalid(exc), user=user)
+        return error_page(request, invalid_input(exc), user=user)
     except SlotUnavailable as exc:
         # The refused request must not leave anything behind; the 409 explains and offers.
         session.rollback()
@@ -232,7 +227,7 @@ def join_waitlist(
         )
         entry = waitlist.waitlist_join(session, user=user, data=data)
     except ValidationError as exc:
-        return error_page(request, _invalid(exc), user=user)
+        return error_page(request, invalid_input(exc), user=user)
     except AppError as exc:
         return error_page(request, exc, user=user)
     return _fragment(request, "booking/_waitlisted.html", {"entry": entry}, user=user)
@@ -349,7 +344,7 @@ def move(
             session, user=user, booking_id=booking_id, data=data, if_match=etag
         )
     except ValidationError as exc:
-        return error_page(request, _invalid(exc), user=user)
+        return error_page(request, invalid_input(exc), user=user)
     except SlotUnavailable as exc:
         session.rollback()
         return render(

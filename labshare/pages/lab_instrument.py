@@ -19,7 +19,7 @@ from booking import qualifications
 from booking.calendars import imports as calendar_import
 from booking.schemas import BlackoutCreate, QualificationGrant
 from core.deps import SessionDep
-from core.errors import AppError, Invalid
+from core.errors import AppError, Invalid, invalid_input
 from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.timeutil import utcnow
@@ -45,13 +45,6 @@ def _mine(session: Session, user: User, instrument_id: int) -> Instrument:
     instrument = catalog.instrument_get(session, instrument_id)
     catalog.require_manager(user, instrument)
     return instrument
-
-
-def _invalid(exc: ValidationError) -> Invalid:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    message = str(first.get("msg", "invalid input")).removeprefix("Value error, ")
-    return Invalid(f"{where}: {message}" if where else message)
 
 
 def _hours_rows(intervals: list[OpeningInterval]) -> list[dict[str, Any]]:
@@ -210,7 +203,7 @@ def save_details(
         )
         catalog.instrument_update(session, user=user, instrument_id=instrument_id, data=data)
     except ValidationError as exc:
-        return again(problem=_invalid(exc), field=_field_of(exc))
+        return again(problem=invalid_input(exc), field=_field_of(exc))
     except ValueError:
         return again(
             problem=Invalid("weekly quota: a whole number of hours"), field="weekly_quota_hours"
@@ -253,7 +246,7 @@ def save_hours(
             session, user=user, instrument_id=instrument_id, intervals=_intervals(form)
         )
     except ValidationError as exc:
-        problem: AppError = _invalid(exc)
+        problem: AppError = invalid_input(exc)
     except AppError as exc:
         problem = exc
     else:
@@ -291,7 +284,7 @@ def add_blackout(
             session, user=user, instrument_id=instrument_id, data=data
         )
     except ValidationError as exc:
-        return again(problem=_invalid(exc), field=_field_of(exc))
+        return again(problem=invalid_input(exc), field=_field_of(exc))
     except AppError as exc:
         return again(problem=exc)
     from booking import service as bookings
@@ -339,6 +332,8 @@ def grant(
         qualifications.qualification_grant(
             session, user=user, instrument_id=instrument_id, data=QualificationGrant(email=email)
         )
+    except ValidationError as exc:
+        return error_page(request, invalid_input(exc), user=user)
     except AppError as exc:
         return error_page(request, exc, user=user)
     return back_to(f"/lab/instruments/{instrument_id}", "saved")

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from billing import rates
 from billing.schemas import RateCardIn
 from core.deps import SessionDep
-from core.errors import AppError, Invalid
+from core.errors import AppError, Invalid, invalid_input
 from core.routing import UnitOfWorkRoute
 from instruments.models import PayerClass, RateUnit
 from labshare.pages.lab_instrument import FormDep, page_with_problem
@@ -48,9 +48,7 @@ def add_rate(
         )
         rates.rate_card_create(session, user=user, data=data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        return again(problem=Invalid(message))
+        return again(problem=invalid_input(exc))
     except ValueError:
         return again(problem=Invalid("unknown payer class or unit"))
     except AppError as exc:

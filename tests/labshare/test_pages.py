@@ -237,3 +237,24 @@ def test_only_a_bearer_token_that_authenticates_skips_csrf(
         headers={"X-CSRF-Token": csrf_of(client, "/")},
     )
     assert with_token.status_code == 201, with_token.text
+
+
+def test_input_a_handler_left_unchecked_is_a_422_with_its_field(client: TestClient) -> None:
+    """A schema refusing what a form carried, where its handler forgot to catch that, is the
+    person's input: a page (or the API's JSON) naming the field, not a 500."""
+    from pydantic import BaseModel, Field
+
+    class Grant(BaseModel):
+        email: str = Field(pattern="@")
+
+    def unchecked() -> None:
+        Grant(email="no-at-sign")
+
+    client.app.add_api_route("/unchecked", unchecked)  # type: ignore[attr-defined]
+    client.app.add_api_route("/api/v1/unchecked", unchecked)  # type: ignore[attr-defined]
+    page = client.get("/unchecked")
+    assert page.status_code == 422 and "text/html" in page.headers["content-type"]
+    assert "email: String should match pattern" in page.text
+    answer = client.get("/api/v1/unchecked")
+    assert answer.status_code == 422
+    assert answer.json()["detail"].startswith("email: String should match pattern")

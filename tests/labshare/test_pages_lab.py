@@ -206,6 +206,19 @@ def test_a_refused_change_is_shown_beside_its_form_with_what_was_typed(
     assert price.status_code == 422 and 'id="rates-error"' in price.text
     assert 'value="12,5x" aria-invalid="true"' in price.text
     assert '<option value="company" selected>' in price.text
+    # Amounts Decimal reads but money cannot be (were 500s), each refused with its field.
+    for amount in ("NaN", "Infinity", "-inf", "1e400"):
+        odd = desk.post(
+            f"{url}/rates",
+            data={"payer_class": "company", "unit": "hour", "amount": amount, "csrf_token": token},
+        )
+        assert odd.status_code == 422 and 'id="rates-error"' in odd.text, (amount, odd.text)
+
+    # A granted qualification's email the schema refuses (was a 500).
+    for email in ("not-an-email", "-1", ""):
+        grant = desk.post(f"{url}/qualifications", data={"email": email, "csrf_token": token})
+        assert grant.status_code == 422, (email, grant.text)
+        assert "email" in grant.text
 
     rules = {
         "name": "Cryo-EM Krios",
