@@ -302,6 +302,7 @@ MESSAGES_ZH: dict[str, str] = {
     "{0}: times look like 08:30": "{0}：时间格式如 08:30",
     "{0}: {1} is not a date and time": "{0}：{1} 不是日期和时间",
     "{0}: {1} is not an amount in {2} decimals or fewer": "{0}：{1} 不是最多 {2} 位小数的金额",
+    "{0}: {1} is more than an amount can be": "{0}：{1} 超出了金额所能表示的范围",
     # outgoing webhooks
     "events: unknown event type {0}": "事件：未知的事件类型 {0}",
     "events: choose at least one event type": "事件：请至少选择一种事件类型",
