@@ -386,6 +386,11 @@ def test_on_a_phone_in_chinese(
     page.goto(f"{live_server}/instruments/{instrument.id}")
     page.locator(".fc-timegrid-col").first.wait_for()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The day's hours are drawn: the phone's rule that makes wide tables scroll had made
+    # the calendar's own tables blocks, and its grid collapsed to nothing.
+    lane = page.locator(".fc-timegrid-slot-lane").first.bounding_box()
+    assert lane is not None and lane["height"] >= 15, lane
+    assert page.locator("#calendar").bounding_box()["height"] > 300
     shots(page, "instrument-phone-zh")
     # Switch to English with the header's button, by keyboard.
     page.get_by_role("button", name="English").focus()
