@@ -67,6 +67,25 @@ def availability(
     )
 
 
+# How far ahead an instrument page looks for the first time one could book.
+FIRST_FREE_WITHIN = timedelta(days=28)
+
+
+def first_bookable(
+    session: Session, instrument: Instrument, *, now: datetime | None = None
+) -> datetime | None:
+    """The start of the earliest slot one could book on the instrument now (its shortest
+    length, on its grid, past the lead time, within its horizon), looking four weeks
+    ahead; None if there is none. Where its page's calendar opens."""
+    now = now or utcnow()
+    start = now + timedelta(minutes=instrument.lead_minutes)
+    end = start + FIRST_FREE_WITHIN
+    timeline = load_timeline(session, instrument, start, end)
+    length = timedelta(minutes=instrument.min_minutes)
+    first = next(_slots_of(timeline, start, end, length, now), None)
+    return first[0] if first else None
+
+
 @dataclass(frozen=True, slots=True)
 class _Candidate:
     """What slot search needs of an instrument, read as plain columns (no ORM objects for

@@ -23,7 +23,7 @@ from core.replicas import LagTolerant
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
 from instruments import service as catalog
-from instruments.models import InstrumentStatus
+from instruments.models import Instrument, InstrumentStatus
 from instruments.schemas import InstrumentSummary
 from labshare.pages.web import error_page, render
 
@@ -141,6 +141,7 @@ def instrument_page(
     # Signed in, a qualification the person lacks is said at the top (the rules say it anyway).
     needing = qualifications.training_needed(session, user, [instrument_id])
     cover = voucher_cover(session, user=user, provider_institution_id=view.institution.id)
+    opens_at = at or _first_bookable_day(session, instrument)
     return render(
         request,
         "catalog/instrument.html",
@@ -149,7 +150,7 @@ def instrument_page(
             "can_manage": user is not None and catalog.can_manage(user, instrument),
             "day_from": f"{first:02d}:00:00",
             "day_to": f"{min(last, 24):02d}:00:00",
-            "initial_day": at.isoformat() if at else "",
+            "initial_day": opens_at.isoformat() if opens_at else "",
             "your_price": prices_for(session, user, [instrument_id]).get(instrument_id),
             "voucher_cover": cover,
             # The vouchers a booking here can be paid with (none at one's own institution).
@@ -164,6 +165,16 @@ def instrument_page(
         },
         user=user,
     )
+
+
+def _first_bookable_day(session: Session, instrument: Instrument) -> date | None:
+    """The day (in the network's zone) of the first slot one could book: the calendar opens
+    there, not on days that are past, inside the lead time or closed, where a phone's one-day
+    view showed nothing to pick."""
+    if instrument.status != InstrumentStatus.active:
+        return None
+    first = availability.first_bookable(session, instrument)
+    return first.astimezone(get_settings().zone).date() if first else None
 
 
 @router.get("/find", response_class=HTMLResponse, dependencies=[LagTolerant])

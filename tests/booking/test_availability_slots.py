@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -295,3 +296,52 @@ def test_a_refusal_on_the_night_clocks_go_back(client, session: Session, berlin:
     assert "2027-10-30T23:30:00Z" in [a["start"] for a in same]  # the hour before
     assert "2027-10-31T01:30:00Z" in [a["start"] for a in same]  # the hour after
     assert "2027-10-31T00:30:00Z" not in [a["start"] for a in same]  # not the taken one
+
+
+def test_the_first_bookable_slot_skips_the_lead_time_closed_days_and_busy_time(
+    client, session: Session
+):
+    """Where an instrument's page opens its calendar: on a Friday before dawn, with a day's
+    lead time and the weekend closed, not Friday nor the weekend but Monday morning, and
+    Tuesday when Monday is blocked."""
+    from booking.availability import first_bookable
+
+    zone = get_settings().zone
+    inst = create_instrument(
+        session, open_all_week=False, lead_minutes=24 * 60, min_minutes=60, slot_step_minutes=60
+    )
+    session.add_all(
+        OpeningHours(instrument_id=inst.id, weekday=d, opens=time(8), closes=time(18))
+        for d in range(5)
+    )
+    session.commit()
+    today = datetime.now(zone).date()
+    friday = today + timedelta(days=(4 - today.weekday()) % 7 + 7)
+    now = datetime.combine(friday, time(5), zone)
+    monday = datetime.combine(friday + timedelta(days=3), time(8), zone)
+    assert first_bookable(session, inst, now=now) == monday
+    session.add(
+        Blackout(instrument_id=inst.id, start_at=monday, end_at=monday + timedelta(hours=10),
+                 kind=BlackoutKind.maintenance)
+    )  # fmt: skip
+    session.commit()
+    assert first_bookable(session, inst, now=now) == monday + timedelta(days=1)
+
+
+def test_the_instrument_page_opens_its_calendar_on_the_first_bookable_day(client, session: Session):
+    zone = get_settings().zone
+    inst = create_instrument(session, lead_minutes=10 * 24 * 60)
+    ahead = datetime.now(zone) + timedelta(days=10)
+    answer = client.get(f"/instruments/{inst.id}")
+    assert answer.status_code == 200, (
+        answer.status_code,
+        answer.text[answer.text.find("<main") :][:600],
+    )
+    page = answer.text
+    assert any(
+        f'data-initial="{d.date().isoformat()}"' in page
+        for d in (ahead, ahead + timedelta(hours=1))
+    ), re.findall(r"data-initial=\"[^\"]*\"", page)
+    # A day asked for in the address wins.
+    chosen = (ahead + timedelta(days=3)).date().isoformat()
+    assert f'data-initial="{chosen}"' in client.get(f"/instruments/{inst.id}?at={chosen}").text
