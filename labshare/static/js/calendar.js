@@ -107,6 +107,16 @@
       });
   }
 
+  // FullCalendar draws its arrows as role="img" without a name; the buttons carry one in
+  // their title. Hide the icons from screen readers and name the buttons for them, each
+  // time the toolbar is drawn again (a change of view changes the titles).
+  function nameToolbarButtons() {
+    setTimeout(() => {
+      for (const icon of el.querySelectorAll(".fc-toolbar .fc-icon")) icon.setAttribute("aria-hidden", "true");
+      for (const button of el.querySelectorAll(".fc-toolbar button[title]")) button.setAttribute("aria-label", button.title);
+    }, 0);
+  }
+
   const narrow = window.matchMedia("(max-width: 40rem)").matches;
   const calendar = new FullCalendar.Calendar(el, {
     timeZone: "UTC",
@@ -129,6 +139,7 @@
     selectMirror: true,
     longPressDelay: 300,
     events: loadEvents,
+    datesSet: nameToolbarButtons,
     // Only times still ahead can be picked.
     selectAllow: (info) => info.start.getTime() >= Date.parse(wallOf(new Date()) + "Z"),
     select: (info) => {
