@@ -4,15 +4,18 @@ JSON and forms: LABSHARE_MAX_BODY_BYTES (1 MiB); calendars, CSV and file uploads
 LABSHARE_MAX_UPLOAD_BYTES (2 MiB); a service request's files: LABSHARE_MAX_FILE_BYTES
 (20 MiB). A declared Content-Length over the limit is refused
 at once; a body that grows past it while streaming is cut off there. Either way the
-answer is a 413 in the API's shape, and nothing behind this middleware (authentication,
-parsing, the database) has spent anything on it.
+answer is a 413 (in the API's shape, or as a page for people: the app says which), and
+nothing behind this middleware (authentication, parsing, the database) has spent anything
+on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.settings import get_settings
@@ -45,7 +48,12 @@ def body_limit(headers: Headers, path: str = "") -> int:
     return settings.max_upload_bytes if kind in UPLOAD_TYPES else settings.max_body_bytes
 
 
-def _refusal(limit: int) -> JSONResponse:
+# The answer to a body past its limit: given the request's scope and the limit.
+Refusal = Callable[[Scope, int], Response]
+
+
+def json_refusal(_scope: Scope, limit: int) -> Response:
+    """The 413 in the API's shape. The rest of the body is not read: the connection closes."""
     return JSONResponse(
         {"detail": f"the request body is larger than {limit:,} bytes", "limit": limit},
         status_code=413,
@@ -54,8 +62,12 @@ def _refusal(limit: int) -> JSONResponse:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, refusal: Refusal = json_refusal) -> None:
         self.app = app
+        self.refusal = refusal
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        await self.refusal(scope, limit)(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,7 +77,7 @@ class BodyLimitMiddleware:
         limit = body_limit(headers, scope.get("path", ""))
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _refusal(limit)(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
             return
         seen = 0
         started = False
@@ -90,8 +102,8 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if started:
                 raise
-            await _refusal(limit)(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)
         except BaseExceptionGroup as group:  # anyio task groups wrap what a task raised
             if started or not group.subgroup(_TooLarge):
                 raise
-            await _refusal(limit)(scope, receive, send)
+            await self._refuse(scope, receive, send, limit)

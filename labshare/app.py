@@ -36,6 +36,7 @@ from core.limits import BodyLimitMiddleware
 from core.replicas import ReadYourWritesMiddleware
 from core.settings import get_settings
 from labshare.pages import install as install_pages
+from labshare.pages import too_large
 
 HERE = Path(__file__).resolve().parent
 
@@ -94,7 +95,7 @@ def create_app() -> FastAPI:
     install_pages(app)
     # Outermost: bodies past the limit are refused (413) before anything reads them; an
     # anonymous 48 MB JSON body used to be parsed before its 401.
-    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(BodyLimitMiddleware, refusal=too_large)
     app.add_middleware(ReadYourWritesMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     _freeze_startup_objects()

@@ -14,6 +14,7 @@ ZH: dict[str, str] = {
     "Times are shown in {zone}.": "时间按 {zone} 时区显示。",
     "Sorry": "抱歉",
     "Back to the catalog": "返回仪器目录",
+    "Back to the form": "返回表单",
     "My bookings": "我的预约",
     "Invoices": "账单",
     "My lab": "我的实验室",

@@ -303,6 +303,7 @@ MESSAGES_ZH: dict[str, str] = {
     "{0}: {1} is not a date and time": "{0}：{1} 不是日期和时间",
     "{0}: {1} is not an amount in {2} decimals or fewer": "{0}：{1} 不是最多 {2} 位小数的金额",
     "{0}: {1} is more than an amount can be": "{0}：{1} 超出了金额所能表示的范围",
+    "what was sent is larger than {0} MB; nothing was saved": "提交的内容超过 {0} MB，未保存任何内容",
     # outgoing webhooks
     "events: unknown event type {0}": "事件：未知的事件类型 {0}",
     "events: choose at least one event type": "事件：请至少选择一种事件类型",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import AppError, invalid_input
+from core.limits import json_refusal
 from core.routing import UnitOfWorkRoute
 from core.security import read_access_token
 from labshare.pages.web import (
@@ -19,6 +21,8 @@ from labshare.pages.web import (
     SignInRequired,
     csrf_valid,
     error_page,
+    is_htmx,
+    render,
     sign_in_redirect,
 )
 
@@ -94,6 +98,28 @@ class ApiCsrfMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def too_large(scope: Scope, limit: int) -> Response:
+    """A body past its limit (core.limits): for a person's form, a page saying so in their
+    language, with the way back to the form (the raw JSON was a dead end); for programs,
+    the API's 413. Refused before anything is read, the person is not known here: the page
+    says neither who is signed in nor "Sign in"."""
+    path = scope.get("path", "")
+    if path.startswith(("/api/", "/ical/")):
+        return json_refusal(scope, limit)
+    request = Request(scope)
+    megabytes = max(1, round(limit / 2**20))
+    message = f"what was sent is larger than {megabytes} MB; nothing was saved"
+    came_from = urlsplit(request.headers.get("referer", ""))
+    back = None
+    if came_from.netloc == request.url.netloc and came_from.path.startswith("/"):
+        back = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    name = "_error_fragment.html" if is_htmx(request) else "error.html"
+    context = {"message": message, "extra": {}, "back": back, "session_unknown": True}
+    response = render(request, name, context, status_code=413)
+    response.headers["Connection"] = "close"  # the rest of the body is not read
+    return response
 
 
 def install(app: FastAPI) -> None:

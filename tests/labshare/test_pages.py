@@ -258,3 +258,39 @@ def test_input_a_handler_left_unchecked_is_a_422_with_its_field(client: TestClie
     answer = client.get("/api/v1/unchecked")
     assert answer.status_code == 422
     assert answer.json()["detail"].startswith("email: String should match pattern")
+
+
+def test_a_form_past_the_size_limit_is_answered_with_a_page_and_the_way_back(
+    client: TestClient, session: Session
+) -> None:
+    """A calendar file over 2 MiB posted from the lab's page: the page's 413 in the person's
+    language with a link back to the form (it was the API's raw JSON); programs still get
+    JSON."""
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    page_sign_in(client, manager.email)
+    token = csrf_of(client, f"/lab/instruments/{instrument.id}")
+    form = f"http://testserver/lab/instruments/{instrument.id}?tab=calendars"
+    big = b"BEGIN:VCALENDAR\r\n" + b"X" * (3 * 1024 * 1024)
+    answer = client.post(
+        f"/lab/instruments/{instrument.id}/calendars",
+        data={"csrf_token": token},
+        files={"file": ("big.ics", big, "text/calendar")},
+        headers={"Referer": form},
+    )
+    assert answer.status_code == 413
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "what was sent is larger than 2 MB; nothing was saved" in answer.text
+    assert f'href="/lab/instruments/{instrument.id}?tab=calendars">Back to the form' in answer.text
+    assert "Sign in" not in answer.text  # the person is not known before the body is read
+    client.cookies.set("labshare_lang", "zh")
+    answer = client.post(
+        f"/lab/instruments/{instrument.id}/calendars",
+        files={"file": ("big.ics", big, "text/calendar")},
+        headers={"Referer": "http://elsewhere.example/x"},
+    )
+    assert answer.status_code == 413 and "提交的内容超过 2 MB" in answer.text
+    assert "elsewhere" not in answer.text and 'href="/"' in answer.text
+    api = client.post("/api/v1/bookings", content=big, headers={"Content-Type": "application/json"})
+    assert api.status_code == 413 and api.json()["limit"] == 1024 * 1024
