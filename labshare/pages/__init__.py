@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,6 +21,7 @@ from labshare.pages.web import (
     csrf_valid,
     error_page,
     is_htmx,
+    page_address,
     render,
     sign_in_redirect,
 )
@@ -111,12 +111,10 @@ def too_large(scope: Scope, limit: int) -> Response:
     request = Request(scope)
     megabytes = max(1, round(limit / 2**20))
     message = f"what was sent is larger than {megabytes} MB; nothing was saved"
-    came_from = urlsplit(request.headers.get("referer", ""))
-    back = None
-    if came_from.netloc == request.url.netloc and came_from.path.startswith("/"):
-        back = came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    back = page_address(request)
     name = "_error_fragment.html" if is_htmx(request) else "error.html"
-    context = {"message": message, "extra": {}, "back": back, "session_unknown": True}
+    context = {"message": message, "extra": {}, "back": back if back != "/" else None,
+               "session_unknown": True}  # fmt: skip
     response = render(request, name, context, status_code=413)
     response.headers["Connection"] = "close"  # the rest of the body is not read
     return response

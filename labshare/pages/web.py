@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -350,6 +350,20 @@ def _unread(request: Request, user: User | None) -> int:
     return notification_unread_count(request_session(request), user=user)
 
 
+def page_address(request: Request) -> str:
+    """Where "this page" is, for the language switch and sign-in to come back to: the
+    address itself for a page one can open; for the answer to a form (an error shown where
+    the form was posted) the page the form was on, as the browser says it (same site), or
+    the catalog. Coming back to a form's address by GET was a 405."""
+    if request.method in ("GET", "HEAD"):
+        query = request.url.query
+        return request.url.path + (f"?{query}" if query else "")
+    came_from = urlsplit(request.headers.get("referer", ""))
+    if came_from.netloc == request.url.netloc and came_from.path.startswith("/"):
+        return came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    return "/"
+
+
 def render(
     request: Request,
     name: str,
@@ -366,6 +380,7 @@ def render(
         "languages": i18n.LANGUAGES,
         "_": i18n.translator(lang),
         "csrf_token": csrf_token(request),
+        "here": page_address(request),
         "user": user,
         "zone": get_settings().timezone,
         "currency": get_settings().currency,

@@ -294,3 +294,33 @@ def test_a_form_past_the_size_limit_is_answered_with_a_page_and_the_way_back(
     assert "elsewhere" not in answer.text and 'href="/"' in answer.text
     api = client.post("/api/v1/bookings", content=big, headers={"Content-Type": "application/json"})
     assert api.status_code == 413 and api.json()["limit"] == 1024 * 1024
+
+
+def test_the_language_switch_on_a_refused_form_returns_to_the_form_page(
+    client: TestClient, session: Session
+) -> None:
+    """An error shown in answer to a form: switching language came back to the form's
+    address by GET, a 405. It now comes back to the page the form was on."""
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    page_sign_in(client, manager.email)
+    url = f"/lab/instruments/{instrument.id}"
+    token = csrf_of(client, url)
+    refused = client.post(
+        f"{url}/qualifications",
+        data={"email": "not-an-email", "csrf_token": token},
+        headers={"Referer": f"http://testserver{url}"},
+    )
+    assert refused.status_code == 422
+    assert f'name="next" value="{url}"' in refused.text
+    switched = client.post(
+        "/lang", data={"lang": "zh", "next": url, "csrf_token": token}, follow_redirects=True
+    )
+    assert switched.status_code == 200 and instrument.name in switched.text
+    # Without a page to return to (no Referer, or another site's), the catalog.
+    refused = client.post(
+        f"{url}/qualifications", data={"email": "x", "csrf_token": token},
+        headers={"Referer": "http://elsewhere.example/"},
+    )  # fmt: skip
+    assert 'name="next" value="/"' in refused.text
