@@ -2,13 +2,14 @@
 accessibility audits) in the real browser: no violation.
 
 One page per route (ids aside) over all five demo people and a visitor, so each template
-is checked once with real data. axe found, when this test was written: the calendar's
-arrow icons as images without a name, action columns with empty headers, and a link
-inside a folding summary."""
+is checked once with real data, and the researcher's again on a phone. axe found, when this test was written: the calendar's
+arrow icons as images without a name, action columns with empty headers, a link inside a
+folding summary, and on a phone an invoice's table that scrolled but took no focus."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
@@ -23,6 +24,9 @@ axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright")
 PER_PERSON = 40
 SKIP = ("/static", "/signout", "/docs", "/api", "/ical", "/redoc")
 FILES = (".csv", ".ics", ".pdf")
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1280, "height": 900}}
+PHONE: dict[str, Any] = {"viewport": {"width": 390, "height": 844}, "is_mobile": True,
+                         "has_touch": True}  # fmt: skip
 
 
 def _route(path: str) -> str:
@@ -36,10 +40,14 @@ def test_no_page_has_an_accessibility_violation(
 ) -> None:
     seed_database(engine, instruments=40)
     axe = axe_sync.Axe()
-    checked: set[str] = set()
+    checked: set[tuple[int, str]] = set()
     violations: list[tuple[str, str, str, str]] = []
-    for email in [None, *(login[0] for login in DEMO_LOGINS)]:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # Each person on a desktop; the researcher once more on a phone, where wide tables
+    # scroll inside their cards (and so must take keyboard focus).
+    walks = [(email, DESKTOP) for email in [None, *(login[0] for login in DEMO_LOGINS)]]
+    walks.append((DEMO_LOGINS[0][0], PHONE))
+    for email, screen in walks:
+        context = browser.new_context(**screen)
         page = context.new_page()
         if email:
             page.goto(f"{live_server}/signin")
@@ -59,8 +67,8 @@ def test_no_page_has_an_accessibility_violation(
                 continue
             if page.locator("#calendar").count():  # drawn by script once its data is in
                 page.locator(".fc-timegrid-col").first.wait_for()
-            if _route(path) not in checked:  # seen with someone else's data already
-                checked.add(_route(path))
+            if (screen["viewport"]["width"], _route(path)) not in checked:  # seen already
+                checked.add((screen["viewport"]["width"], _route(path)))
                 for found in axe.run(page).response["violations"]:
                     node = found["nodes"][0]
                     violations.append((path, found["id"], str(node["target"]), node["html"][:160]))
