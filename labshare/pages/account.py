@@ -21,16 +21,10 @@ from labshare.pages.web import (
     back_to,
     cookie_secure,
     render,
+    safe_path,
 )
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
-
-
-def _safe_next(target: str | None) -> str:
-    # Only same-site paths: never bounce a signed-in person to another site.
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
 
 
 @router.get("/signin", response_class=HTMLResponse)
@@ -40,7 +34,7 @@ def signin_page(
     next: Annotated[str | None, Query(max_length=500)] = None,
 ) -> HTMLResponse:
     """The sign-in form."""
-    return render(request, "account/signin.html", {"next": _safe_next(next)}, user=user)
+    return render(request, "account/signin.html", {"next": safe_path(next)}, user=user)
 
 
 @router.post("/signin", response_class=HTMLResponse, dependencies=[Csrf])
@@ -57,13 +51,13 @@ async def signin(
         response = render(
             request,
             "account/signin.html",
-            {"next": _safe_next(next), "error": exc.message, "email": email},
+            {"next": safe_path(next), "error": exc.message, "email": email},
             status_code=exc.status_code,
         )
         if exc.headers:
             response.headers.update(exc.headers)
         return response
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(safe_path(next), status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -95,7 +89,7 @@ def choose_language(
     next: Annotated[str | None, Form(max_length=500)] = None,
 ) -> Response:
     """Remember the chosen page language in a cookie for a year."""
-    response = RedirectResponse(_safe_next(next), status_code=303)
+    response = RedirectResponse(safe_path(next), status_code=303)
     if lang in i18n.LANGUAGES:
         response.set_cookie(
             i18n.LANG_COOKIE,

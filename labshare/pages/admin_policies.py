@@ -4,7 +4,7 @@ used), so changing one stores a new version, prefilled from the one it changes."
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
@@ -18,7 +18,15 @@ from core.errors import AppError, Invalid
 from core.models import User
 from core.routing import UnitOfWorkRoute
 from core.settings import get_settings
-from labshare.pages.web import Csrf, PageAdmin, back_to, money_input, parse_money, render
+from labshare.pages.web import (
+    Csrf,
+    PageAdmin,
+    back_to,
+    money_input,
+    parse_money,
+    read_decimal,
+    render,
+)
 
 router = APIRouter(route_class=UnitOfWorkRoute, include_in_schema=False)
 WEIGHTS = ("external_hours", "external_revenue", "outside_users", "utilisation")
@@ -91,11 +99,8 @@ def policy_form(
 
 
 def _number(value: str, field: str) -> Decimal:
-    try:
-        number = Decimal(value.strip() or "0")
-    except InvalidOperation:
-        raise Invalid(f"{field}: {value!r} is not a number")
-    if not number.is_finite():  # "NaN", "Infinity": Decimal reads them
+    number = read_decimal(value.strip() or "0")
+    if number is None:
         raise Invalid(f"{field}: {value!r} is not a number")
     return number
 

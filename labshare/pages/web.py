@@ -78,14 +78,21 @@ def parse_local(value: str, *, field: str = "time") -> datetime:
 MONEY_LIMIT = 2**63 - 1
 
 
+def read_decimal(text: str) -> Decimal | None:
+    """A number typed in a form; None when it is not one, or not a finite one ("NaN" and
+    "Infinity" Decimal reads, and comparing them raised)."""
+    try:
+        number = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
 def parse_money(value: str, *, field: str = "amount", currency: str | None = None) -> int:
     """`"300.50"` typed in a form, as minor units of the currency (30050 fen)."""
     exponent = CURRENCY_EXPONENTS[(currency or get_settings().currency).lower()]
-    try:
-        amount = Decimal(value.strip().replace(",", ""))
-    except InvalidOperation:
-        raise Invalid(f"{field}: {value!r} is not an amount")
-    if not amount.is_finite():  # "NaN", "Infinity": Decimal reads them
+    amount = read_decimal(value.replace(",", ""))
+    if amount is None:
         raise Invalid(f"{field}: {value!r} is not an amount")
     minor = amount.scaleb(exponent)
     if amount < 0 or minor != minor.to_integral_value():
@@ -359,9 +366,17 @@ def page_address(request: Request) -> str:
         query = request.url.query
         return request.url.path + (f"?{query}" if query else "")
     came_from = urlsplit(request.headers.get("referer", ""))
-    if came_from.netloc == request.url.netloc and came_from.path.startswith("/"):
-        return came_from.path + (f"?{came_from.query}" if came_from.query else "")
-    return "/"
+    if came_from.netloc != request.url.netloc:
+        return "/"
+    return safe_path(came_from.path + (f"?{came_from.query}" if came_from.query else ""))
+
+
+def safe_path(target: str | None) -> str:
+    """`target` if it is a path on this site, else the catalog: never send a person on to
+    another site (`//host` and backslashes are other sites to browsers)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
 
 
 def render(
