@@ -98,6 +98,10 @@ def web(ctx: DemoContext) -> Running:
     return Running("web", thread.is_alive, stop)
 
 
+# How long a part may take to finish what it holds (the ingest's last batch) once asked.
+STOP_SECONDS = 10
+
+
 def process(name: str, *args: str) -> Component:
     """A component that runs `labshare <args>` as a subprocess with the demo's environment."""
 
@@ -110,11 +114,16 @@ def process(name: str, *args: str) -> Component:
         )
 
         def stop() -> None:
+            # SIGTERM, not SIGINT: every part finishes what it holds on SIGTERM, and a part
+            # still starting (a Ctrl-C in the first seconds) ends quietly, where a SIGINT
+            # would print a KeyboardInterrupt from the middle of its imports, or be lost
+            # in a finalizer and leave the part running.
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.terminate()
                 try:
-                    child.wait(timeout=30)
+                    child.wait(timeout=STOP_SECONDS)
                 except subprocess.TimeoutExpired:
+                    console.print(f"{name} did not stop in {STOP_SECONDS} s; killed")
                     child.kill()
                     child.wait()
 
@@ -318,12 +327,15 @@ def run_demo(
     running: list[Running] = []
     try:
         for component in components(ctx):
+            if stopping.is_set():  # Ctrl-C while starting: start nothing more
+                break
             running.append(component.start(ctx))
             console.print(f"started {component.name}")
-        console.print(f"\nlabshare is running at [bold]{ctx.url}[/bold]", soft_wrap=True)
-        console.print(f"API docs: {ctx.url}/docs", soft_wrap=True)
-        print_logins()
-        console.print("Ctrl-C stops the demo.")
+        if not stopping.is_set():
+            console.print(f"\nlabshare is running at [bold]{ctx.url}[/bold]", soft_wrap=True)
+            console.print(f"API docs: {ctx.url}/docs", soft_wrap=True)
+            print_logins()
+            console.print("Ctrl-C stops the demo.")
         while not stopping.wait(0.5):
             dead = [r.name for r in running if not r.alive()]
             if dead:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import secrets
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -125,6 +126,12 @@ class Simulator:
         self.random = random.Random(seed)
         self.sent = 0
         self._lock = threading.Lock()
+        # Set by stop() (SIGTERM, the way `labshare demo` stops its parts): the gateways
+        # say goodbye (offline, retained) and disconnect, as on Ctrl-C.
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        self.stopping.set()
 
     def _connect(self, gw: SimGateway) -> None:
         client = mqtt.Client(
@@ -188,7 +195,7 @@ class Simulator:
         start = time.monotonic()
         tick = 0
         try:
-            while time.monotonic() - start < duration:
+            while time.monotonic() - start < duration and not self.stopping.is_set():
                 t0 = time.monotonic()
                 now = datetime.now(UTC)
                 budget = int(self.rate)
@@ -212,7 +219,7 @@ class Simulator:
                         f"simulate: {self.sent} messages in {time.monotonic() - start:.0f}s",
                         err=True,
                     )
-                time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+                self.stopping.wait(max(0.0, 1.0 - (time.monotonic() - t0)))
         finally:
             for gw in self.gateways:
                 if gw.client is not None:
@@ -276,6 +283,7 @@ def simulate(
             err=True,
         )
     sim = Simulator(gws, host=broker.host, port=broker.port, rate=rate, badges=badges, seed=seed)
+    signal.signal(signal.SIGTERM, lambda *_: sim.stop())
     try:
         sent = sim.run(duration, progress=verbose)
     except OSError as exc:

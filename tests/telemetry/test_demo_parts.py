@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -87,7 +88,15 @@ def test_the_simulator_follows_bookings_and_says_goodbye(
     sim = Simulator(
         gateways, host=MQTT_HOST, port=MQTT_PORT, rate=30, badges=["B-X"], root=root, seed=3
     )
-    sent = sim.run(3)
+    # Asked to stop (SIGTERM, as `labshare demo` stops it) long before its hour is up.
+    sent_by: list[int] = []
+    runner = threading.Thread(target=lambda: sent_by.append(sim.run(3600)))
+    runner.start()
+    time.sleep(3)
+    sim.stop()
+    runner.join(10)
+    assert not runner.is_alive()
+    [sent] = sent_by
     assert sent >= 60
     assert wait_until(lambda: events(engine) >= sent), (events(engine), sent)
     with Session(engine) as s:
