@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 
 from billing.services.models import FileKind, RequestStatus, ServiceFile, ServiceRequest
 from billing.services.requests import as_lab, expect_status, moved, request_get
+from booking import waitlist
 from booking.access import lab_person
 from booking.models import Booking, BookingStatus
 from booking.placement import lab_hold
@@ -53,9 +54,14 @@ def request_schedule(
             raise Invalid("operator_email: the operator is one of the lab's people")
         operator = found
     instrument = instrument_get(session, request.instrument_id, for_update=True)
-    _release(session, request, user, now)
+    freed = _release(session, request, user, now)
     hold = lab_hold(session, instrument, user_id=operator.id or 0, start=start, end=end,
                     purpose=f"Service request SR-{request.id}", now=now)  # fmt: skip
+    if freed is not None:
+        # After the new hold, so a move to an overlapping time keeps what it asked for;
+        # what the run no longer needs goes to those waiting, as a cancellation's does.
+        waitlist.promote(session, instrument_id=instrument.id or 0, start=freed.start_at,
+                         end=freed.end_at, now=now)  # fmt: skip
     request.booking_id = hold.id
     request.operator_id = operator.id
     moved(session, request, actor=user, to=S.in_progress, now=now,
@@ -64,18 +70,23 @@ def request_schedule(
     return request
 
 
-def _release(session: Session, request: ServiceRequest, user: User, now: datetime) -> None:
-    """Cancel the request's earlier hold that has not started (a run moved)."""
+def _release(
+    session: Session, request: ServiceRequest, user: User, now: datetime
+) -> Booking | None:
+    """Cancel the request's earlier hold that has not started (a run moved); the hold
+    cancelled, if any."""
     if request.booking_id is None:
-        return
+        return None
     hold = session.get(Booking, request.booking_id)
-    if hold is not None and hold.status == BookingStatus.confirmed and hold.start_at > now:
-        hold.status = BookingStatus.cancelled
-        hold.cancelled_at = now
-        hold.cancelled_by_id = user.id
-        hold.version += 1
-        session.add(hold)
-        session.flush()
+    if hold is None or hold.status != BookingStatus.confirmed or hold.start_at <= now:
+        return None
+    hold.status = BookingStatus.cancelled
+    hold.cancelled_at = now
+    hold.cancelled_by_id = user.id
+    hold.version += 1
+    session.add(hold)
+    session.flush()
+    return hold
 
 
 def request_record_run(

@@ -245,3 +245,57 @@ def test_transitions_refused_from_the_wrong_status_or_by_the_wrong_side(
     assert r.status_code == 403
     session.rollback()
     assert session.exec(select(ServiceRequest.status)).all() == [RequestStatus.cancelled]
+
+
+def test_a_moved_run_hands_the_time_it_left_to_those_waiting(
+    client: TestClient, session: Session, net, files_dir
+) -> None:
+    """Moving a run cancels its earlier hold; that time goes to the waitlist, as a
+    cancellation's does, after the new hold is placed (which keeps what the lab asked)."""
+    service = _service(client, net, form=[])
+    me, lab = auth(net.researcher), auth(net.manager)
+    r = client.post(f"{API}/service-requests", headers=auth(net.founder),
+                    json={"service_id": service["id"], "units": 1, "submit": True})  # fmt: skip
+    url = f"{API}/service-requests/{r.json()['id']}"
+    client.post(f"{url}/quote", json={}, headers=lab)
+    assert client.post(f"{url}/accept", headers=auth(net.founder)).status_code == 200
+    assert client.post(f"{url}/receive", headers=lab).status_code == 200
+
+    def window(days: int, hours: int = 0) -> dict[str, str]:
+        start = (utcnow() + timedelta(days=days)).replace(
+            hour=2 + hours, minute=0, second=0, microsecond=0
+        )
+        return {"start": start.isoformat(), "end": (start + timedelta(hours=3)).isoformat()}
+
+    def wait_for(times: dict[str, str]) -> int:
+        r = client.post(f"{API}/waitlist", headers=me,
+                        json={"instrument_id": net.instrument.id, **times})  # fmt: skip
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
+    first, second = window(2), window(3)
+    assert client.post(f"{url}/schedule", json=first, headers=lab).status_code == 200
+    waiting = wait_for(first)
+    moved = client.post(f"{url}/schedule", json=second, headers=lab)
+    assert moved.status_code == 200, moved.text
+
+    entries = {e["id"]: e for e in client.get(f"{API}/waitlist", headers=me).json()}
+    assert entries[waiting]["status"] == "booked"
+    session.rollback()  # a fresh look at what the requests committed
+    mine = session.get(Booking, entries[waiting]["booking_id"])
+    assert mine is not None and mine.user_id == net.researcher.id
+    assert mine.status == BookingStatus.confirmed
+    told = session.exec(select(Notification.kind).where(
+        Notification.user_id == net.researcher.id)).all()  # fmt: skip
+    assert "waitlist_booked" in told
+
+    # Moved an hour later: the new hold keeps its time, and a wait for the old three hours
+    # (two of them still held) goes on waiting.
+    waiting_again = wait_for(second)
+    later = client.post(f"{url}/schedule", json=window(3, hours=1), headers=lab)
+    assert later.status_code == 200, later.text
+    session.rollback()
+    hold = session.get(Booking, later.json()["booking_id"])
+    assert hold is not None and hold.status == BookingStatus.confirmed
+    entries = {e["id"]: e for e in client.get(f"{API}/waitlist", headers=me).json()}
+    assert entries[waiting_again]["status"] == "waiting"
