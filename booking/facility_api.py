@@ -142,6 +142,26 @@ def take_seat(
     return TrainingSeatPublic.model_validate(seat, from_attributes=True)
 
 
+@router.delete("/training/sessions/{session_id}/seat", response_model=TrainingSeatPublic)
+def give_up_my_seat(session: SessionDep, user: CurrentUser, session_id: Id) -> TrainingSeatPublic:
+    """Give up your seat before the session starts; your request waits for another one,
+    and the lab is told the seat is free."""
+    seat = training.training_seat_give_up(session, user=user, session_id=session_id)
+    return TrainingSeatPublic.model_validate(seat, from_attributes=True)
+
+
+@router.delete("/training/sessions/{session_id}/seats/{seat_id}", response_model=TrainingSeatPublic)
+def give_back_a_seat(
+    session: SessionDep, user: CurrentUser, session_id: Id, seat_id: Id
+) -> TrainingSeatPublic:
+    """Free a seat before the session starts (the lab's managers, or its holder); the
+    person is told and their request waits for another session."""
+    seat = training.training_seat_give_up(
+        session, user=user, session_id=session_id, seat_id=seat_id
+    )
+    return TrainingSeatPublic.model_validate(seat, from_attributes=True)
+
+
 @router.get("/training/sessions/{session_id}/seats", response_model=list[TrainingSeatPublic])
 def list_seats(session: SessionDep, user: CurrentUser, session_id: Id) -> list[TrainingSeatPublic]:
     """Who has a seat, and what was recorded (the lab's managers)."""

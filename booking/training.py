@@ -460,6 +460,60 @@ def training_seat_take(
     return seat
 
 
+def training_seat_give_up(
+    session: Session,
+    *,
+    user: User,
+    session_id: int,
+    seat_id: int | None = None,
+    now: datetime | None = None,
+) -> TrainingSeat:
+    """Free a seat before the session starts: the person's own (no `seat_id`), or anyone's
+    as the lab's manager. Their request waits for another session; the other side is told,
+    so the lab can offer the seat and a person taken off knows."""
+    now = now or utcnow()
+    training = training_session_get(session, session_id, lock=True)
+    mine = select(TrainingSeat).where(TrainingSeat.session_id == session_id)
+    if seat_id is None:
+        seat = session.exec(mine.where(TrainingSeat.user_id == user.id)).first()
+    else:
+        seat = session.exec(mine.where(TrainingSeat.id == seat_id)).first()
+    by_lab = seat is not None and seat.user_id != user.id
+    if seat is None or (by_lab and not manages_lab(user, training.lab_id)):
+        # Another's seat is not shown to others: the same answer as no seat at all.
+        if seat_id is None:
+            raise NotFound(f"you have no seat in training session {session_id}")
+        raise TrainingNotFound("seat", seat_id)
+    if training.status != TrainingSessionStatus.scheduled or training.start_at <= now:
+        raise Conflict("the session has started or is over; a seat is given up before it")
+    request = session.exec(
+        select(TrainingRequest).where(TrainingRequest.seat_id == seat.id)
+    ).first()
+    if request is not None:
+        request.status, request.seat_id = TrainingRequestStatus.open, None
+        session.add(request)
+    person = session.get_one(User, seat.user_id)
+    when = local_text(training.start_at)
+    if by_lab:
+        told = [person]
+        subject = f"Your seat in {training.title} at {when} was given back by the lab"
+        body = "Your request for training waits for another session."
+    else:
+        told = lab_managers(session, training.lab_id)
+        subject = f"A seat is free in {training.title} at {when}"
+        body = f"{person.name or person.email} gave up their seat."
+    for someone in told:
+        notify(session, user_id=someone.id or 0, kind="training_seat_freed", subject=subject,
+               body=body, data={"training_session_id": training.id})  # fmt: skip
+    audit_record(
+        session, actor_id=user.id, action="training.seat_given_up", entity="training_session",
+        entity_id=training.id, after={"user_id": person.id},
+    )  # fmt: skip
+    session.delete(seat)
+    session.flush()
+    return seat
+
+
 @dataclass(frozen=True)
 class Attendance:
     user_id: int

@@ -123,6 +123,17 @@ def take_seat(request: Request, session: SessionDep, user: PageUser, session_id:
     return back_to("/me/training", "seat-taken")
 
 
+@router.post("/me/training/sessions/{session_id}/seat/give-up", dependencies=[Csrf])
+def give_up_seat(request: Request, session: SessionDep, user: PageUser, session_id: Id) -> Response:
+    """Give my seat back before the session; my request waits for another one."""
+    try:
+        training.training_seat_give_up(session, user=user, session_id=session_id)
+    except AppError as exc:
+        session.rollback()
+        return _mine(request, session, user, problem=exc.message, status=exc.status_code)
+    return back_to("/me/training", "seat-given-up")
+
+
 # --------------------------------------------------------------------------------- lab
 
 
@@ -281,6 +292,18 @@ def seat_someone(
     except AppError as exc:
         return _lab_refused(request, session, user, exc)
     return back_to("/lab/training", "seat-taken")
+
+
+@router.post("/lab/training/sessions/{session_id}/seats/{seat_id}/give-back", dependencies=[Csrf])
+def give_back_seat(
+    request: Request, session: SessionDep, user: PageManager, session_id: Id, seat_id: Id
+) -> Response:
+    """Free someone's seat before the session (they are told)."""
+    try:
+        training.training_seat_give_up(session, user=user, session_id=session_id, seat_id=seat_id)
+    except AppError as exc:
+        return _lab_refused(request, session, user, exc)
+    return back_to("/lab/training", "seat-given-back")
 
 
 @router.post("/lab/training/sessions/{session_id}/cancel", dependencies=[Csrf])

@@ -295,6 +295,8 @@ FLASH = {
     "reported": "Sent: the lab has been told.",
     "training-requested": "Asked: the lab will offer you a session.",
     "seat-taken": "You have a seat; we will remind you.",
+    "seat-given-up": "Seat given up: someone else can take it.",
+    "seat-given-back": "The seat is free again; its holder is told.",
     "training-scheduled": "Session scheduled: it holds the instrument's time.",
     "attendance-saved": "Attendance saved: passing grants the qualification.",
     "training-cancelled": "Cancelled: seat holders are told why, and the time is free again.",

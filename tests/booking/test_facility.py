@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 import billing.reminders  # noqa: F401  (registers the voucher pass, as the CLI does)
-from booking.models import Booking, BookingStatus, SafetyInduction
+from booking.models import Booking, BookingStatus, SafetyInduction, TrainingSession
 from booking.notifications.models import Notification
 from booking.reminders import reminders_due
 from booking.training import Attendance, training_attendance
@@ -381,3 +381,66 @@ def test_a_cancelled_session_frees_its_time_and_tells_the_seat_holders(
     # The time is free again.
     session.rollback()
     assert _book(client, auth(create_user(session)), instrument.id, slot).status_code == 201
+
+
+def test_a_seat_given_up_is_free_for_the_next_person(client: TestClient, session: Session) -> None:
+    """A person who cannot come gives the seat back (their request waits for another
+    session, the lab is told); the lab can free someone's seat too (they are told). Not
+    once the session has begun, and nobody else's seat is to be found."""
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab)
+    boss = create_user(session, role=Role.lab_manager, lab=lab)
+    manager = auth(boss)
+    ana, ben, eve = create_user(session), create_user(session), create_user(session)
+    client.post(
+        "/api/v1/training/requests", json={"instrument_id": instrument.id}, headers=auth(ana)
+    )
+    slot = _monday() + timedelta(days=2)
+    made = client.post(
+        "/api/v1/training/sessions",
+        json={"title": "Small", "instrument_id": instrument.id, "start": slot.isoformat(),
+              "end": (slot + timedelta(hours=1)).isoformat(), "capacity": 1},
+        headers=manager,
+    ).json()  # fmt: skip
+    seats = f"/api/v1/training/sessions/{made['id']}/seats"
+    mine = f"/api/v1/training/sessions/{made['id']}/seat"
+    seat = client.post(seats, json={}, headers=auth(ana)).json()
+    assert client.post(seats, json={}, headers=auth(ben)).status_code == 409  # full
+    [asked] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
+    assert asked["status"] == "scheduled"
+
+    # Nobody else's seat: the same 404 as no seat at all.
+    assert client.delete(f"{seats}/{seat['id']}", headers=auth(eve)).status_code == 404
+    assert client.delete(mine, headers=auth(eve)).status_code == 404
+    gone = client.delete(mine, headers=auth(ana))
+    assert gone.status_code == 200 and gone.json()["user_id"] == ana.id
+    assert client.delete(mine, headers=auth(ana)).status_code == 404
+    [asked] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
+    assert asked["status"] == "open"
+    session.rollback()
+    told = session.exec(select(Notification.subject).where(
+        Notification.user_id == boss.id, Notification.kind == "training_seat_freed")).all()  # fmt: skip
+    assert told and told[0].startswith("A seat is free in Small")
+
+    # The seat is Ben's now; the lab gives it back, and Ben is told.
+    taken = client.post(seats, json={}, headers=auth(ben))
+    assert taken.status_code == 201
+    assert client.delete(f"{seats}/{taken.json()['id']}", headers=auth(ana)).status_code == 404
+    freed = client.delete(f"{seats}/{taken.json()['id']}", headers=manager)
+    assert freed.status_code == 200
+    session.rollback()
+    told = session.exec(select(Notification.subject).where(
+        Notification.user_id == ben.id, Notification.kind == "training_seat_freed")).all()  # fmt: skip
+    assert told and "given back by the lab" in told[0]
+
+    # Once the session has begun, seats stay as they are.
+    again = client.post(seats, json={}, headers=auth(ana)).json()
+    session.rollback()
+    started = session.get(TrainingSession, made["id"])
+    assert started is not None
+    started.start_at = datetime.now(UTC) - timedelta(minutes=5)
+    session.add(started)
+    session.commit()
+    late = client.delete(mine, headers=auth(ana))
+    assert late.status_code == 409 and "started" in late.json()["detail"]
+    assert client.delete(f"{seats}/{again['id']}", headers=manager).status_code == 409

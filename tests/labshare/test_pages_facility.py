@@ -164,3 +164,55 @@ def test_incidents_webhooks_and_reminders_pages(client: TestClient, session: Ses
     refused = client.post("/me/reminders", data={"minutes": "soon", "csrf_token": token})
     assert refused.status_code == 422 and "not a number of minutes" in refused.text
     assert re.search(r'value="120,30"', client.get("/me/notifications").text)
+
+
+def test_a_seat_is_given_up_on_the_page_and_given_back_by_the_lab(
+    client: TestClient, session: Session
+) -> None:
+    lab = create_lab(session)
+    instrument = create_instrument(session, lab=lab, name="Confocal")
+    manager = create_user(session, role=Role.lab_manager, lab=lab)
+    ana = create_user(session)
+    ana.name = "Ana Lima"
+    session.add(ana)
+    session.commit()
+    page_sign_in(client, ana.email)
+    token = csrf_of(client, f"/instruments/{instrument.id}")
+    client.post("/me/training/requests", data={"instrument_id": instrument.id, "csrf_token": token})
+    lab_client = TestClient(create_app())
+    page_sign_in(lab_client, manager.email)
+    lab_token = csrf_of(lab_client, "/lab/training")
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(hour=2, minute=0, second=0)
+    local = start.astimezone(__import__("zoneinfo").ZoneInfo("Asia/Shanghai"))
+    made = lab_client.post("/lab/training/sessions", data={
+        "title": "Confocal basics", "instrument_id": str(instrument.id),
+        "start": f"{local:%Y-%m-%dT%H:%M}", "end": f"{local + timedelta(hours=2):%Y-%m-%dT%H:%M}",
+        "capacity": "1", "level": "independent", "csrf_token": lab_token,
+    })  # fmt: skip
+    assert made.status_code == 200, made.text[-2000:]
+    training = session.exec(select(TrainingSession)).one()
+    assert client.post(f"/me/training/sessions/{training.id}/seat",
+                       data={"csrf_token": token}).status_code == 200  # fmt: skip
+
+    page = client.get("/me/training").text
+    give_up = f'action="/me/training/sessions/{training.id}/seat/give-up"'
+    assert give_up in page and "Give up my seat" in page and "data-confirm" in page
+    gone = client.post(f"/me/training/sessions/{training.id}/seat/give-up",
+                       data={"csrf_token": token})  # fmt: skip
+    assert gone.status_code == 200 and "Seat given up: someone else can take it." in gone.text
+    assert give_up not in gone.text and "Take a seat" in gone.text
+    again = client.post(f"/me/training/sessions/{training.id}/seat/give-up",
+                        data={"csrf_token": token})  # fmt: skip
+    assert again.status_code == 404 and "you have no seat" in again.text
+
+    lab_client.post(f"/lab/training/sessions/{training.id}/seats",
+                    data={"email": ana.email, "csrf_token": lab_token})  # fmt: skip
+    page = lab_client.get("/lab/training").text
+    [seat_id] = re.findall(rf"/lab/training/sessions/{training.id}/seats/(\d+)/give-back", page)
+    assert 'aria-label="Give back the seat of Ana Lima"' in page
+    freed = lab_client.post(f"/lab/training/sessions/{training.id}/seats/{seat_id}/give-back",
+                            data={"csrf_token": lab_token})  # fmt: skip
+    assert freed.status_code == 200 and "The seat is free again" in freed.text
+    assert "No seat taken yet." in freed.text
+    zh = client.get("/me/training", headers={"Accept-Language": "zh-CN"}).text
+    assert "报名" in zh
