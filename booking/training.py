@@ -137,30 +137,46 @@ def _same(column: Any, value: int | None) -> Any:
     return column.is_(None) if value is None else column == value
 
 
+def _answered_by(session: Session, training: TrainingSession) -> list[Any]:
+    """The open requests a session answers: for its instrument, for the instrument's
+    category at its lab, or (an induction) for the lab's induction."""
+    open_at_lab = [
+        TrainingRequest.lab_id == training.lab_id,
+        TrainingRequest.status == TrainingRequestStatus.open,
+    ]
+    if training.instrument_id is None:
+        induction = col(TrainingRequest.instrument_id).is_(None)
+        return [*open_at_lab, induction, col(TrainingRequest.category_id).is_(None)]
+    instrument = instrument_get(session, training.instrument_id)
+    return [
+        *open_at_lab,
+        or_(
+            col(TrainingRequest.instrument_id) == training.instrument_id,
+            col(TrainingRequest.category_id) == instrument.category_id,
+        ),
+    ]
+
+
 def _matching_request(
     session: Session, person_id: int, training: TrainingSession
 ) -> TrainingRequest | None:
-    """The person's open request this session answers: for its instrument, for the
-    instrument's category at its lab, or (an induction) for the lab's induction."""
+    """The person's open request this session answers."""
     query = select(TrainingRequest).where(
-        TrainingRequest.user_id == person_id,
-        TrainingRequest.lab_id == training.lab_id,
-        TrainingRequest.status == TrainingRequestStatus.open,
+        TrainingRequest.user_id == person_id, *_answered_by(session, training)
     )
-    if training.instrument_id is None:
-        query = query.where(
-            col(TrainingRequest.instrument_id).is_(None),
-            col(TrainingRequest.category_id).is_(None),
-        )
-    else:
-        instrument = instrument_get(session, training.instrument_id)
-        query = query.where(
-            or_(
-                col(TrainingRequest.instrument_id) == training.instrument_id,
-                col(TrainingRequest.category_id) == instrument.category_id,
-            )
-        )
     return session.exec(query.order_by(col(TrainingRequest.id))).first()
+
+
+def _still_asking(session: Session, training: TrainingSession, *, besides: int) -> int:
+    """How many others have asked for what the session teaches and have no seat in it."""
+    seated = select(TrainingSeat.user_id).where(TrainingSeat.session_id == training.id)
+    return session.exec(
+        select(func.count(func.distinct(TrainingRequest.user_id))).where(
+            *_answered_by(session, training),
+            col(TrainingRequest.user_id).not_in(seated),
+            TrainingRequest.user_id != besides,
+        )
+    ).one()
 
 
 def training_requests_list(session: Session, *, user: User) -> list[TrainingRequest]:
@@ -499,9 +515,16 @@ def training_seat_give_up(
         subject = f"Your seat in {training.title} at {when} was given back by the lab"
         body = "Your request for training waits for another session."
     else:
+        # The lab chooses who gets it (as it gives seats): it is told who is asking.
         told = lab_managers(session, training.lab_id)
         subject = f"A seat is free in {training.title} at {when}"
-        body = f"{person.name or person.email} gave up their seat."
+        asking = _still_asking(session, training, besides=person.id or 0)
+        body = f"{person.name or person.email} gave up their seat. " + (
+            f"Others asking for this training, without a seat in it: {asking}. Give it to "
+            "one of them on the lab's training page."
+            if asking
+            else "Nobody else has asked for this training."
+        )
     for someone in told:
         notify(session, user_id=someone.id or 0, kind="training_seat_freed", subject=subject,
                body=body, data={"training_session_id": training.id})  # fmt: skip

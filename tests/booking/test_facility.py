@@ -406,6 +406,9 @@ def test_a_seat_given_up_is_free_for_the_next_person(client: TestClient, session
     mine = f"/api/v1/training/sessions/{made['id']}/seat"
     seat = client.post(seats, json={}, headers=auth(ana)).json()
     assert client.post(seats, json={}, headers=auth(ben)).status_code == 409  # full
+    client.post(
+        "/api/v1/training/requests", json={"instrument_id": instrument.id}, headers=auth(ben)
+    )
     [asked] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
     assert asked["status"] == "scheduled"
 
@@ -418,9 +421,11 @@ def test_a_seat_given_up_is_free_for_the_next_person(client: TestClient, session
     [asked] = client.get("/api/v1/training/requests", headers=auth(ana)).json()
     assert asked["status"] == "open"
     session.rollback()
-    told = session.exec(select(Notification.subject).where(
+    [(subject, body)] = session.exec(select(Notification.subject, Notification.body).where(
         Notification.user_id == boss.id, Notification.kind == "training_seat_freed")).all()  # fmt: skip
-    assert told and told[0].startswith("A seat is free in Small")
+    assert subject.startswith("A seat is free in Small")
+    # The lab chooses who gets it, and is told who is still asking (Ben).
+    assert "without a seat in it: 1." in body
 
     # The seat is Ben's now; the lab gives it back, and Ben is told.
     taken = client.post(seats, json={}, headers=auth(ben))
