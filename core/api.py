@@ -53,7 +53,8 @@ async def sign_in_flow(request: Request, *, email: str, password: str) -> str:
 @router.post("/auth/token", response_model=Token)
 async def sign_in(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     """Exchange an email (`username`) and password for a bearer token. After
-    LABSHARE_SIGN_IN_MAX_FAILURES wrong tries for an account or from an address within
+    LABSHARE_SIGN_IN_MAX_FAILURES wrong tries for an account (10), or
+    LABSHARE_SIGN_IN_MAX_FAILURES_PER_ADDRESS from an address (100), within
     LABSHARE_SIGN_IN_WINDOW_MINUTES, a 429 with Retry-After."""
     token = await sign_in_flow(request, email=form.username, password=form.password)
     return Token(access_token=token)

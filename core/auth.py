@@ -159,7 +159,11 @@ def _throttled(session: Session, *, email: str, address: str, now: datetime) -> 
     settings = get_settings()
     since = now - _window()
     worst = 0
-    for column, value in ((SignInFailure.email, email), (SignInFailure.address, address)):
+    limits = (
+        (SignInFailure.email, email, settings.sign_in_max_failures),
+        (SignInFailure.address, address, settings.sign_in_max_failures_per_address),
+    )
+    for column, value, limit in limits:
         if not value:
             continue
         count, oldest = session.exec(
@@ -167,7 +171,7 @@ def _throttled(session: Session, *, email: str, address: str, now: datetime) -> 
                 col(column) == value, col(SignInFailure.at) > since
             )
         ).one()
-        if count >= settings.sign_in_max_failures and oldest is not None:
+        if count >= limit and oldest is not None:
             if oldest.tzinfo is None:  # SQLite aggregates lose the column's type
                 from datetime import UTC
 

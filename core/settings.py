@@ -89,8 +89,15 @@ class Settings(BaseSettings):
     sign_in_max_failures: int = Field(
         default=10,
         ge=1,
-        description="Failed sign-ins per account, and per address, within "
-        "sign_in_window_minutes before further tries are refused (429 with Retry-After).",
+        description="Failed sign-ins per account within sign_in_window_minutes before "
+        "further tries for it are refused (429 with Retry-After).",
+    )
+    sign_in_max_failures_per_address: int = Field(
+        default=100,
+        ge=1,
+        description="Failed sign-ins from one address within sign_in_window_minutes "
+        "before further tries from it are refused: higher than per account, since a "
+        "campus or a company signs in from behind one address.",
     )
     sign_in_window_minutes: int = Field(default=15, ge=1)
     smtp_url: str | None = None
