@@ -79,17 +79,22 @@ def served(
             process.wait()
 
 
-async def all_at_once(url: str, calls: list[tuple[str, dict, dict]]) -> list[tuple[object, str]]:
-    """POST each (path, headers, JSON body) at once over up to 50 connections: each call's
-    status (or how its connection dropped) and body."""
+async def all_at_once(
+    url: str, calls: list[tuple[str, dict, dict]] | list[tuple[str, dict, dict, str]]
+) -> list[tuple[object, str]]:
+    """Send each (path, headers, JSON body[, method: POST by default]) at once over up to
+    50 connections: each call's status (or how its connection dropped) and body."""
     import asyncio
 
     limits = httpx.Limits(max_connections=50, max_keepalive_connections=50)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
-        async def one(path: str, headers: dict, body: dict) -> tuple[object, str]:
+        async def one(
+            path: str, headers: dict, body: dict, method: str = "POST"
+        ) -> tuple[object, str]:
             try:
-                r = await client.post(path, json=body, headers=headers)
+                payload = None if method == "DELETE" else body
+                r = await client.request(method, path, json=payload, headers=headers)
                 return r.status_code, r.text
             except httpx.HTTPError as exc:
                 return f"dropped ({type(exc).__name__})", ""
