@@ -516,7 +516,7 @@ def training_seat_give_up(
         body = "Your request for training waits for another session."
     else:
         # The lab chooses who gets it (as it gives seats): it is told who is asking.
-        told = lab_managers(session, training.lab_id)
+        told = [m for m in lab_managers(session, training.lab_id) if m.id != user.id]
         subject = f"A seat is free in {training.title} at {when}"
         asking = _still_asking(session, training, besides=person.id or 0)
         body = f"{person.name or person.email} gave up their seat. " + (

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 import billing.reminders  # noqa: F401  (registers the voucher pass, as the CLI does)
 from booking.models import Booking, BookingStatus, SafetyInduction, TrainingSession
@@ -437,6 +437,14 @@ def test_a_seat_given_up_is_free_for_the_next_person(client: TestClient, session
     told = session.exec(select(Notification.subject).where(
         Notification.user_id == ben.id, Notification.kind == "training_seat_freed")).all()  # fmt: skip
     assert told and "given back by the lab" in told[0]
+
+    # A manager giving up their own seat is not told of it.
+    assert client.post(seats, json={}, headers=manager).status_code == 201
+    assert client.delete(mine, headers=manager).status_code == 200
+    session.rollback()
+    notices = session.exec(select(func.count()).select_from(Notification).where(
+        Notification.user_id == boss.id, Notification.kind == "training_seat_freed")).one()  # fmt: skip
+    assert notices == 1  # Ana's give-up, not their own
 
     # Once the session has begun, seats stay as they are.
     again = client.post(seats, json={}, headers=auth(ana)).json()
