@@ -337,3 +337,14 @@ def lab_hold(
     )
     write(session, hold, instrument, now=now)
     return hold
+
+
+def lab_hold_release(session: Session, hold: Booking, *, by_id: int | None, now: datetime) -> None:
+    """Cancel a lab's hold (a run moved, a session called off). Its time is the caller's to
+    hand to the waitlist, when the caller's own new hold, if any, is in place."""
+    hold.status = BookingStatus.cancelled
+    hold.cancelled_at = now
+    hold.cancelled_by_id = by_id
+    hold.version += 1
+    session.add(hold)
+    session.flush()

@@ -33,7 +33,7 @@ from booking.models import (
     TrainingSessionStatus,
 )
 from booking.notifications.outbox import notify
-from booking.placement import lab_hold
+from booking.placement import lab_hold, lab_hold_release
 from booking.qualifications import qualification_grant
 from booking.schemas import QualificationGrant
 from core.audit import audit_record
@@ -329,12 +329,7 @@ def training_session_cancel(
     if training.booking_id is not None:
         hold = session.get(Booking, training.booking_id)
         if hold is not None and hold.status == BookingStatus.confirmed:
-            hold.status = BookingStatus.cancelled
-            hold.cancelled_at = now
-            hold.cancelled_by_id = user.id
-            hold.version += 1
-            session.add(hold)
-            session.flush()
+            lab_hold_release(session, hold, by_id=user.id, now=now)
             waitlist.promote(
                 session, instrument_id=hold.instrument_id, start=hold.start_at, end=hold.end_at,
                 now=now,

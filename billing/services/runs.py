@@ -14,7 +14,7 @@ from billing.services.requests import as_lab, expect_status, moved, request_get
 from booking import waitlist
 from booking.access import lab_person
 from booking.models import Booking, BookingStatus
-from booking.placement import lab_hold
+from booking.placement import lab_hold, lab_hold_release
 from core.errors import Conflict, Invalid
 from core.models import User
 from core.timeutil import local_text, utcnow
@@ -80,12 +80,7 @@ def _release(
     hold = session.get(Booking, request.booking_id)
     if hold is None or hold.status != BookingStatus.confirmed or hold.start_at <= now:
         return None
-    hold.status = BookingStatus.cancelled
-    hold.cancelled_at = now
-    hold.cancelled_by_id = user.id
-    hold.version += 1
-    session.add(hold)
-    session.flush()
+    lab_hold_release(session, hold, by_id=user.id, now=now)
     return hold
 
 

@@ -80,6 +80,12 @@ def _mine(
     )
 
 
+def _mine_refused(request: Request, session: Session, user: User, exc: AppError) -> HTMLResponse:
+    """My training page again, saying why; nothing the request wrote is kept."""
+    session.rollback()
+    return _mine(request, session, user, problem=exc.message, status=exc.status_code)
+
+
 @router.get("/me/training", response_class=HTMLResponse)
 def my_training(request: Request, session: SessionDep, user: PageUser) -> HTMLResponse:
     """My qualifications and when they expire, my requests, sessions I can join."""
@@ -107,8 +113,7 @@ def ask_for_training(
             category_id=category_id, level=QualificationLevel(level), note=note,
         )  # fmt: skip
     except AppError as exc:
-        session.rollback()
-        return _mine(request, session, user, problem=exc.message, status=exc.status_code)
+        return _mine_refused(request, session, user, exc)
     return back_to("/me/training", "training-requested")
 
 
@@ -118,8 +123,7 @@ def take_seat(request: Request, session: SessionDep, user: PageUser, session_id:
     try:
         training.training_seat_take(session, user=user, session_id=session_id)
     except AppError as exc:
-        session.rollback()
-        return _mine(request, session, user, problem=exc.message, status=exc.status_code)
+        return _mine_refused(request, session, user, exc)
     return back_to("/me/training", "seat-taken")
 
 
@@ -129,8 +133,7 @@ def give_up_seat(request: Request, session: SessionDep, user: PageUser, session_
     try:
         training.training_seat_give_up(session, user=user, session_id=session_id)
     except AppError as exc:
-        session.rollback()
-        return _mine(request, session, user, problem=exc.message, status=exc.status_code)
+        return _mine_refused(request, session, user, exc)
     return back_to("/me/training", "seat-given-up")
 
 
